@@ -1,0 +1,3 @@
+from rollbackbot.cli import main
+
+raise SystemExit(main())
