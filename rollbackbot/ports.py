@@ -5,8 +5,11 @@ Each external system sits behind one of these; tests replace one with a fake, ne
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
+from rollbackbot.core.decide import AppHistory
+from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import AppHealth, ResolvedTarget, RollbackPlan, RollbackRequest, RollbackResult
 
 
@@ -50,4 +53,40 @@ class ArgoCD(Protocol):
 
     async def get_resource_tree(self, app: str, project: str) -> dict[str, Any]:
         """The raw resource tree, for evidence."""
+        ...
+
+
+class StaleIncident(Exception):
+    """A compare-and-set save lost: someone else moved the incident first."""
+
+
+class IncidentStore(Protocol):
+    """Durable incidents; every state change is a compare-and-set on the previous state."""
+
+    def create(self, incident: Incident) -> bool:
+        """Insert; False (and nothing written) when an incident with that id exists."""
+        ...
+
+    def get(self, incident_id: str) -> Incident | None: ...
+
+    def save(self, incident: Incident, expected_state: IncidentState) -> None:
+        """Persist ``incident`` only if the stored state is still ``expected_state``, else StaleIncident."""
+        ...
+
+    def list(self, limit: int = 100) -> list[Incident]:
+        """Newest first."""
+        ...
+
+    def unfinished(self) -> list[Incident]:
+        """Incidents not in a terminal state, oldest first (resumed at start)."""
+        ...
+
+    def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]: ...
+
+    def app_history(self, app: str, exclude_id: str, budget_since: datetime) -> AppHistory:
+        """Active incident, last rollback and rollbacks since ``budget_since`` for the app."""
+        ...
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
         ...

@@ -6,7 +6,8 @@ Purely data: frozen dataclasses, no behaviour that touches the outside world.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,57 @@ class AppHealth:
     revision: str | None  # status.sync.revision
     operation_phase: str | None  # status.operationState.phase
     message: str = ""
+
+
+def target_to_dict(target: ResolvedTarget) -> dict[str, Any]:
+    """JSON-ready form, stored with the incident so a restart can resume."""
+    return asdict(target)
+
+
+def target_from_dict(data: Mapping[str, Any]) -> ResolvedTarget:
+    return ResolvedTarget(
+        apps=tuple(data["apps"]),
+        project=data["project"],
+        paths=tuple(data["paths"]),
+        tag_pattern=data["tag_pattern"],
+        require_trailers=tuple(data.get("require_trailers", ())),
+    )
+
+
+def _tag_to_dict(tag: ReleaseTag | None) -> dict[str, Any] | None:
+    return {"name": tag.name, "commit": tag.commit, "trailers": dict(tag.trailers)} if tag else None
+
+
+def _tag_from_dict(data: Mapping[str, Any] | None) -> ReleaseTag | None:
+    return ReleaseTag(data["name"], data["commit"], dict(data["trailers"])) if data else None
+
+
+def plan_to_dict(plan: RollbackPlan) -> dict[str, Any]:
+    """JSON-ready form of a plan."""
+    return {
+        "app": plan.app,
+        "branch": plan.branch,
+        "head": plan.head,
+        "current": _tag_to_dict(plan.current),
+        "target": _tag_to_dict(plan.target),
+        "skipped": [{"name": s.name, "reason": s.reason} for s in plan.skipped],
+        "diff_stat": plan.diff_stat,
+        "changed_paths": list(plan.changed_paths),
+        "no_target_reason": plan.no_target_reason,
+        "head_is_rollback": plan.head_is_rollback,
+    }
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> RollbackPlan:
+    return RollbackPlan(
+        app=data["app"],
+        branch=data["branch"],
+        head=data["head"],
+        current=_tag_from_dict(data.get("current")),
+        target=_tag_from_dict(data.get("target")),
+        skipped=tuple(SkippedTag(s["name"], s["reason"]) for s in data.get("skipped", ())),
+        diff_stat=data.get("diff_stat", ""),
+        changed_paths=tuple(data.get("changed_paths", ())),
+        no_target_reason=data.get("no_target_reason"),
+        head_is_rollback=bool(data.get("head_is_rollback", False)),
+    )

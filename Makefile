@@ -1,0 +1,38 @@
+# rollbackbot — every target does its own set-up on a fresh machine.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rollbackbot demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rollbackbot tests
+	$(VENV)/bin/ruff format --check rollbackbot tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+test: $(STAMP)
+	bash scripts/ensure-alertmanager.sh
+	$(MAKE) --no-print-directory lint
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .rollbackbot .pytest_cache .mypy_cache .ruff_cache

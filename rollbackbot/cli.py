@@ -1,0 +1,81 @@
+"""Command line (DESIGN §5): rollbackbot serve | demo | policy check|schema | plan | rollback | incidents."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from rollbackbot.errors import RollbackBotError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rollbackbot", description="GitOps circuit breaker for ML models")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the webhook service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-format", choices=["json", "text"], default="json")
+
+    demo = sub.add_parser("demo", help="the whole loop on an embedded sandbox")
+    demo.add_argument("--workdir", type=Path, default=None, help="keep the sandbox here (default: a temp dir)")
+
+    policy = sub.add_parser("policy", help="policy files")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="validate a directory of policies (exit 1 on errors)")
+    check.add_argument("directory", nargs="?", type=Path, default=None)
+    policy_sub.add_parser("schema", help="print the JSON Schema of a policy file")
+
+    plan = sub.add_parser("plan", help="dry run: what a rollback of APP would do")
+    plan.add_argument("--app", required=True)
+
+    rollback = sub.add_parser("rollback", help="roll APP back now (same path and records as automatic)")
+    rollback.add_argument("--app", required=True)
+    rollback.add_argument("--to", dest="to_tag", default=None, help="a specific verified release tag")
+
+    incidents = sub.add_parser("incidents", help="list incidents, or show one")
+    incidents.add_argument("incident_id", nargs="?")
+    incidents.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except RollbackBotError as exc:
+        print(f"rollbackbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rollbackbot import commands
+
+    if args.command == "serve":
+        return commands.serve(args.host, args.port, args.log_format)
+    if args.command == "demo":
+        from rollbackbot.demo import run_demo
+
+        return asyncio.run(run_demo(args.workdir))
+    if args.command == "policy":
+        if args.policy_command == "schema":
+            from rollbackbot.core.policy import policy_json_schema
+
+            print(json.dumps(policy_json_schema(), indent=2))
+            return 0
+        directory = args.directory or Path(os.environ.get("ROLLBACKBOT_POLICIES", "policies"))
+        return commands.policy_check(directory)
+    if args.command == "plan":
+        return commands.plan(args.app)
+    if args.command == "rollback":
+        return asyncio.run(commands.rollback(args.app, args.to_tag))
+    if args.command == "incidents":
+        return commands.incidents(args.incident_id, args.json)
+    raise AssertionError(args.command)

@@ -1,0 +1,149 @@
+"""What each CLI command does, kept apart from argument parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rollbackbot.core.incident_json import incident_to_api
+from rollbackbot.core.incidents import AlertRef, IncidentState, new_incident
+from rollbackbot.core.model import ResolvedTarget, target_to_dict
+from rollbackbot.core.policy import Policy
+from rollbackbot.core.policy_select import resolve_target
+from rollbackbot.errors import AlertRefused, ConfigError, NoTargetError
+from rollbackbot.settings import load_settings
+
+
+def serve(host: str, port: int, log_format: str) -> int:
+    """Run the service until interrupted."""
+    import uvicorn
+
+    from rollbackbot.logs import configure_logging
+    from rollbackbot.wiring import build_app
+
+    configure_logging(json_lines=log_format == "json")
+    app = build_app(load_settings())
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+def policy_check(directory: Path) -> int:
+    """Validate policies; print file:line errors and exit 1 when there are any."""
+    from rollbackbot.policy_files import check_directory
+
+    problems = check_directory(directory)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
+        return 1
+    print(f"policies in {directory}: OK")
+    return 0
+
+
+def policy_for_app(policies: Sequence[Policy], app: str) -> tuple[Policy, ResolvedTarget]:
+    """The first policy whose target, resolved for ``app``, names that app."""
+    for policy in policies:
+        try:
+            target = resolve_target(policy, {"app": app})
+        except AlertRefused:
+            continue
+        if app in target.apps:
+            return policy, target
+    raise ConfigError(f"no policy targets app {app!r}")
+
+
+def plan(app: str) -> int:
+    """Print what a rollback of the app would do, without doing it."""
+    from rollbackbot.wiring import build
+
+    wired = build(load_settings())
+    wired.git.ensure_clone()
+    policy, target = policy_for_app(wired.service.policies, app)
+    result = wired.git.plan(target)
+    current = result.current.name if result.current else f"untagged@{result.head[:12]}"
+    print(f"app:      {app}  (policy {policy.name}, mode {policy.spec.mode.value})")
+    print(f"head:     {result.head}")
+    print(f"current:  {current}")
+    for skipped in result.skipped:
+        print(f"skipped:  {skipped.name}: {skipped.reason}")
+    if result.target is None:
+        print(f"target:   none: {result.no_target_reason}")
+        print("would:    suppress the rollback and tell a human")
+        return 1
+    print(f"target:   {result.target.name}  Model-Digest {result.target.model_digest}  "
+          f"Data-Version {result.target.data_version}")
+    print(f"paths:    {', '.join(target.paths)}")
+    print(result.diff_stat.rstrip() or "(no changes)")
+    print(f"would:    {policy.spec.mode.value}: commit on {result.branch}, then sync {', '.join(target.apps)}")
+    return 0
+
+
+async def rollback(app: str, to_tag: str | None) -> int:
+    """Roll the app back now through the same steps and records as an automatic rollback."""
+    from rollbackbot.wiring import build
+
+    wired = build(load_settings())
+    wired.git.ensure_clone()
+    policy, target = policy_for_app(wired.service.policies, app)
+    if to_tag:
+        result = await asyncio.to_thread(wired.git.plan_to, target, to_tag)
+    else:
+        result = await asyncio.to_thread(wired.git.plan, target)
+    if result.target is None:
+        raise NoTargetError(f"no verified target for {app}: {result.no_target_reason}")
+    now = wired.service.clock.now()
+    user = os.environ.get("USER", "operator")
+    ref = AlertRef(
+        name="ManualRollback",
+        fingerprint=hashlib.sha256(f"{app}{now.isoformat()}".encode()).hexdigest()[:16],
+        starts_at=now,
+        labels={"app": app, "requested_by": user},
+    )
+    incident = new_incident(app=target.app, policy=policy.name, mode="manual", alert=ref,
+                            target=target_to_dict(target), now=now)
+    current = result.current.name if result.current else f"untagged@{result.head[:12]}"
+    incident = incident.with_plan(result).with_approver(f"{user} (cli)").with_state(
+        IncidentState.rolling_back, now, f"manual rollback {current} -> {result.target.name} by {user}"
+    )
+    wired.store.create(incident)
+    final = await wired.service.run_incident(incident.id)
+    await wired.argocd.aclose()
+    assert final is not None
+    print(json.dumps(incident_to_api(final), indent=2))
+    return 0 if final.state is IncidentState.rolled_back else 1
+
+
+def incidents(incident_id: str | None, as_json: bool) -> int:
+    """List incidents newest first, or show one with its events."""
+    from rollbackbot.adapters.store_sql import SqlIncidentStore
+
+    store = SqlIncidentStore(os.environ.get("ROLLBACKBOT_DATABASE_URL", "sqlite:///.rollbackbot/state.db"))
+    if incident_id:
+        found = store.get(incident_id)
+        if found is None:
+            print(f"no incident {incident_id}", file=sys.stderr)
+            return 1
+        data = incident_to_api(found)
+        if as_json:
+            print(json.dumps(data, indent=2))
+            return 0
+        print(f"{found.id}  {found.app}  {found.state.value}  policy {found.policy}  mode {found.mode}")
+        print(f"alert {found.alert.name} {found.alert.fingerprint}  from {found.from_ref.tag} to {found.to_ref.tag}")
+        if found.rollback_commit:
+            print(f"commit {found.rollback_commit}")
+        for event in found.events:
+            print(f"  {event.at:%Y-%m-%d %H:%M:%S}  {event.state.value:<18} {event.detail}")
+        return 0
+    rows = store.list(100)
+    if as_json:
+        print(json.dumps([incident_to_api(i) for i in rows], indent=2))
+        return 0
+    for item in rows:
+        print(f"{item.created_at:%Y-%m-%d %H:%M:%S}  {item.id}  {item.app:<24} {item.state.value:<18} {item.reason}")
+    return 0

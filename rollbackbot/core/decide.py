@@ -1,0 +1,97 @@
+"""decide(): what to do about a matched alert. Purely computational, no side effects.
+
+The service gathers the facts (policy rules, the app's history from the store, the plan from git)
+and acts on the returned Decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from rollbackbot.core.model import RollbackPlan
+
+
+class Mode(StrEnum):
+    auto = "auto"
+    propose = "propose"
+    notify = "notify"
+
+
+class Action(StrEnum):
+    wait = "wait"  # debounce: look again at Decision.not_before
+    suppress = "suppress"
+    notify = "notify"
+    propose = "propose"
+    rollback = "rollback"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The parts of a policy that decide() reads."""
+
+    mode: Mode
+    debounce: timedelta = timedelta(0)
+    cooldown: timedelta = timedelta(minutes=30)
+    budget_max: int = 3
+    budget_per: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class AppHistory:
+    """What the store knows about recent work on the app."""
+
+    other_active_incident: str | None = None
+    last_rollback_at: datetime | None = None
+    rollbacks_in_budget_window: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    not_before: datetime | None = None
+
+
+def decide(
+    rules: Rules, *, alert_firing: bool, alert_started: datetime, now: datetime, history: AppHistory
+) -> Decision:
+    """Decide before planning: debounce, duplicates, cooldown, budget, mode."""
+    if not alert_firing:
+        return Decision(Action.suppress, "alert resolved before rollbackbot acted")
+    if history.other_active_incident:
+        return Decision(Action.suppress, f"duplicate: incident {history.other_active_incident} is active")
+    fire_until = alert_started + rules.debounce
+    if now < fire_until:
+        return Decision(
+            Action.wait, f"debounce: waiting until the alert has fired {rules.debounce}", fire_until
+        )
+    if rules.mode is Mode.notify:
+        return Decision(Action.notify, "policy mode is notify")
+    if history.last_rollback_at is not None and now < history.last_rollback_at + rules.cooldown:
+        return Decision(
+            Action.suppress,
+            f"cooldown: app rolled back at {history.last_rollback_at:%Y-%m-%dT%H:%M:%SZ}, "
+            f"cooldown {rules.cooldown}",
+        )
+    if rules.mode is Mode.propose:
+        return Decision(Action.propose, "policy mode is propose")
+    if history.rollbacks_in_budget_window >= rules.budget_max:
+        return Decision(
+            Action.propose,
+            f"budget spent: {history.rollbacks_in_budget_window} rollbacks in {rules.budget_per}",
+        )
+    return Decision(Action.rollback, "policy mode is auto")
+
+
+def decide_with_plan(decision: Decision, plan: RollbackPlan) -> Decision:
+    """Refine a rollback/propose decision once the target is known."""
+    if decision.action not in (Action.rollback, Action.propose):
+        return decision
+    if plan.target is None:
+        return Decision(Action.suppress, f"no verified target: {plan.no_target_reason or 'none found'}")
+    if plan.head_is_rollback and decision.action is Action.rollback:
+        # Walking further back on our own could stack rollbacks; a human must decide.
+        return Decision(Action.propose, "the branch head is already a rollbackbot rollback")
+    return decision

@@ -1,0 +1,83 @@
+"""The SQL incident store on a real SQLite file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
+from rollbackbot.ports import StaleIncident
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+S = IncidentState
+
+
+def _incident(app: str = "docsum-llm", fp: str = "a509e5702057cd45", at: datetime = NOW) -> Incident:
+    alert = AlertRef("PromptInjectionSpike", fp, at - timedelta(minutes=1), {"app": app})
+    return new_incident(app=app, policy="p", mode="auto", alert=alert, target={}, now=at)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/state.db"
+
+
+def test_create_is_idempotent(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    inc = _incident()
+    assert store.create(inc) is True
+    assert store.create(inc) is False
+    assert len(store.list()) == 1
+
+
+def test_survives_a_restart(db_url: str) -> None:
+    inc = _incident().with_state(S.rolling_back, NOW, "go")
+    SqlIncidentStore(db_url).create(inc)
+    reopened = SqlIncidentStore(db_url)
+    assert reopened.get(inc.id) == inc
+    assert [i.id for i in reopened.unfinished()] == [inc.id]
+
+
+def test_save_is_compare_and_set(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    inc = _incident()
+    store.create(inc)
+    first = inc.with_state(S.awaiting_approval, NOW)
+    store.save(first, S.received)
+    approved = first.with_state(S.approved, NOW)
+    store.save(approved, S.awaiting_approval)
+    # A second click computed from the same awaiting_approval record must lose.
+    with pytest.raises(StaleIncident):
+        store.save(first.with_state(S.rejected, NOW), S.awaiting_approval)
+    assert store.get(inc.id) == approved
+
+
+def test_list_is_newest_first_and_find_by_alert(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    old, new = _incident(fp="aa", at=NOW), _incident(fp="bb", at=NOW + timedelta(minutes=5))
+    store.create(old)
+    store.create(new)
+    assert [i.id for i in store.list()] == [new.id, old.id]
+    assert [i.id for i in store.find_by_alert("aa", old.alert.starts_at)] == [old.id]
+    assert store.find_by_alert("aa", new.alert.starts_at) == []
+
+
+def test_app_history(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    done = _incident(fp="01", at=NOW - timedelta(hours=2))
+    done = done.with_state(S.rolling_back, NOW - timedelta(hours=2)).with_state(S.syncing, NOW).with_state(
+        S.rolled_back, NOW)
+    store.create(done)
+    active = _incident(fp="02")
+    store.create(active)
+    other_app = _incident(app="badge-vision", fp="03").with_state(S.rolling_back, NOW)
+    store.create(other_app)
+    mine = _incident(fp="04")
+    history = store.app_history("docsum-llm", mine.id, NOW - timedelta(hours=24))
+    assert history.other_active_incident == active.id
+    assert history.last_rollback_at == NOW - timedelta(hours=2)
+    assert history.rollbacks_in_budget_window == 1
+    assert store.app_history("docsum-llm", mine.id, NOW - timedelta(hours=1)).rollbacks_in_budget_window == 0
