@@ -90,3 +90,11 @@ class IncidentStore(Protocol):
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
         ...
+
+
+class EvidenceSink(Protocol):
+    """Where forensic bundles go (file:// or s3://)."""
+
+    def write(self, incident_id: str, files: dict[str, bytes]) -> str:
+        """Store the bundle write-once and return its URL."""
+        ...

@@ -21,7 +21,7 @@ from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.errors import AlertRefused
 from rollbackbot.logs import current_incident
-from rollbackbot.ports import ArgoCD, GitOpsRepo, IncidentStore, StaleIncident
+from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident
 from rollbackbot.steps import Steps, rules_of
 
 log = logging.getLogger("rollbackbot.service")
@@ -48,13 +48,14 @@ class Service:
         argocd: ArgoCD,
         policies: Sequence[Policy],
         clock: Clock,
+        evidence: EvidenceSink | None = None,
         max_concurrency: int = 8,
     ) -> None:
         self.store = store
         self.clock = clock
         self.policies = list(policies)
         self._by_name = {p.name: p for p in self.policies}
-        self.steps = Steps(git=git, argocd=argocd, clock=clock)
+        self.steps = Steps(git=git, argocd=argocd, clock=clock, evidence=evidence)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_concurrency)
         self._stopping = False
@@ -190,6 +191,10 @@ class Service:
         if incident.state is S.approved:
             return incident.with_state(S.rolling_back, now, f"approved by {incident.approved_by}")
         if incident.state is S.rolling_back:
+            if incident.evidence_url is None and incident.rollback_commit is None:
+                captured = await self.steps.capture_evidence(incident, policy)
+                if captured is not incident:
+                    return captured  # persisted before the commit is written
             return await self.steps.commit(incident)
         if incident.state is S.syncing:
             return await self.steps.sync(incident, policy)

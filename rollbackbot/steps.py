@@ -15,7 +15,8 @@ from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import ResolvedTarget, RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import Policy
 from rollbackbot.errors import AdapterError, ConflictError, PermanentError, TransientError
-from rollbackbot.ports import ArgoCD, GitOpsRepo
+from rollbackbot import forensics
+from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo
 
 log = logging.getLogger("rollbackbot.steps")
 S = IncidentState
@@ -37,10 +38,23 @@ def rules_of(policy: Policy) -> Rules:
 
 
 class Steps:
-    def __init__(self, *, git: GitOpsRepo, argocd: ArgoCD, clock: Clock) -> None:
+    def __init__(self, *, git: GitOpsRepo, argocd: ArgoCD, clock: Clock, evidence: EvidenceSink | None) -> None:
         self.git = git
         self.argocd = argocd
         self.clock = clock
+        self.evidence = evidence
+
+    async def capture_evidence(self, incident: Incident, policy: Policy) -> Incident:
+        """Before anything changes: the forensic bundle, recorded on the incident."""
+        if self.evidence is None or incident.evidence_url is not None:
+            return incident
+        budget = policy.spec.forensics.budget.total_seconds() if policy.spec.forensics else 10.0
+        evidence = await forensics.capture(incident, self.argocd, self.evidence, budget)
+        detail = f"evidence captured: {evidence.url}"
+        if evidence.missing:
+            detail += f" (missing: {'; '.join(evidence.missing)})"
+        # An empty URL records that capture was attempted, so a resume does not capture again.
+        return incident.with_evidence(evidence.url or "").with_event(self.clock.now(), detail)
 
     async def plan(self, incident: Incident, target: ResolvedTarget, decision: Decision) -> Incident:
         """Find current and target release; move to rolling_back, awaiting_approval or suppressed."""
@@ -71,7 +85,7 @@ class Steps:
             target=target,
             plan=plan_from_dict(incident.plan),
             alert_ref=incident.alert.trailer,
-            evidence_url=incident.evidence_url,
+            evidence_url=incident.evidence_url or None,
             approved_by=incident.approved_by,
         )
         for attempt in range(1, COMMIT_ATTEMPTS + 1):

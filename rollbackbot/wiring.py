@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from rollbackbot.adapters.argocd import ArgoCDClient
+from rollbackbot.adapters.evidence import evidence_sink_for
 from rollbackbot.adapters.git_repo import GitOpsRepository
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
@@ -38,7 +39,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     store = SqlIncidentStore(settings.database_url)
     git = GitOpsRepository(settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers)
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
-    service = Service(store=store, git=git, argocd=argocd, policies=policies, clock=clock or SystemClock())
+    evidence = evidence_sink_for(settings.evidence_url)
+    service = Service(
+        store=store, git=git, argocd=argocd, policies=policies, clock=clock or SystemClock(), evidence=evidence
+    )
     return Wired(service=service, git=git, argocd=argocd, store=store)
 
 

@@ -218,8 +218,11 @@ def _judge(app: Application, revision: str) -> tuple[bool, str | None]:
         return False, f"last operation deployed {short_sha(op_rev)}, not {short_sha(revision)}"
     if state.phase in _FAILED_PHASES:
         return True, f"operation {state.phase}: {state.message or 'no message'}"
-    if state.finished_at is None or state.phase != "Succeeded":
-        return False, f"operation {state.phase or 'pending'}: {state.message or 'not finished'}"
+    if state.finished_at is None:
+        phase = state.phase or "pending"
+        return False, f"operation {phase} but not finished: {state.message or 'no message'}"
+    if state.phase != "Succeeded":
+        return False, f"operation {state.phase or 'pending'}: {state.message or 'no message'}"
     if status.reconciled_at is None or status.reconciled_at < state.finished_at:
         # Until the post-sync reconcile, status.sync/health are the stale pre-sync values.
         return False, "waiting for reconcile after sync"

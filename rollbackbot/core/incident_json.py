@@ -35,7 +35,7 @@ def incident_to_api(incident: Incident) -> dict[str, Any]:
         "from": {"tag": incident.from_ref.tag, "revision": incident.from_ref.revision},
         "to": {"tag": incident.to_ref.tag, "revision": incident.to_ref.revision},
         "rollback_commit": incident.rollback_commit,
-        "evidence_url": incident.evidence_url,
+        "evidence_url": incident.evidence_url or None,
         "approved_by": incident.approved_by,
         "events": [{"at": _iso(e.at), "state": e.state.value, "detail": e.detail} for e in incident.events],
     }
@@ -50,6 +50,7 @@ def incident_to_record(incident: Incident) -> dict[str, Any]:
     record["not_before"] = _iso(incident.not_before)
     record["resolved_at"] = _iso(incident.resolved_at)
     record["plan"] = incident.plan
+    record["evidence_url"] = incident.evidence_url
     return record
 
 

@@ -1,0 +1,180 @@
+"""``rollbackbot demo``: the whole loop on an embedded sandbox, on loopback, in a few seconds.
+
+A real GitOps repository with ssh-signed release tags, the fake Argo CD API server and the real
+service run as processes; an alert is delivered exactly as Alertmanager sends it, and the
+timeline, the rollback commit and the final health are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rollbackbot import procs
+from rollbackbot.testing.alertmanager import alert, notification
+from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
+
+APP = "docsum-llm"
+WEBHOOK_TOKEN = "demo-webhook-token-0123456789abcdef"
+ARGOCD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOm1sLXByb2Q6cm9sbGJhY2tib3QifQ.ZGVtbw"
+TERMINAL = {"suppressed", "rejected", "expired", "rolled_back", "failed", "notified"}
+
+EMBEDDED_POLICY = """\
+apiVersion: rollbackbot/v1
+kind: RollbackPolicy
+metadata: {name: docsum-llm-injection}
+spec:
+  matchers: ['alertname =~ "PromptInjectionSpike|ModelCanaryLeak|ModelOutputPIILeak"', 'app = "docsum-llm"']
+  target: {argocdApps: [docsum-llm], project: ml-prod, paths: [apps/docsum-llm], tags: "docsum-llm/v*"}
+  mode: auto
+  sync: {timeout: 1m, prune: true}
+"""
+
+
+def _policies_dir(work: Path) -> Path:
+    shipped = Path("policies")
+    if shipped.is_dir() and any(shipped.glob("*.yaml")):
+        return shipped.resolve()
+    embedded = work / "policies"
+    embedded.mkdir(exist_ok=True)
+    (embedded / "10-docsum-llm-injection.yaml").write_text(EMBEDDED_POLICY)
+    return embedded
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _build(work: Path) -> Any:
+    return build_sandbox(
+        work / "gitops",
+        [
+            AppSpec(
+                APP,
+                [
+                    Release("1.0.0"),
+                    Release("1.1.0"),
+                    Release("1.2.0", signed=False),  # never signed: must be skipped
+                    Release("1.3.0", health="Degraded"),  # deployed now, and compromised
+                ],
+            )
+        ],
+    )
+
+
+def _print_timeline(events: list[dict[str, Any]], shown: int, t0: datetime) -> int:
+    for event in events[shown:]:
+        at = datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
+        offset = (at - t0).total_seconds()
+        _say(f"  +{offset:7.3f}s  {event['state']:<18} {event['detail']}")
+    return len(events)
+
+
+async def run_demo(workdir: Path | None = None) -> int:
+    """Run the demo; exit code 0 when the app ends rolled back and Healthy."""
+    started = time.monotonic()
+    work = Path(workdir or tempfile.mkdtemp(prefix="rollbackbot-demo-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    _say("rollbackbot demo: the GitOps circuit breaker, end to end on loopback")
+    _say(f"sandbox: {work}")
+    sandbox = _build(work)
+    _say(f"\n1. GitOps repository {sandbox.remote_url} with releases of {APP}:")
+    for tag in sandbox.tag_names():
+        note = {"1.2.0": "unsigned", "1.3.0": "deployed now — compromised, Degraded"}.get(tag.rsplit("v", 1)[-1], "")
+        _say(f"     {tag:<22} {note}")
+    config = work / "argocd.json"
+    config.write_text(json.dumps({
+        "token": ARGOCD_TOKEN,
+        "subject": "proj:ml-prod:rollbackbot",
+        "repo": str(sandbox.remote_path),
+        "branch": sandbox.branch,
+        "apps": [{"name": APP, "project": "ml-prod", "path": f"apps/{APP}"}],
+    }))
+    with ExitStack() as stack:
+        log = stack.enter_context(open(work / "processes.log", "wb"))
+        argo_proc, argo_url = procs.start_fake_argocd(config, log)
+        stack.callback(procs.stop, argo_proc)
+        port = procs.free_port()
+        env = {
+            "ROLLBACKBOT_GIT_URL": sandbox.remote_url,
+            "ROLLBACKBOT_GIT_BRANCH": sandbox.branch,
+            "ROLLBACKBOT_GIT_WORKDIR": str(work / "state" / "repo"),
+            "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(sandbox.allowed_signers),
+            "ROLLBACKBOT_POLICIES": str(_policies_dir(work)),
+            "ROLLBACKBOT_ARGOCD_URL": argo_url,
+            "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
+            "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+            "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{work}/state/state.db",
+            "ROLLBACKBOT_EVIDENCE_URL": f"file://{work}/state/evidence",
+        }
+        service = procs.start_service(env, port, log, cwd=work)
+        stack.callback(procs.stop, service)
+        base = f"http://127.0.0.1:{port}"
+        procs.wait_ready(f"{base}/readyz", service)
+        _say(f"\n2. fake Argo CD at {argo_url}; rollbackbot serving at {base}")
+        async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+            return await _deliver_and_follow(client, sandbox, argo_url, work, started)
+
+
+async def _deliver_and_follow(
+    client: httpx.AsyncClient, sandbox: Any, argo_url: str, work: Path, started: float
+) -> int:
+    labels = {"alertname": "PromptInjectionSpike", "app": APP, "severity": "critical", "namespace": "ml-prod"}
+    body = notification(
+        [alert(labels, datetime.now(UTC) - timedelta(minutes=2),
+               annotations={"summary": "Prompt-injection detections on docsum-llm at 14x baseline"})]
+    )
+    _say("\n3. Alertmanager delivers PromptInjectionSpike{app=\"docsum-llm\"}")
+    t0 = datetime.now(UTC)
+    sent = time.monotonic()
+    answer = await client.post(
+        "/webhook/alertmanager", json=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    )
+    _say(f"   webhook answered {answer.status_code} in {1000 * (time.monotonic() - sent):.1f} ms: {answer.json()}")
+    if answer.status_code != 202:
+        return 1
+    incident_id = answer.json()["incidents"][0]
+    _say(f"\n4. timeline of {incident_id}:")
+    shown, incident = 0, {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        incident = (await client.get(f"/api/incidents/{incident_id}")).json()
+        shown = _print_timeline(incident["events"], shown, t0)
+        if incident["state"] in TERMINAL:
+            break
+        await asyncio.sleep(0.05)
+    _say(f"\n5. the rollback commit on {sandbox.branch}:")
+    if incident.get("rollback_commit"):
+        show = subprocess.run(
+            ["git", "--git-dir", str(sandbox.remote_path), "show", "--stat", "--format=%H%n%an <%ae>%n%n%B",
+             incident["rollback_commit"]],
+            capture_output=True, text=True, check=False,
+        )
+        for line in show.stdout.rstrip().splitlines():
+            _say(f"   {line}")
+    async with httpx.AsyncClient(timeout=5.0) as argo:
+        app = (await argo.get(f"{argo_url}/_fake/apps/{APP}")).json()
+    status = app.get("status", app)
+    health = status.get("health", {}).get("status")
+    revision = status.get("sync", {}).get("revision", "")
+    _say(f"\n6. Argo CD: {APP} is {status.get('sync', {}).get('status')} at {revision[:12]}, health {health}")
+    _say(f"   evidence bundle: {incident.get('evidence_url')}")
+    ok = incident.get("state") == "rolled_back" and health == "Healthy"
+    _say(f"\n{'OK' if ok else 'FAILED'}: incident {incident.get('state')} "
+         f"({incident.get('from', {}).get('tag')} -> {incident.get('to', {}).get('tag')}) "
+         f"in {time.monotonic() - started:.1f}s total; logs in {work / 'processes.log'}")
+    return 0 if ok else 1
+
+
+def cleanup(work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""Starting rollbackbot's own processes on loopback: used by the demo and the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_fake_argocd(config_file: Path, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
+    """Run the fake Argo CD API server as its own process; return it and its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rollbackbot.testing.argocd", "--config", str(config_file), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()
+    if "listening on " not in line:
+        proc.kill()
+        raise RuntimeError(f"fake Argo CD did not start: {line!r}")
+    return proc, line.rsplit(" ", 1)[-1]
+
+
+def start_service(env: dict[str, str], port: int, log: IO[bytes], cwd: Path) -> subprocess.Popen[bytes]:
+    """Run ``rollbackbot serve`` as its own process with the given ROLLBACKBOT_* environment."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLBACKBOT_")} | env
+    return subprocess.Popen(
+        [sys.executable, "-m", "rollbackbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+    )
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers 200, failing early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """Terminate politely, then kill."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,187 @@
+"""Real processes on loopback: git daemon, the fake Argo CD, the service and Alertmanager."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rollbackbot import procs
+from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
+
+WEBHOOK_TOKEN = "e2e-webhook-token-0123456789abcdef"
+ARGOCD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOm1sLXByb2Q6cm9sbGJhY2tib3QifQ.ZTJl"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def alertmanager_bin() -> str:
+    path = shutil.which("prometheus-alertmanager")
+    if path:
+        return path
+    if os.environ.get("CI") == "true":
+        pytest.fail("prometheus-alertmanager is missing under CI=true: .ci/run must install it")
+    pytest.skip("prometheus-alertmanager not installed (make test installs it when run as root with apt-get)")
+
+
+@dataclass
+class Stack:
+    sandbox: GitOpsSandbox
+    service_url: str
+    argocd_url: str
+    git_url: str
+    work: Path
+    log: Path
+    service: subprocess.Popen[bytes]
+
+    def incident(self, incident_id: str) -> dict[str, object]:
+        return dict(httpx.get(f"{self.service_url}/api/incidents/{incident_id}", timeout=5).json())
+
+    def incidents(self) -> list[dict[str, object]]:
+        return list(httpx.get(f"{self.service_url}/api/incidents", timeout=5).json()["incidents"])
+
+    def wait_state(self, incident_id: str, states: set[str], timeout: float = 30.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        data: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            data = self.incident(incident_id)
+            if data.get("state") in states:
+                return data
+            time.sleep(0.05)
+        raise AssertionError(f"incident {incident_id} never reached {states}: {data}\n{self.log.read_text()[-4000:]}")
+
+    def argocd_requests(self) -> list[dict[str, object]]:
+        return list(httpx.get(f"{self.argocd_url}/_fake/requests", timeout=5).json())
+
+    def argocd_app(self, name: str) -> dict[str, object]:
+        return dict(httpx.get(f"{self.argocd_url}/_fake/apps/{name}", timeout=5).json())
+
+
+def docsum_releases() -> list[AppSpec]:
+    return [
+        AppSpec(
+            "docsum-llm",
+            [Release("1.0.0"), Release("1.1.0"), Release("1.2.0", signed=False), Release("1.3.0", health="Degraded")],
+        ),
+        AppSpec("badge-vision", [Release("3.0.0"), Release("3.1.0", health="Degraded")], with_features=True),
+    ]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    sandbox = build_sandbox(tmp_path / "gitops", docsum_releases())
+    log_path = tmp_path / "processes.log"
+    started: list[subprocess.Popen[bytes]] = []
+    with open(log_path, "wb") as log:
+        try:
+            git_port = procs.free_port()
+            base = sandbox.remote_path.parent
+            daemon = subprocess.Popen(
+                ["git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all", "--enable=receive-pack",
+                 "--listen=127.0.0.1", f"--port={git_port}", str(base)],
+                stdout=log, stderr=log,
+            )
+            started.append(daemon)
+            _wait_port(git_port)
+            git_url = f"git://127.0.0.1:{git_port}/{sandbox.remote_path.name}"
+            config = tmp_path / "argocd.json"
+            config.write_text(json.dumps({
+                "token": ARGOCD_TOKEN,
+                "repo": str(sandbox.remote_path),
+                "branch": sandbox.branch,
+                "apps": [
+                    {"name": "docsum-llm", "project": "ml-prod", "path": "apps/docsum-llm"},
+                    {"name": "badge-vision", "project": "ml-prod", "path": "apps/badge-vision"},
+                    {"name": "badge-vision-features", "project": "ml-prod", "path": "apps/badge-vision-features"},
+                ],
+            }))
+            argo, argo_url = procs.start_fake_argocd(config, log)
+            started.append(argo)
+            port = procs.free_port()
+            env = {
+                "ROLLBACKBOT_GIT_URL": git_url,
+                "ROLLBACKBOT_GIT_BRANCH": sandbox.branch,
+                "ROLLBACKBOT_GIT_WORKDIR": str(tmp_path / "state" / "repo"),
+                "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(sandbox.allowed_signers),
+                "ROLLBACKBOT_POLICIES": str(REPO_ROOT / "policies"),
+                "ROLLBACKBOT_ARGOCD_URL": argo_url,
+                "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
+                "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+                "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{tmp_path}/state/state.db",
+                "ROLLBACKBOT_EVIDENCE_URL": f"file://{tmp_path}/state/evidence",
+            }
+            service = procs.start_service(env, port, log, cwd=tmp_path)
+            started.append(service)
+            url = f"http://127.0.0.1:{port}"
+            procs.wait_ready(f"{url}/readyz", service)
+            yield Stack(sandbox, url, argo_url, git_url, tmp_path, log_path, service)
+        finally:
+            for proc in reversed(started):
+                procs.stop(proc)
+
+
+@dataclass
+class Alertmanager:
+    url: str
+
+    def fire(self, labels: dict[str, str], annotations: dict[str, str] | None = None) -> None:
+        body = [{"labels": labels, "annotations": annotations or {}}]
+        httpx.post(f"{self.url}/api/v2/alerts", json=body, timeout=5).raise_for_status()
+
+    def alerts(self) -> list[dict[str, object]]:
+        return list(httpx.get(f"{self.url}/api/v2/alerts", timeout=5).json())
+
+
+@pytest.fixture
+def alertmanager(alertmanager_bin: str, stack: Stack, tmp_path: Path) -> Iterator[Alertmanager]:
+    port = procs.free_port()
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        "route:\n"
+        "  receiver: rollbackbot\n"
+        "  group_by: [alertname, app]\n"
+        "  group_wait: 0s\n"
+        "  group_interval: 1s\n"
+        "  repeat_interval: 1s\n"
+        "receivers:\n"
+        "  - name: rollbackbot\n"
+        "    webhook_configs:\n"
+        f"      - url: {stack.service_url}/webhook/alertmanager\n"
+        "        send_resolved: true\n"
+        "        http_config:\n"
+        "          authorization:\n"
+        f"            credentials: {WEBHOOK_TOKEN}\n"
+    )
+    storage = tmp_path / "am-data"
+    storage.mkdir()
+    with open(tmp_path / "alertmanager.log", "wb") as log:
+        proc = subprocess.Popen(
+            [alertmanager_bin, f"--config.file={config}", f"--storage.path={storage}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+             f"--web.external-url=http://127.0.0.1:{port}"],
+            stdout=log, stderr=log,
+        )
+        try:
+            procs.wait_ready(f"http://127.0.0.1:{port}/-/ready", proc)
+            yield Alertmanager(f"http://127.0.0.1:{port}")
+        finally:
+            procs.stop(proc)
