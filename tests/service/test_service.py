@@ -1,0 +1,188 @@
+"""The service drives incidents through the ports: intake, decisions, exactly-once, resume."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rollbackbot.adapters.evidence import FileEvidenceSink
+from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.clock import FakeClock
+from rollbackbot.core.alerts import AlertmanagerPayload
+from rollbackbot.core.policy import Policy
+from rollbackbot.policy_files import load_policies
+from rollbackbot.service import Service
+from rollbackbot.testing.alertmanager import alert, notification
+from tests.service.fakes import ConflictError, FakeArgo, FakeGit, TransientError
+
+REPO = Path(__file__).resolve().parents[2]
+DOCSUM = {"alertname": "PromptInjectionSpike", "app": "docsum-llm", "severity": "critical"}
+BADGE = {"alertname": "ModelFalseNegativeSpike", "app": "badge-vision", "severity": "critical"}
+
+
+@pytest.fixture
+def policies() -> list[Policy]:
+    return load_policies(REPO / "policies")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _service(tmp_path: Path, policies: list[Policy], clock: FakeClock, git: FakeGit, argo: FakeArgo) -> Service:
+    return Service(store=SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"), git=git, argocd=argo,
+                   policies=policies, clock=clock, evidence=FileEvidenceSink(tmp_path / "evidence"))
+
+
+def _payload(labels: dict[str, str], clock: FakeClock, ago: float = 120, resolved: bool = False) -> AlertmanagerPayload:
+    start = clock.now() - timedelta(seconds=ago)
+    body = notification([alert(labels, start, ends_at=clock.now() if resolved else None)])
+    return AlertmanagerPayload.model_validate(body)
+
+
+async def test_auto_rollback_goes_through_every_state(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    git, argo = FakeGit(), FakeArgo()
+    service = _service(tmp_path, policies, clock, git, argo)
+    received = service.receive(_payload(DOCSUM, clock))
+    await service.idle()
+    incident = service.store.get(received.incidents[0])
+    assert incident is not None
+    assert incident.state.value == "rolled_back"
+    assert [e.state.value for e in incident.events] == [
+        "received", "received", "rolling_back", "rolling_back", "syncing", "rolled_back"]
+    assert "docsum-llm/v1.2.0: not signed" in incident.events[1].detail
+    assert "evidence captured" in incident.events[3].detail
+    assert "resource-tree.json" in incident.events[3].detail  # what could not be gathered is said
+    assert incident.rollback_commit == git.commits[incident.id]
+    assert argo.calls == [("refresh", "docsum-llm"), ("sync", "docsum-llm", incident.rollback_commit),
+                          ("wait", "docsum-llm", incident.rollback_commit)]
+    assert incident.evidence_url and (Path(incident.evidence_url.removeprefix("file://")) / "manifest.json").exists()
+
+
+async def test_redelivery_creates_nothing_new(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    git = FakeGit()
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    payload = _payload(DOCSUM, clock)
+    first = service.receive(payload)
+    await service.idle()
+    again = service.receive(payload)
+    await service.idle()
+    assert first.incidents == again.incidents
+    assert (first.created, again.created) == (1, 0)
+    assert len(git.commits) == 1
+
+
+async def test_resolved_alert_never_starts_a_rollback(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    git = FakeGit()
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    received = service.receive(_payload(DOCSUM, clock, resolved=True))
+    await service.idle()
+    assert received.incidents == []
+    assert git.commits == {} and service.store.list() == []
+
+
+async def test_unmatched_alert_is_ignored(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    service = _service(tmp_path, policies, clock, FakeGit(), FakeArgo())
+    received = service.receive(_payload({"alertname": "DiskFull", "app": "db"}, clock))
+    assert (received.incidents, received.ignored) == ([], 1)
+
+
+async def test_debounce_then_resolution_suppresses(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    git = FakeGit()
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    payload = _payload(BADGE, clock, ago=1)  # badge-vision debounces 60s
+    incident_id = service.receive(payload).incidents[0]
+    await asyncio.sleep(0.1)
+    await service.stop()  # the worker would sleep until the debounce ends; look at the stored record
+    waiting = service.store.get(incident_id)
+    assert waiting is not None and waiting.state.value == "received" and waiting.not_before is not None
+    service.receive(_payload(BADGE, clock, ago=1, resolved=True))
+    clock.advance(120)
+    restarted = _service(tmp_path, policies, clock, git, FakeArgo())
+    await restarted.run_incident(incident_id)
+    done = restarted.store.get(incident_id)
+    assert done is not None and done.state.value == "suppressed" and "resolved" in done.reason
+    assert git.commits == {}
+
+
+async def test_no_target_is_suppressed_with_reason(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    git = FakeGit(target_tag=None)
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await service.idle()
+    incident = service.store.get(incident_id)
+    assert incident is not None and incident.state.value == "suppressed"
+    assert "no verified target" in incident.reason and git.commits == {}
+
+
+async def test_conflict_fails_without_retry(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    git = FakeGit(fail_commit=[ConflictError("apps/docsum-llm changed by a1b2c3 (human)")])
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await service.idle()
+    incident = service.store.get(incident_id)
+    assert incident is not None and incident.state.value == "failed"
+    assert "not overriding a human" in incident.reason and git.commits == {}
+
+
+async def test_transient_commit_failure_is_retried(tmp_path: Path, policies: list[Policy], clock: FakeClock,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rollbackbot.steps.COMMIT_BACKOFF_SECONDS", 0.0)
+    git = FakeGit(fail_commit=[TransientError("remote hung up")])
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await service.idle()
+    incident = service.store.get(incident_id)
+    assert incident is not None and incident.state.value == "rolled_back" and len(git.commits) == 1
+
+
+async def test_unhealthy_after_sync_fails_with_reason(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    argo = FakeArgo(unhealthy="docsum-llm health Degraded after 300s")
+    service = _service(tmp_path, policies, clock, FakeGit(), argo)
+    incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await service.idle()
+    incident = service.store.get(incident_id)
+    assert incident is not None and incident.state.value == "failed" and "Degraded" in incident.reason
+
+
+async def test_restart_after_commit_resumes_at_sync_without_second_commit(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
+    git, argo = FakeGit(), FakeArgo(unhealthy="Argo CD unreachable")
+    service = _service(tmp_path, policies, clock, git, argo)
+    incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await service.idle()
+    # Simulate a crash after the push: put the stored incident back into rolling_back without its commit.
+    from dataclasses import replace
+
+    from rollbackbot.core.incidents import IncidentState
+
+    stored = service.store.get(incident_id)
+    assert stored is not None
+    rewound = replace(stored, state=IncidentState.rolling_back, rollback_commit=None, events=stored.events[:4])
+    service.store.save(rewound, stored.state)
+    restarted = _service(tmp_path, policies, clock, git, FakeArgo())
+    await restarted.start()
+    await restarted.idle()
+    final = restarted.store.get(incident_id)
+    assert final is not None and final.state.value == "rolled_back"
+    assert len(git.commits) == 1 and "already on main" in final.events[-2].detail
+
+
+async def test_second_alert_for_active_app_is_a_duplicate(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
+    git = FakeGit()
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    first = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await service.idle()
+    second = service.receive(_payload({**DOCSUM, "alertname": "ModelCanaryLeak"}, clock)).incidents[0]
+    await service.idle()
+    incident = service.store.get(second)
+    assert first != second and incident is not None
+    assert incident.state.value == "suppressed" and "cooldown" in incident.reason
+    assert len(git.commits) == 1
