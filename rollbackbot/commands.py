@@ -76,11 +76,15 @@ def plan(app: str) -> int:
         print(f"target:   none: {result.no_target_reason}")
         print("would:    suppress the rollback and tell a human")
         return 1
-    print(f"target:   {result.target.name}  Model-Digest {result.target.model_digest}  "
-          f"Data-Version {result.target.data_version}")
+    print(
+        f"target:   {result.target.name}  Model-Digest {result.target.model_digest}  "
+        f"Data-Version {result.target.data_version}"
+    )
     print(f"paths:    {', '.join(target.paths)}")
     print(result.diff_stat.rstrip() or "(no changes)")
-    print(f"would:    {policy.spec.mode.value}: commit on {result.branch}, then sync {', '.join(target.apps)}")
+    print(
+        f"would:    {policy.spec.mode.value}: commit on {result.branch}, then sync {', '.join(target.apps)}"
+    )
     return 0
 
 
@@ -105,11 +109,16 @@ async def rollback(app: str, to_tag: str | None) -> int:
         starts_at=now,
         labels={"app": app, "requested_by": user},
     )
-    incident = new_incident(app=target.app, policy=policy.name, mode="manual", alert=ref,
-                            target=target_to_dict(target), now=now)
+    incident = new_incident(
+        app=target.app, policy=policy.name, mode="manual", alert=ref, target=target_to_dict(target), now=now
+    )
     current = result.current.name if result.current else f"untagged@{result.head[:12]}"
-    incident = incident.with_plan(result).with_approver(f"{user} (cli)").with_state(
-        IncidentState.rolling_back, now, f"manual rollback {current} -> {result.target.name} by {user}"
+    incident = (
+        incident.with_plan(result)
+        .with_approver(f"{user} (cli)")
+        .with_state(
+            IncidentState.rolling_back, now, f"manual rollback {current} -> {result.target.name} by {user}"
+        )
     )
     wired.store.create(incident)
     final = await wired.service.run_incident(incident.id)
@@ -134,16 +143,20 @@ def incidents(incident_id: str | None, as_json: bool) -> int:
             print(json.dumps(data, indent=2))
             return 0
         print(f"{found.id}  {found.app}  {found.state.value}  policy {found.policy}  mode {found.mode}")
-        print(f"alert {found.alert.name} {found.alert.fingerprint}  from {found.from_ref.tag} to {found.to_ref.tag}")
+        print(
+            f"alert {found.alert.name} {found.alert.fingerprint}  from {found.from_ref.tag} to {found.to_ref.tag}"
+        )
         if found.rollback_commit:
             print(f"commit {found.rollback_commit}")
         for event in found.events:
             print(f"  {event.at:%Y-%m-%d %H:%M:%S}  {event.state.value:<18} {event.detail}")
         return 0
-    rows = store.list(100)
+    rows = store.recent(100)
     if as_json:
         print(json.dumps([incident_to_api(i) for i in rows], indent=2))
         return 0
     for item in rows:
-        print(f"{item.created_at:%Y-%m-%d %H:%M:%S}  {item.id}  {item.app:<24} {item.state.value:<18} {item.reason}")
+        print(
+            f"{item.created_at:%Y-%m-%d %H:%M:%S}  {item.id}  {item.app:<24} {item.state.value:<18} {item.reason}"
+        )
     return 0

@@ -90,16 +90,22 @@ async def run_demo(workdir: Path | None = None) -> int:
     sandbox = _build(work)
     _say(f"\n1. GitOps repository {sandbox.remote_url} with releases of {APP}:")
     for tag in sandbox.tag_names():
-        note = {"1.2.0": "unsigned", "1.3.0": "deployed now — compromised, Degraded"}.get(tag.rsplit("v", 1)[-1], "")
+        note = {"1.2.0": "unsigned", "1.3.0": "deployed now — compromised, Degraded"}.get(
+            tag.rsplit("v", 1)[-1], ""
+        )
         _say(f"     {tag:<22} {note}")
     config = work / "argocd.json"
-    config.write_text(json.dumps({
-        "token": ARGOCD_TOKEN,
-        "subject": "proj:ml-prod:rollbackbot",
-        "repo": str(sandbox.remote_path),
-        "branch": sandbox.branch,
-        "apps": [{"name": APP, "project": "ml-prod", "path": f"apps/{APP}"}],
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "token": ARGOCD_TOKEN,
+                "subject": "proj:ml-prod:rollbackbot",
+                "repo": str(sandbox.remote_path),
+                "branch": sandbox.branch,
+                "apps": [{"name": APP, "project": "ml-prod", "path": f"apps/{APP}"}],
+            }
+        )
+    )
     with ExitStack() as stack:
         log = stack.enter_context(open(work / "processes.log", "wb"))
         argo_proc, argo_url = procs.start_fake_argocd(config, log)
@@ -131,16 +137,23 @@ async def _deliver_and_follow(
 ) -> int:
     labels = {"alertname": "PromptInjectionSpike", "app": APP, "severity": "critical", "namespace": "ml-prod"}
     body = notification(
-        [alert(labels, datetime.now(UTC) - timedelta(minutes=2),
-               annotations={"summary": "Prompt-injection detections on docsum-llm at 14x baseline"})]
+        [
+            alert(
+                labels,
+                datetime.now(UTC) - timedelta(minutes=2),
+                annotations={"summary": "Prompt-injection detections on docsum-llm at 14x baseline"},
+            )
+        ]
     )
-    _say("\n3. Alertmanager delivers PromptInjectionSpike{app=\"docsum-llm\"}")
+    _say('\n3. Alertmanager delivers PromptInjectionSpike{app="docsum-llm"}')
     t0 = datetime.now(UTC)
     sent = time.monotonic()
     answer = await client.post(
         "/webhook/alertmanager", json=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
     )
-    _say(f"   webhook answered {answer.status_code} in {1000 * (time.monotonic() - sent):.1f} ms: {answer.json()}")
+    _say(
+        f"   webhook answered {answer.status_code} in {1000 * (time.monotonic() - sent):.1f} ms: {answer.json()}"
+    )
     if answer.status_code != 202:
         return 1
     incident_id = answer.json()["incidents"][0]
@@ -156,9 +169,18 @@ async def _deliver_and_follow(
     _say(f"\n5. the rollback commit on {sandbox.branch}:")
     if incident.get("rollback_commit"):
         show = subprocess.run(
-            ["git", "--git-dir", str(sandbox.remote_path), "show", "--stat", "--format=%H%n%an <%ae>%n%n%B",
-             incident["rollback_commit"]],
-            capture_output=True, text=True, check=False,
+            [
+                "git",
+                "--git-dir",
+                str(sandbox.remote_path),
+                "show",
+                "--stat",
+                "--format=%H%n%an <%ae>%n%n%B",
+                incident["rollback_commit"],
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         for line in show.stdout.rstrip().splitlines():
             _say(f"   {line}")
@@ -170,9 +192,11 @@ async def _deliver_and_follow(
     _say(f"\n6. Argo CD: {APP} is {status.get('sync', {}).get('status')} at {revision[:12]}, health {health}")
     _say(f"   evidence bundle: {incident.get('evidence_url')}")
     ok = incident.get("state") == "rolled_back" and health == "Healthy"
-    _say(f"\n{'OK' if ok else 'FAILED'}: incident {incident.get('state')} "
-         f"({incident.get('from', {}).get('tag')} -> {incident.get('to', {}).get('tag')}) "
-         f"in {time.monotonic() - started:.1f}s total; logs in {work / 'processes.log'}")
+    _say(
+        f"\n{'OK' if ok else 'FAILED'}: incident {incident.get('state')} "
+        f"({incident.get('from', {}).get('tag')} -> {incident.get('to', {}).get('tag')}) "
+        f"in {time.monotonic() - started:.1f}s total; logs in {work / 'processes.log'}"
+    )
     return 0 if ok else 1
 
 

@@ -36,8 +36,11 @@ async def capture(incident: Incident, argocd: ArgoCD, sink: EvidenceSink, budget
     target = target_from_dict(incident.target)
     files: dict[str, bytes] = {
         "alert.json": _json(
-            {**incident_to_api(incident)["alert"], "annotations": incident.alert.annotations,
-             "generatorURL": incident.alert.generator_url}
+            {
+                **incident_to_api(incident)["alert"],
+                "annotations": incident.alert.annotations,
+                "generatorURL": incident.alert.generator_url,
+            }
         ),
         "git.json": _json(incident.plan),
     }

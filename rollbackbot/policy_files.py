@@ -26,6 +26,7 @@ from rollbackbot.errors import PolicyError
 MAX_FILE_BYTES = 1 << 20
 MAX_NODES = 10_000  # per document, counted with aliases expanded: a real policy has < 100
 MAX_DEPTH = 32  # a real policy nests 5 deep
+MAX_MESSAGE_CHARS = 500
 _SUFFIXES = (".yaml", ".yml")
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # what PyYAML counts as a line
 
@@ -73,8 +74,8 @@ def check_directory(directory: Path) -> list[str]:
 def _policy_files(directory: Path) -> list[Path]:
     try:
         if not directory.is_dir():
-            missing = "does not exist" if not directory.exists() else "is not a directory"
-            raise PolicyErrors([PolicyError(f"policy directory {missing}", str(directory))])
+            problem = "is not a directory" if directory.exists() else "does not exist"
+            raise PolicyErrors([PolicyError(f"policy directory {problem}", str(directory))])
         # Dotfiles are editor swap and lock files, not policies under review.
         return sorted(
             (p for p in directory.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith(".")),
@@ -86,8 +87,24 @@ def _policy_files(directory: Path) -> list[Path]:
         ) from None
 
 
+class _TooDeep(yaml.MarkedYAMLError):
+    """Nesting past MAX_DEPTH, stopped while scanning: PyYAML's scanner is quadratic in flow
+    depth and its composer recurses per level, so waiting for the tree would be too late."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose construction errors always carry the failing node's mark."""
+    """SafeLoader with a nesting limit and construction errors that carry the node's mark."""
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise _TooDeep(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column: int) -> bool:
+        added = super().add_indent(column)
+        if added and len(self.indents) > MAX_DEPTH:
+            raise _TooDeep(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=self.get_mark())
+        return added
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
@@ -95,9 +112,8 @@ class _Loader(yaml.SafeLoader):
         except yaml.YAMLError:
             raise
         except Exception as exc:  # explicit tags such as !!int x or !!bool x raise anything
-            raise yaml.constructor.ConstructorError(
-                None, None, f"invalid {node.tag} value: {exc}", node.start_mark
-            ) from None
+            problem = f"invalid {node.tag} value: {exc}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
 
 
 def _timestamp_as_text(loader: _Loader, node: Node) -> str:
@@ -128,6 +144,8 @@ class _FileReader:
         return self.result
 
     def _error(self, line: int, message: str) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:  # messages quote values, which may be huge
+            message = message[:MAX_MESSAGE_CHARS] + "…"
         self.result.errors.append(PolicyError(message, f"{self.path}:{line}"))
 
     def _text(self) -> str | None:
@@ -147,25 +165,34 @@ class _FileReader:
             return None
 
     def _documents(self, text: str) -> None:
-        loader = _Loader(text)
+        loader: _Loader | None = None
         index = 0
         try:
+            loader = _Loader(text)  # checks every character up front
             while loader.check_node():
                 self._document(loader, loader.get_node(), index)
                 index += 1
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             detail = ", ".join(part for part in (exc.context, exc.problem) if part)
-            self._error(mark.line + 1 if mark else 1, f"YAML syntax error: {detail}")
+            if not isinstance(exc, _TooDeep):
+                detail = f"YAML syntax error: {detail}"
+            start = exc.context_mark
+            if mark and start and start.line != mark.line:
+                detail += f" (in what starts at line {start.line + 1})"
+            self._error(mark.line + 1 if mark else 1, detail)
         except yaml.reader.ReaderError as exc:
             line = len(_LINE_BREAK.findall(text, 0, exc.position)) + 1
-            self._error(line, f"YAML syntax error: unacceptable character {exc.character!r}")
+            self._error(line, f"YAML syntax error: unacceptable character {chr(exc.character)!r}")
         except yaml.YAMLError as exc:
             self._error(1, f"YAML error: {exc}")
         except RecursionError:
-            self._error(loader.get_mark().line + 1, f"nested deeper than {MAX_DEPTH} levels")
+            # The composer recurses once per nesting level, before _tree_problem can look.
+            line = loader.get_mark().line + 1 if loader else 1
+            self._error(line, f"nested deeper than {MAX_DEPTH} levels")
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
 
     def _document(self, loader: _Loader, node: Node | None, index: int) -> None:
         if node is None or (isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"):
@@ -182,6 +209,9 @@ class _FileReader:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or node.start_mark
             self._error(mark.line + 1, str(exc.problem))
+            return
+        except Exception as exc:  # a constructor failing outside construct_object: still the file's fault
+            self._error(node.start_mark.line + 1, f"cannot read this document: {exc}")
             return
         try:
             policy = Policy.from_document(document, source=self.path.name, index=index)

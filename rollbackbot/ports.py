@@ -73,7 +73,7 @@ class IncidentStore(Protocol):
         """Persist ``incident`` only if the stored state is still ``expected_state``, else StaleIncident."""
         ...
 
-    def list(self, limit: int = 100) -> list[Incident]:
+    def recent(self, limit: int = 100) -> list[Incident]:
         """Newest first."""
         ...
 

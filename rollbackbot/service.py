@@ -100,11 +100,23 @@ class Service:
             target = resolve_target(policy, alert.labels)
         except AlertRefused as exc:
             # Recorded, never acted on: a label that fails the name check is a red flag in itself.
-            refused = new_incident(app="unresolved", policy=policy.name, mode=policy.spec.mode.value,
-                                   alert=ref, target={}, now=now)
+            refused = new_incident(
+                app="unresolved",
+                policy=policy.name,
+                mode=policy.spec.mode.value,
+                alert=ref,
+                target={},
+                now=now,
+            )
             return refused.with_state(S.suppressed, now, f"alert refused: {exc}")
-        return new_incident(app=target.app, policy=policy.name, mode=policy.spec.mode.value, alert=ref,
-                            target=target_to_dict(target), now=now)
+        return new_incident(
+            app=target.app,
+            policy=policy.name,
+            mode=policy.spec.mode.value,
+            alert=ref,
+            target=target_to_dict(target),
+            now=now,
+        )
 
     def _record_resolution(self, alert: Alert) -> list[str]:
         ids = []
@@ -114,7 +126,10 @@ class Service:
                 try:
                     self.store.save(incident.with_resolved(alert.ends_at or self.clock.now()), incident.state)
                 except StaleIncident:
-                    log.info("resolution raced a state change; the next step sees it", extra={"incident_id": incident.id})
+                    log.info(
+                        "resolution raced a state change; the next step sees it",
+                        extra={"incident_id": incident.id},
+                    )
         return ids
 
     # ---- work: one task per incident, resumable ----
@@ -218,5 +233,3 @@ class Service:
         if decision.action is Action.notify:
             return incident.with_state(S.notified, now, decision.reason)
         return incident.with_state(S.suppressed, now, decision.reason)
-
-

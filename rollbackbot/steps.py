@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from rollbackbot import forensics
 from rollbackbot.clock import Clock
 from rollbackbot.core.decide import Action, Decision, Mode, Rules, decide_with_plan
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import ResolvedTarget, RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import Policy
 from rollbackbot.errors import AdapterError, ConflictError, PermanentError, TransientError
-from rollbackbot import forensics
 from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo
 
 log = logging.getLogger("rollbackbot.steps")
@@ -38,7 +38,9 @@ def rules_of(policy: Policy) -> Rules:
 
 
 class Steps:
-    def __init__(self, *, git: GitOpsRepo, argocd: ArgoCD, clock: Clock, evidence: EvidenceSink | None) -> None:
+    def __init__(
+        self, *, git: GitOpsRepo, argocd: ArgoCD, clock: Clock, evidence: EvidenceSink | None
+    ) -> None:
         self.git = git
         self.argocd = argocd
         self.clock = clock
@@ -93,7 +95,9 @@ class Steps:
                 result = await asyncio.to_thread(self.git.commit_rollback, request)
                 break
             except ConflictError as exc:
-                return incident.with_state(S.failed, self.clock.now(), f"conflict, not overriding a human: {exc}")
+                return incident.with_state(
+                    S.failed, self.clock.now(), f"conflict, not overriding a human: {exc}"
+                )
             except PermanentError as exc:
                 return incident.with_state(S.failed, self.clock.now(), f"rollback commit failed: {exc}")
             except TransientError as exc:
@@ -101,7 +105,9 @@ class Steps:
                     return incident.with_state(
                         S.failed, self.clock.now(), f"rollback commit failed after {attempt} attempts: {exc}"
                     )
-                log.warning("rollback commit attempt failed, retrying", extra={"attempt": attempt, "error": str(exc)})
+                log.warning(
+                    "rollback commit attempt failed, retrying", extra={"attempt": attempt, "error": str(exc)}
+                )
                 await asyncio.sleep(COMMIT_BACKOFF_SECONDS * attempt)
         detail = f"commit {result.commit[:12]} pushed to {request.plan.branch}"
         if result.already_done:
@@ -125,5 +131,7 @@ class Steps:
         elapsed = self.clock.monotonic() - started
         apps = ", ".join(target.apps)
         return incident.with_state(
-            S.rolled_back, self.clock.now(), f"{apps} Synced and Healthy at {revision[:12]} after {elapsed:.1f}s"
+            S.rolled_back,
+            self.clock.now(),
+            f"{apps} Synced and Healthy at {revision[:12]} after {elapsed:.1f}s",
         )

@@ -27,7 +27,6 @@ Params = Mapping[str, str]
 OPERATION_IN_PROGRESS = "another operation is already in progress"
 _FAILED_PRECONDITION = 9  # gRPC code Argo CD uses for the sync conflict (HTTP 400, not 412)
 _MAX_MESSAGE = 500
-_RETRY_INITIAL_WAIT = 0.5
 
 
 class OperationInProgress(PermanentError):
@@ -90,18 +89,20 @@ class ArgoHTTP:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(limit),
-            wait=wait_exponential_jitter(initial=_RETRY_INITIAL_WAIT, max=self._wait_max),
+            wait=wait_exponential_jitter(max=self._wait_max),  # 1s, 2s, 4s… plus up to 1s jitter
             sleep=self._sleep,
             before_sleep=_log_retry,
             reraise=True,
         )
         try:
-            result: T = await retrying(attempt)
+            async for try_once in retrying:
+                with try_once:
+                    return await attempt()
         except TransientError as exc:
             if limit == 1:
                 raise
             raise TransientError(f"{exc} (gave up after {limit} attempts)") from exc
-        return result
+        raise AssertionError("tenacity stopped without an outcome")  # unreachable: reraise=True
 
     async def _exchange(
         self, method: str, path: str, params: Params, body: Mapping[str, Any] | None, timeout: float | None
@@ -115,6 +116,8 @@ class ArgoHTTP:
             headers["Content-Type"] = "application/json"
             content = json.dumps(body or {}).encode()
         started = self._monotonic()
+        # Errors below are raised "from None": their text names the cause, and the original httpx
+        # exception is not redacted (nor is the request it carries, headers included).
         try:
             response = await self._http.request(
                 method,
@@ -126,10 +129,10 @@ class ArgoHTTP:
             )
         except httpx.TimeoutException as exc:
             self._log_call(endpoint, "timeout", started)
-            raise TransientError(f"Argo CD {endpoint} timed out ({type(exc).__name__})") from exc
+            raise TransientError(f"Argo CD {endpoint} timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             self._log_call(endpoint, "transport error", started)
-            raise TransientError(f"Argo CD {endpoint} failed: {self._redact(_describe(exc))}") from exc
+            raise TransientError(f"Argo CD {endpoint} failed: {self._redact(_describe(exc))}") from None
         self._log_call(endpoint, response.status_code, started)
         self._raise_for_status(endpoint, response)
         return self._json_object(endpoint, response)
@@ -147,9 +150,9 @@ class ArgoHTTP:
                     self._raise_for_status(endpoint, response)
                 return await consume(response.aiter_lines(), endpoint)
         except httpx.TimeoutException as exc:
-            raise TransientError(f"Argo CD {endpoint} timed out ({type(exc).__name__})") from exc
+            raise TransientError(f"Argo CD {endpoint} timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise TransientError(f"Argo CD {endpoint} failed: {self._redact(_describe(exc))}") from exc
+            raise TransientError(f"Argo CD {endpoint} failed: {self._redact(_describe(exc))}") from None
 
     def _raise_for_status(self, endpoint: str, response: httpx.Response) -> None:
         status = response.status_code
@@ -163,11 +166,9 @@ class ArgoHTTP:
             raise TransientError(f"Argo CD {endpoint} failed: HTTP {status}: {message}")
         if status == httpx.codes.UNAUTHORIZED:
             raise PermanentError(f"Argo CD rejected the token (401): {message} [{endpoint}]")
-        if (
-            status == httpx.codes.BAD_REQUEST
-            and code == _FAILED_PRECONDITION
-            and message == OPERATION_IN_PROGRESS
-        ):
+        # Matched on the text, and on the code when one is given: the only 400 that means "wait".
+        busy = code in (_FAILED_PRECONDITION, None) and OPERATION_IN_PROGRESS in message.lower()
+        if status == httpx.codes.BAD_REQUEST and busy:
             raise OperationInProgress(f"Argo CD {endpoint}: {message}")
         raise PermanentError(f"Argo CD {endpoint} failed: HTTP {status}: {message}")
 

@@ -121,7 +121,7 @@ class SqlIncidentStore:
         if result.rowcount != 1:
             raise StaleIncident(f"{incident.id} is no longer {expected_state.value}")
 
-    def list(self, limit: int = 100) -> list[Incident]:
+    def recent(self, limit: int = 100) -> list[Incident]:
         stmt = select(incidents.c.record).order_by(incidents.c.created_at.desc(), incidents.c.id).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()

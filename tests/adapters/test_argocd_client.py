@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from rollbackbot.adapters.argocd import MAX_LOG_BYTES, ArgoCDClient
 from rollbackbot.errors import PermanentError, TransientError
+from rollbackbot.ports import ArgoCD
 
 EXAMPLES = Path(
     os.environ.get(
@@ -358,6 +360,7 @@ async def test_token_never_appears_in_errors_or_logs(connect: Any, caplog: pytes
         lambda r: httpx.Response(503, text=f"upstream said {r.headers['Authorization']}"),
         lambda r: httpx.Response(200, text=f"<html>{r.headers['Authorization']}</html>"),
         lambda r: error(401, "401_expired"),
+        lambda r: (_ for _ in ()).throw(httpx.ConnectError(f"proxy refused {r.headers['Authorization']}")),
     ]
     for answer in answers:
         async with connect(answer, retry_attempts=2) as client:
@@ -577,3 +580,10 @@ async def test_pod_logs_http_error_before_stream(connect: Any) -> None:
     async with connect(server) as client:
         with pytest.raises(PermanentError, match="HTTP 403: permission denied"):
             await client.pod_logs(APP, PROJECT, "pod-1", "payments")
+
+
+def test_client_implements_the_port() -> None:
+    """Checked by mypy (the assignment) and at runtime (every port method is a coroutine function)."""
+    port: ArgoCD = ArgoCDClient(BASE, SecretStr(TOKEN), transport=httpx.MockTransport(Server()))
+    for name in ("refresh", "sync", "wait_synced_healthy", "get_application", "get_resource_tree"):
+        assert inspect.iscoroutinefunction(getattr(port, name)), name

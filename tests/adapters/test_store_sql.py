@@ -30,7 +30,7 @@ def test_create_is_idempotent(db_url: str) -> None:
     inc = _incident()
     assert store.create(inc) is True
     assert store.create(inc) is False
-    assert len(store.list()) == 1
+    assert len(store.recent()) == 1
 
 
 def test_survives_a_restart(db_url: str) -> None:
@@ -60,7 +60,7 @@ def test_list_is_newest_first_and_find_by_alert(db_url: str) -> None:
     old, new = _incident(fp="aa", at=NOW), _incident(fp="bb", at=NOW + timedelta(minutes=5))
     store.create(old)
     store.create(new)
-    assert [i.id for i in store.list()] == [new.id, old.id]
+    assert [i.id for i in store.recent()] == [new.id, old.id]
     assert [i.id for i in store.find_by_alert("aa", old.alert.starts_at)] == [old.id]
     assert store.find_by_alert("aa", new.alert.starts_at) == []
 
@@ -68,8 +68,11 @@ def test_list_is_newest_first_and_find_by_alert(db_url: str) -> None:
 def test_app_history(db_url: str) -> None:
     store = SqlIncidentStore(db_url)
     done = _incident(fp="01", at=NOW - timedelta(hours=2))
-    done = done.with_state(S.rolling_back, NOW - timedelta(hours=2)).with_state(S.syncing, NOW).with_state(
-        S.rolled_back, NOW)
+    done = (
+        done.with_state(S.rolling_back, NOW - timedelta(hours=2))
+        .with_state(S.syncing, NOW)
+        .with_state(S.rolled_back, NOW)
+    )
     store.create(done)
     active = _incident(fp="02")
     store.create(active)

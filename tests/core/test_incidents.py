@@ -15,9 +15,12 @@ S = IncidentState
 
 
 def _incident():  # type: ignore[no-untyped-def]
-    alert = AlertRef("PromptInjectionSpike", "a509e5702057cd45", NOW - timedelta(minutes=2), {"app": "docsum-llm"})
-    return new_incident(app="docsum-llm", policy="p", mode="auto", alert=alert, target={"apps": ["docsum-llm"]},
-                        now=NOW)
+    alert = AlertRef(
+        "PromptInjectionSpike", "a509e5702057cd45", NOW - timedelta(minutes=2), {"app": "docsum-llm"}
+    )
+    return new_incident(
+        app="docsum-llm", policy="p", mode="auto", alert=alert, target={"apps": ["docsum-llm"]}, now=NOW
+    )
 
 
 def test_id_is_deterministic_per_app_fingerprint_and_start() -> None:
@@ -55,10 +58,13 @@ def test_forbidden_transitions(path: tuple[IncidentState, ...], bad: IncidentSta
 
 def test_record_round_trip_keeps_everything() -> None:
     plan = RollbackPlan(
-        app="docsum-llm", branch="main", head="c" * 40,
+        app="docsum-llm",
+        branch="main",
+        head="c" * 40,
         current=ReleaseTag("docsum-llm/v1.2.0", "d" * 40, {"Model-Digest": "sha256:" + "1" * 64}),
         target=ReleaseTag("docsum-llm/v1.1.0", "e" * 40, {"Data-Version": "ds-1"}),
-        skipped=(SkippedTag("docsum-llm/v1.1.5", "signature does not verify"),), diff_stat=" 1 file changed",
+        skipped=(SkippedTag("docsum-llm/v1.1.5", "signature does not verify"),),
+        diff_stat=" 1 file changed",
     )
     inc = _incident().with_plan(plan).with_state(S.rolling_back, NOW, "go").with_commit("f" * 40)
     inc = inc.with_resolved(NOW + timedelta(minutes=1))
@@ -69,8 +75,20 @@ def test_record_round_trip_keeps_everything() -> None:
 
 def test_api_json_has_the_documented_keys() -> None:
     data = incident_to_api(_incident())
-    assert set(data) >= {"id", "app", "policy", "mode", "state", "alert", "from", "to", "rollback_commit",
-                         "evidence_url", "approved_by", "events"}
+    assert set(data) >= {
+        "id",
+        "app",
+        "policy",
+        "mode",
+        "state",
+        "alert",
+        "from",
+        "to",
+        "rollback_commit",
+        "evidence_url",
+        "approved_by",
+        "events",
+    }
     assert set(data["alert"]) == {"name", "fingerprint", "startsAt", "labels"}
     assert data["events"][0]["state"] == "received"
     assert data["alert"]["startsAt"].endswith("Z")

@@ -67,7 +67,9 @@ class Stack:
             if data.get("state") in states:
                 return data
             time.sleep(0.05)
-        raise AssertionError(f"incident {incident_id} never reached {states}: {data}\n{self.log.read_text()[-4000:]}")
+        raise AssertionError(
+            f"incident {incident_id} never reached {states}: {data}\n{self.log.read_text()[-4000:]}"
+        )
 
     def argocd_requests(self) -> list[dict[str, object]]:
         return list(httpx.get(f"{self.argocd_url}/_fake/requests", timeout=5).json())
@@ -80,7 +82,12 @@ def docsum_releases() -> list[AppSpec]:
     return [
         AppSpec(
             "docsum-llm",
-            [Release("1.0.0"), Release("1.1.0"), Release("1.2.0", signed=False), Release("1.3.0", health="Degraded")],
+            [
+                Release("1.0.0"),
+                Release("1.1.0"),
+                Release("1.2.0", signed=False),
+                Release("1.3.0", health="Degraded"),
+            ],
         ),
         AppSpec("badge-vision", [Release("3.0.0"), Release("3.1.0", health="Degraded")], with_features=True),
     ]
@@ -96,24 +103,42 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             git_port = procs.free_port()
             base = sandbox.remote_path.parent
             daemon = subprocess.Popen(
-                ["git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all", "--enable=receive-pack",
-                 "--listen=127.0.0.1", f"--port={git_port}", str(base)],
-                stdout=log, stderr=log,
+                [
+                    "git",
+                    "daemon",
+                    "--reuseaddr",
+                    f"--base-path={base}",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                    f"--port={git_port}",
+                    str(base),
+                ],
+                stdout=log,
+                stderr=log,
             )
             started.append(daemon)
             _wait_port(git_port)
             git_url = f"git://127.0.0.1:{git_port}/{sandbox.remote_path.name}"
             config = tmp_path / "argocd.json"
-            config.write_text(json.dumps({
-                "token": ARGOCD_TOKEN,
-                "repo": str(sandbox.remote_path),
-                "branch": sandbox.branch,
-                "apps": [
-                    {"name": "docsum-llm", "project": "ml-prod", "path": "apps/docsum-llm"},
-                    {"name": "badge-vision", "project": "ml-prod", "path": "apps/badge-vision"},
-                    {"name": "badge-vision-features", "project": "ml-prod", "path": "apps/badge-vision-features"},
-                ],
-            }))
+            config.write_text(
+                json.dumps(
+                    {
+                        "token": ARGOCD_TOKEN,
+                        "repo": str(sandbox.remote_path),
+                        "branch": sandbox.branch,
+                        "apps": [
+                            {"name": "docsum-llm", "project": "ml-prod", "path": "apps/docsum-llm"},
+                            {"name": "badge-vision", "project": "ml-prod", "path": "apps/badge-vision"},
+                            {
+                                "name": "badge-vision-features",
+                                "project": "ml-prod",
+                                "path": "apps/badge-vision-features",
+                            },
+                        ],
+                    }
+                )
+            )
             argo, argo_url = procs.start_fake_argocd(config, log)
             started.append(argo)
             port = procs.free_port()
@@ -175,10 +200,16 @@ def alertmanager(alertmanager_bin: str, stack: Stack, tmp_path: Path) -> Iterato
     storage.mkdir()
     with open(tmp_path / "alertmanager.log", "wb") as log:
         proc = subprocess.Popen(
-            [alertmanager_bin, f"--config.file={config}", f"--storage.path={storage}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-             f"--web.external-url=http://127.0.0.1:{port}"],
-            stdout=log, stderr=log,
+            [
+                alertmanager_bin,
+                f"--config.file={config}",
+                f"--storage.path={storage}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+                f"--web.external-url=http://127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=log,
         )
         try:
             procs.wait_ready(f"http://127.0.0.1:{port}/-/ready", proc)

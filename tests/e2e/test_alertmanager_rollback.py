@@ -15,7 +15,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.alertmanager]
 
 def _git(stack: Stack, *args: str) -> str:
     return subprocess.run(
-        ["git", "--git-dir", str(stack.sandbox.remote_path), *args], capture_output=True, text=True, check=True
+        ["git", "--git-dir", str(stack.sandbox.remote_path), *args],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 
@@ -26,10 +29,14 @@ def _wait_incident(stack: Stack, timeout: float = 20.0) -> str:
         if found:
             return str(found[0]["id"])
         time.sleep(0.05)
-    raise AssertionError("Alertmanager's notification never created an incident:\n" + stack.log.read_text()[-3000:])
+    raise AssertionError(
+        "Alertmanager's notification never created an incident:\n" + stack.log.read_text()[-3000:]
+    )
 
 
-def test_alertmanager_alert_rolls_back_to_prior_verified_release(stack: Stack, alertmanager: Alertmanager) -> None:
+def test_alertmanager_alert_rolls_back_to_prior_verified_release(
+    stack: Stack, alertmanager: Alertmanager
+) -> None:
     head_before = _git(stack, "rev-parse", "main").strip()
     alertmanager.fire(
         {"alertname": "PromptInjectionSpike", "app": "docsum-llm", "severity": "critical"},
@@ -79,7 +86,7 @@ def test_alertmanager_alert_rolls_back_to_prior_verified_release(stack: Stack, a
     requests = stack.argocd_requests()
     syncs = [r for r in requests if r["method"] == "POST" and str(r["path"]).endswith("/docsum-llm/sync")]
     assert len(syncs) == 1
-    assert syncs[0]["body"] == {"revision": commit, "prune": True}
+    assert syncs[0]["body"] == {"revision": commit, "prune": True, "project": "ml-prod"}
     assert syncs[0]["content_type"] == "application/json"
     assert any(r["method"] == "GET" and "refresh" in str(r.get("query", "")) for r in requests)
     status = stack.argocd_app("docsum-llm")["status"]

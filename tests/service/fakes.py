@@ -29,10 +29,17 @@ class FakeGit:
 
     def plan(self, target: ResolvedTarget) -> RollbackPlan:
         self.plans += 1
-        tag = ReleaseTag(self.target_tag, "b" * 40, {"Model-Digest": "sha256:" + "1" * 64}) if self.target_tag else None
+        tag = (
+            ReleaseTag(self.target_tag, "b" * 40, {"Model-Digest": "sha256:" + "1" * 64})
+            if self.target_tag
+            else None
+        )
         return RollbackPlan(
-            app=target.app, branch="main", head=self.head,
-            current=ReleaseTag("docsum-llm/v1.3.0", self.head, {}), target=tag,
+            app=target.app,
+            branch="main",
+            head=self.head,
+            current=ReleaseTag("docsum-llm/v1.3.0", self.head, {}),
+            target=tag,
             skipped=(SkippedTag("docsum-llm/v1.2.0", "not signed"),),
             no_target_reason=None if tag else "no older verified release",
         )

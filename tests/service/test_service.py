@@ -33,18 +33,30 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _service(tmp_path: Path, policies: list[Policy], clock: FakeClock, git: FakeGit, argo: FakeArgo) -> Service:
-    return Service(store=SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"), git=git, argocd=argo,
-                   policies=policies, clock=clock, evidence=FileEvidenceSink(tmp_path / "evidence"))
+def _service(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock, git: FakeGit, argo: FakeArgo
+) -> Service:
+    return Service(
+        store=SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"),
+        git=git,
+        argocd=argo,
+        policies=policies,
+        clock=clock,
+        evidence=FileEvidenceSink(tmp_path / "evidence"),
+    )
 
 
-def _payload(labels: dict[str, str], clock: FakeClock, ago: float = 120, resolved: bool = False) -> AlertmanagerPayload:
+def _payload(
+    labels: dict[str, str], clock: FakeClock, ago: float = 120, resolved: bool = False
+) -> AlertmanagerPayload:
     start = clock.now() - timedelta(seconds=ago)
     body = notification([alert(labels, start, ends_at=clock.now() if resolved else None)])
     return AlertmanagerPayload.model_validate(body)
 
 
-async def test_auto_rollback_goes_through_every_state(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+async def test_auto_rollback_goes_through_every_state(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
     git, argo = FakeGit(), FakeArgo()
     service = _service(tmp_path, policies, clock, git, argo)
     received = service.receive(_payload(DOCSUM, clock))
@@ -53,17 +65,31 @@ async def test_auto_rollback_goes_through_every_state(tmp_path: Path, policies: 
     assert incident is not None
     assert incident.state.value == "rolled_back"
     assert [e.state.value for e in incident.events] == [
-        "received", "received", "rolling_back", "rolling_back", "syncing", "rolled_back"]
+        "received",
+        "received",
+        "rolling_back",
+        "rolling_back",
+        "syncing",
+        "rolled_back",
+    ]
     assert "docsum-llm/v1.2.0: not signed" in incident.events[1].detail
     assert "evidence captured" in incident.events[3].detail
     assert "resource-tree.json" in incident.events[3].detail  # what could not be gathered is said
     assert incident.rollback_commit == git.commits[incident.id]
-    assert argo.calls == [("refresh", "docsum-llm"), ("sync", "docsum-llm", incident.rollback_commit),
-                          ("wait", "docsum-llm", incident.rollback_commit)]
-    assert incident.evidence_url and (Path(incident.evidence_url.removeprefix("file://")) / "manifest.json").exists()
+    assert argo.calls == [
+        ("refresh", "docsum-llm"),
+        ("sync", "docsum-llm", incident.rollback_commit),
+        ("wait", "docsum-llm", incident.rollback_commit),
+    ]
+    assert (
+        incident.evidence_url
+        and (Path(incident.evidence_url.removeprefix("file://")) / "manifest.json").exists()
+    )
 
 
-async def test_redelivery_creates_nothing_new(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+async def test_redelivery_creates_nothing_new(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
     git = FakeGit()
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     payload = _payload(DOCSUM, clock)
@@ -76,13 +102,15 @@ async def test_redelivery_creates_nothing_new(tmp_path: Path, policies: list[Pol
     assert len(git.commits) == 1
 
 
-async def test_resolved_alert_never_starts_a_rollback(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+async def test_resolved_alert_never_starts_a_rollback(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
     git = FakeGit()
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     received = service.receive(_payload(DOCSUM, clock, resolved=True))
     await service.idle()
     assert received.incidents == []
-    assert git.commits == {} and service.store.list() == []
+    assert git.commits == {} and service.store.recent() == []
 
 
 async def test_unmatched_alert_is_ignored(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
@@ -91,7 +119,9 @@ async def test_unmatched_alert_is_ignored(tmp_path: Path, policies: list[Policy]
     assert (received.incidents, received.ignored) == ([], 1)
 
 
-async def test_debounce_then_resolution_suppresses(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+async def test_debounce_then_resolution_suppresses(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
     git = FakeGit()
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     payload = _payload(BADGE, clock, ago=1)  # badge-vision debounces 60s
@@ -109,7 +139,9 @@ async def test_debounce_then_resolution_suppresses(tmp_path: Path, policies: lis
     assert git.commits == {}
 
 
-async def test_no_target_is_suppressed_with_reason(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+async def test_no_target_is_suppressed_with_reason(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
     git = FakeGit(target_tag=None)
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
@@ -129,8 +161,9 @@ async def test_conflict_fails_without_retry(tmp_path: Path, policies: list[Polic
     assert "not overriding a human" in incident.reason and git.commits == {}
 
 
-async def test_transient_commit_failure_is_retried(tmp_path: Path, policies: list[Policy], clock: FakeClock,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_transient_commit_failure_is_retried(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("rollbackbot.steps.COMMIT_BACKOFF_SECONDS", 0.0)
     git = FakeGit(fail_commit=[TransientError("remote hung up")])
     service = _service(tmp_path, policies, clock, git, FakeArgo())
@@ -140,7 +173,9 @@ async def test_transient_commit_failure_is_retried(tmp_path: Path, policies: lis
     assert incident is not None and incident.state.value == "rolled_back" and len(git.commits) == 1
 
 
-async def test_unhealthy_after_sync_fails_with_reason(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+async def test_unhealthy_after_sync_fails_with_reason(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
     argo = FakeArgo(unhealthy="docsum-llm health Degraded after 300s")
     service = _service(tmp_path, policies, clock, FakeGit(), argo)
     incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
@@ -163,7 +198,9 @@ async def test_restart_after_commit_resumes_at_sync_without_second_commit(
 
     stored = service.store.get(incident_id)
     assert stored is not None
-    rewound = replace(stored, state=IncidentState.rolling_back, rollback_commit=None, events=stored.events[:4])
+    rewound = replace(
+        stored, state=IncidentState.rolling_back, rollback_commit=None, events=stored.events[:4]
+    )
     service.store.save(rewound, stored.state)
     restarted = _service(tmp_path, policies, clock, git, FakeArgo())
     await restarted.start()

@@ -1,0 +1,173 @@
+"""Git plumbing for the GitOps adapter: list-form commands through GitPython, no work tree.
+
+Each helper is one git process, batched where git allows it (one ``for-each-ref`` for all
+tags, one ``cat-file --batch-check`` for every tag x path), because process starts dominate
+the time from alert to pushed commit.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from rollbackbot.core.commit_message import one_line
+from rollbackbot.core.releases import TagListing
+from rollbackbot.errors import PermanentError
+
+ZERO_OID = "0" * 40
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_MAX_BYTES = 1 << 20
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_LISTING_FORMAT = "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(contents:body)%00"
+
+
+def redact(text: str) -> str:
+    """``text`` with the user:password part of any URL removed, so errors never carry credentials."""
+    return _USERINFO.sub("", text)
+
+
+@dataclass(frozen=True)
+class GitOutcome:
+    """Exit status and output of one git process."""
+
+    status: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+class Plumbing:
+    """Runs git commands in one repository; every failure becomes a readable, credential-free error."""
+
+    def __init__(self, repo: git.Repo) -> None:
+        self.repo = repo
+
+    def attempt(self, *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> GitOutcome:
+        """Run ``git <args>`` and report how it went, whatever the exit status."""
+        with tempfile.TemporaryFile() as feed:
+            if stdin is not None:
+                feed.write(stdin)
+                feed.seek(0)
+            status, out, err = self.repo.git.execute(
+                ["git", *args],
+                istream=feed if stdin is not None else None,
+                with_extended_output=True,
+                with_exceptions=False,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+                env=dict(env or {}),
+            )
+        return GitOutcome(int(status), out if isinstance(out, bytes) else b"", str(err))
+
+    def run(self, *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> str:
+        """Run ``git <args>``; its stdout, or PermanentError naming the command and git's complaint."""
+        outcome = self.attempt(*args, env=env, stdin=stdin)
+        if outcome.status != 0:
+            raise PermanentError(f"git {args[0]} failed: {redact(one_line(outcome.stderr, 400))}")
+        return outcome.text
+
+    def list_refs(self, patterns: Sequence[str]) -> dict[str, TagListing]:
+        """Refs under ``patterns`` in ONE for-each-ref, keyed by full refname."""
+        out = self.run("for-each-ref", f"--format={_LISTING_FORMAT}", "--", *patterns)
+        fields = out.split("\x00")
+        listings: dict[str, TagListing] = {}
+        for start in range(0, len(fields) - 6, 6):
+            refname, kind, oid, peeled_kind, peeled, body = fields[start : start + 6]
+            refname = refname.lstrip("\n")  # each record ends with the newline for-each-ref adds
+            commit = oid if kind == "commit" else (peeled if peeled_kind == "commit" else "")
+            name = refname.removeprefix("refs/tags/")
+            listings[refname] = TagListing(name, kind, oid, commit, body)
+        return listings
+
+    def object_ids(self, specs: Iterable[str]) -> dict[str, str | None]:
+        """``rev:path`` -> object id (None when absent) for all specs in ONE cat-file --batch-check."""
+        wanted = list(dict.fromkeys(specs))
+        if not wanted:
+            return {}
+        stdin = "".join(f"{spec}\n" for spec in wanted).encode()
+        lines = self.run("cat-file", "--batch-check=%(objectname)", stdin=stdin).splitlines()
+        if len(lines) != len(wanted):
+            raise PermanentError("git cat-file --batch-check answered an unexpected number of lines")
+        return {spec: (None if line.endswith((" missing", " ambiguous")) else line) for spec, line in zip(wanted, lines, strict=True)}
+
+    def verify_tag(self, tag_object: str, allowed_signers: Path) -> tuple[bool, str]:
+        """Whether the tag's ssh signature verifies; trusts the exit code only.
+
+        Rejected keys also print ``Good "git" signature``, so the text is used for the reason only.
+        """
+        outcome = self.attempt(
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"gpg.ssh.allowedSignersFile={allowed_signers}",
+            "verify-tag",
+            tag_object,
+        )
+        if outcome.status == 0:
+            return True, ""
+        lines = [line.strip() for line in outcome.stderr.splitlines() if line.strip()]
+        last = lines[-1].removeprefix("error: ") if lines else f"exit status {outcome.status}"
+        return False, one_line(last, 120)
+
+    def manifests(self, commit: str, paths: Sequence[str]) -> dict[str, str]:
+        """Text of every YAML/JSON file under ``paths`` at ``commit`` (ls-tree, then one cat-file --batch)."""
+        listing = self.run("ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+        blobs: dict[str, str] = {}
+        for entry in filter(None, listing.split("\x00")):
+            meta, _, path = entry.partition("\t")
+            _, kind, oid = meta.split()
+            if kind == "blob" and path.endswith(MANIFEST_SUFFIXES):
+                blobs[oid] = path
+        if not blobs:
+            return {}
+        raw = self.attempt("cat-file", "--batch", stdin="".join(f"{o}\n" for o in blobs).encode()).stdout
+        texts: dict[str, str] = {}
+        position = 0
+        for oid, path in blobs.items():
+            header_end = raw.index(b"\n", position)
+            size = int(raw[position:header_end].split()[2])
+            content = raw[header_end + 1 : header_end + 1 + size]
+            texts[path] = content[:MANIFEST_MAX_BYTES].decode("utf-8", "replace")
+            position = header_end + 1 + size + 1
+        return texts
+
+    def diff(self, head: str, target: str, paths: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+        """``git diff --stat`` text and the changed files, from head to target, in one call."""
+        out = self.run("diff", "--no-renames", "--raw", "-z", "--stat=200,200", head, target, "--", *paths)
+        fields = out.split("\x00")
+        changed = tuple(fields[i] for i in range(1, len(fields) - 1, 2))
+        return fields[-1].rstrip("\n"), changed
+
+    def rollback_tree(
+        self, head: str, target: str, paths: Sequence[str], target_ids: Mapping[str, str | None], blobs: Mapping[str, bytes]
+    ) -> str:
+        """A tree: ``head`` with ``paths`` exactly as at ``target`` and ``blobs`` written; built in a temporary index."""
+        with tempfile.TemporaryDirectory(prefix="rollbackbot-index-") as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self.run("read-tree", head, env=env)
+            present = self.run("ls-files", "-z", "--", *paths, env=env)
+            records = [f"0 {ZERO_OID}\t{path}" for path in present.split("\x00") if path]
+            for path, content in blobs.items():
+                oid = self.run("hash-object", "-w", "--stdin", stdin=content).strip()
+                records.append(f"100644 {oid}\t{path}")
+            file_paths = [p for p in paths if target_ids.get(p) and not self._is_tree(target, p)]
+            for path in file_paths:
+                mode, _, oid = self.run("ls-tree", target, "--", path).split("\t")[0].split()
+                records.append(f"{mode} {oid}\t{path}")
+            self.run("update-index", "-z", "--index-info", env=env, stdin="".join(f"{r}\x00" for r in records).encode())
+            for path in paths:
+                # Paths absent at the target stay deleted: files added since the release go away.
+                if target_ids.get(path) and path not in file_paths:
+                    self.run("read-tree", f"--prefix={path}/", f"{target}:{path}", env=env)
+            return self.run("write-tree", env=env).strip()
+
+    def _is_tree(self, rev: str, path: str) -> bool:
+        return self.run("cat-file", "-t", f"{rev}:{path}").strip() == "tree"
