@@ -28,6 +28,7 @@ MAX_NODES = 10_000  # per document, counted with aliases expanded: a real policy
 MAX_DEPTH = 32  # a real policy nests 5 deep
 MAX_MESSAGE_CHARS = 500
 _SUFFIXES = (".yaml", ".yml")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # what PyYAML counts as a line
 
 
@@ -50,9 +51,7 @@ def load_policies(directory: Path) -> list[Policy]:
         errors.extend(found.errors)
         for policy, name_at in found.policies:
             if policy.name in first_seen:
-                message = (
-                    f"duplicate policy name {policy.name!r} (first defined at {first_seen[policy.name]})"
-                )
+                message = f"duplicate policy name {policy.name!r} (first defined at {first_seen[policy.name]})"
                 errors.append(PolicyError(message, name_at))
             else:
                 first_seen[policy.name] = name_at
@@ -82,9 +81,7 @@ def _policy_files(directory: Path) -> list[Path]:
             key=lambda p: p.name,
         )
     except OSError as exc:
-        raise PolicyErrors(
-            [PolicyError(f"cannot list policy directory: {exc.strerror}", str(directory))]
-        ) from None
+        raise PolicyErrors([PolicyError(f"cannot list policy directory: {exc.strerror}", str(directory))]) from None
 
 
 class _TooDeep(yaml.MarkedYAMLError):
@@ -256,12 +253,10 @@ def _validation_problems(node: Node, errors: list[ErrorDetails]) -> list[tuple[i
     chosen = [
         e
         for e in chosen
-        if not (
-            e["type"] == "too_short"
-            and any(o["loc"][: len(e["loc"])] == e["loc"] and o is not e for o in chosen)
-        )
+        if not (e["type"] == "too_short" and any(o["loc"][: len(e["loc"])] == e["loc"] and o is not e for o in chosen))
     ]
-    return [(_locate(node, e["loc"], e["type"] == "extra_forbidden"), _message(e)) for e in chosen]
+    located = [(_locate(node, e["loc"], e["type"] == "extra_forbidden"), _message(e)) for e in chosen]
+    return sorted(located, key=lambda problem: problem[0])  # in file order, as a reviewer reads
 
 
 def _locate(node: Node, loc: tuple[int | str, ...], at_key: bool) -> int:
@@ -288,7 +283,7 @@ def _locate(node: Node, loc: tuple[int | str, ...], at_key: bool) -> int:
 
 
 def _message(error: ErrorDetails) -> str:
-    loc = "".join(f"[{item}]" if isinstance(item, int) else f".{item}" for item in error["loc"]).lstrip(".")
+    loc = "".join(_loc_part(item) for item in error["loc"]).lstrip(".")
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
         msg = "unknown key"
@@ -302,3 +297,11 @@ def _message(error: ErrorDetails) -> str:
         shown = repr(error["input"])
         msg = f"{msg} (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
     return f"{loc}: {msg}" if loc else msg
+
+
+def _loc_part(item: object) -> str:
+    if isinstance(item, int) and not isinstance(item, bool):
+        return f"[{item}]"
+    # Unknown keys come straight from the file: quote anything that is not a plain name.
+    text = str(item)
+    return f".{text}" if _PLAIN_KEY.fullmatch(text) else f"[{text!r}]"

@@ -17,7 +17,7 @@ import git
 
 from rollbackbot.core.commit_message import one_line
 from rollbackbot.core.releases import TagListing
-from rollbackbot.errors import PermanentError
+from rollbackbot.errors import PermanentError, TransientError
 
 ZERO_OID = "0" * 40
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -42,6 +42,14 @@ class GitOutcome:
     @property
     def text(self) -> str:
         return self.stdout.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class GitObject:
+    """An object id and its type (blob, tree, commit, tag)."""
+
+    oid: str
+    kind: str
 
 
 class Plumbing:
@@ -74,6 +82,22 @@ class Plumbing:
             raise PermanentError(f"git {args[0]} failed: {redact(one_line(outcome.stderr, 400))}")
         return outcome.text
 
+    def network(self, *args: str, remote_url: str) -> str:
+        """Run a command that talks to the remote; TransientError (credential-free) when it fails."""
+        outcome = self.attempt(*args)
+        if outcome.status != 0:
+            detail = redact(one_line(outcome.stderr, 300))
+            message = f"git {args[0]} {redact(remote_url)} failed: {detail}"
+            if "couldn't find remote ref" in outcome.stderr:
+                raise PermanentError(message)
+            raise TransientError(message)
+        return outcome.text
+
+    def ref_ids(self, *patterns: str) -> dict[str, str]:
+        """Local refname -> object id for refs under ``patterns``."""
+        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", "--", *patterns)
+        return {name: oid for name, oid in (line.split(" ", 1) for line in out.splitlines())}
+
     def list_refs(self, patterns: Sequence[str]) -> dict[str, TagListing]:
         """Refs under ``patterns`` in ONE for-each-ref, keyed by full refname."""
         out = self.run("for-each-ref", f"--format={_LISTING_FORMAT}", "--", *patterns)
@@ -87,16 +111,20 @@ class Plumbing:
             listings[refname] = TagListing(name, kind, oid, commit, body)
         return listings
 
-    def object_ids(self, specs: Iterable[str]) -> dict[str, str | None]:
-        """``rev:path`` -> object id (None when absent) for all specs in ONE cat-file --batch-check."""
+    def objects(self, specs: Iterable[str]) -> dict[str, GitObject | None]:
+        """``rev:path`` -> object (None when absent) for all specs in ONE cat-file --batch-check."""
         wanted = list(dict.fromkeys(specs))
         if not wanted:
             return {}
         stdin = "".join(f"{spec}\n" for spec in wanted).encode()
-        lines = self.run("cat-file", "--batch-check=%(objectname)", stdin=stdin).splitlines()
+        lines = self.run("cat-file", "--batch-check=%(objectname) %(objecttype)", stdin=stdin).splitlines()
         if len(lines) != len(wanted):
             raise PermanentError("git cat-file --batch-check answered an unexpected number of lines")
-        return {spec: (None if line.endswith((" missing", " ambiguous")) else line) for spec, line in zip(wanted, lines, strict=True)}
+        found: dict[str, GitObject | None] = {}
+        for spec, line in zip(wanted, lines, strict=True):
+            oid, _, kind = line.rpartition(" ")
+            found[spec] = None if kind in ("missing", "ambiguous") else GitObject(oid, kind)
+        return found
 
     def verify_tag(self, tag_object: str, allowed_signers: Path) -> tuple[bool, str]:
         """Whether the tag's ssh signature verifies; trusts the exit code only.
@@ -147,27 +175,32 @@ class Plumbing:
         return fields[-1].rstrip("\n"), changed
 
     def rollback_tree(
-        self, head: str, target: str, paths: Sequence[str], target_ids: Mapping[str, str | None], blobs: Mapping[str, bytes]
+        self,
+        head: str,
+        target: str,
+        at_target: Mapping[str, GitObject | None],
+        blobs: Mapping[str, bytes],
     ) -> str:
-        """A tree: ``head`` with ``paths`` exactly as at ``target`` and ``blobs`` written; built in a temporary index."""
+        """``head``'s tree with each path of ``at_target`` as at ``target`` and ``blobs`` written.
+
+        Built in a temporary index, so no work tree is needed. A path absent at the target
+        stays deleted: files added since the release go away.
+        """
         with tempfile.TemporaryDirectory(prefix="rollbackbot-index-") as scratch:
             env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
             self.run("read-tree", head, env=env)
-            present = self.run("ls-files", "-z", "--", *paths, env=env)
+            present = self.run("ls-files", "-z", "--", *at_target, env=env)
             records = [f"0 {ZERO_OID}\t{path}" for path in present.split("\x00") if path]
             for path, content in blobs.items():
                 oid = self.run("hash-object", "-w", "--stdin", stdin=content).strip()
                 records.append(f"100644 {oid}\t{path}")
-            file_paths = [p for p in paths if target_ids.get(p) and not self._is_tree(target, p)]
-            for path in file_paths:
-                mode, _, oid = self.run("ls-tree", target, "--", path).split("\t")[0].split()
-                records.append(f"{mode} {oid}\t{path}")
-            self.run("update-index", "-z", "--index-info", env=env, stdin="".join(f"{r}\x00" for r in records).encode())
-            for path in paths:
-                # Paths absent at the target stay deleted: files added since the release go away.
-                if target_ids.get(path) and path not in file_paths:
-                    self.run("read-tree", f"--prefix={path}/", f"{target}:{path}", env=env)
+            for path, found in at_target.items():
+                if found is not None and found.kind != "tree":
+                    mode = self.run("ls-tree", target, "--", path).split(" ", 1)[0]  # keep the exec bit
+                    records.append(f"{mode} {found.oid}\t{path}")
+            stdin = "".join(f"{record}\x00" for record in records).encode()
+            self.run("update-index", "-z", "--index-info", env=env, stdin=stdin)
+            for path, found in at_target.items():
+                if found is not None and found.kind == "tree":
+                    self.run("read-tree", "-i", f"--prefix={path}/", found.oid, env=env)
             return self.run("write-tree", env=env).strip()
-
-    def _is_tree(self, rev: str, path: str) -> bool:
-        return self.run("cat-file", "-t", f"{rev}:{path}").strip() == "tree"

@@ -36,7 +36,6 @@ from pydantic_core import CoreSchema, core_schema
 from rollbackbot.core.matchers import Matcher, parse_matcher
 from rollbackbot.errors import PolicyError
 
-API_VERSION = "rollbackbot/v1"
 KIND = "RollbackPolicy"
 
 # --- durations: Go/Prometheus style, units in descending order, each at most once -------------
@@ -117,15 +116,18 @@ class _Checked:
             bad = rest[rest.index("${") :][:40]
             raise ValueError(f"{self.what}: only ${{labels.NAME}} may be substituted, found {bad!r}")
         if not re.fullmatch(self.pattern, value):
-            raise ValueError(f"{value!r} is not a valid {self.what} (must match {self.pattern})")
+            rule = (
+                f"allowed: {self.char_class} and ${{labels.NAME}}"
+                if self.templates
+                else f"must match {self.char_class}"
+            )
+            raise ValueError(f"{value!r} is not a valid {self.what} ({rule})")
         return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_after_validator_function(self.check, handler(source))
 
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         return {**handler(schema), "pattern": f"^{self.pattern}$", "description": self.what}
 
 
@@ -174,7 +176,7 @@ DnsLabel = Annotated[str, _Checked(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?", "pol
 Trailer = Annotated[str, _Checked(r"[A-Za-z0-9][A-Za-z0-9-]*", "git trailer key")]
 SlackChannel = Annotated[str, _Checked(r"[CG][A-Z0-9]{2,}", "Slack channel ID (not a #name)")]
 SlackApprover = Annotated[str, _Checked(r"[USW][A-Z0-9]{2,}", "Slack user (U/W) or user-group (S) ID")]
-HttpUrl = Annotated[str, _Checked(r"https?://\S+", "http(s) URL")]
+WebUrl = Annotated[str, _Checked(r"https?://\S+", "http(s) URL")]
 
 # --- the document -----------------------------------------------------------------------------------
 
@@ -205,10 +207,14 @@ class OnTimeout(StrEnum):
 
 
 class Metadata(_Section):
+    """Identifies the policy; incidents record its name."""
+
     name: DnsLabel
 
 
 class Target(_Section):
+    """What is rolled back: Argo CD apps, the repository paths restored in one commit, the release tags."""
+
     argocd_apps: tuple[AppName, ...] = Field(min_length=1)
     project: Name
     paths: tuple[RepoPath, ...] = Field(min_length=1)
@@ -217,11 +223,15 @@ class Target(_Section):
 
 
 class Budget(_Section):
+    """At most ``max`` automatic rollbacks per ``per``; past it, auto becomes propose."""
+
     max: StrictInt = Field(default=3, ge=1)
     per: PositiveDuration = timedelta(hours=24)
 
 
 class Approval(_Section):
+    """Who may approve a proposed rollback in Slack, and what happens when nobody answers."""
+
     channel: SlackChannel
     approvers: tuple[SlackApprover, ...] = Field(min_length=1)
     timeout: PositiveDuration = timedelta(minutes=30)
@@ -229,22 +239,30 @@ class Approval(_Section):
 
 
 class Sync(_Section):
+    """How Argo CD syncs the apps after the rollback commit."""
+
     timeout: PositiveDuration = timedelta(minutes=5)
     prune: StrictBool = True
 
 
 class Forensics(_Section):
-    requests_url: HttpUrl | None = None
-    snapshot_url: HttpUrl | None = None
+    """Evidence captured before anything changes; ``required`` makes a failed capture a proposal."""
+
+    requests_url: WebUrl | None = None
+    snapshot_url: WebUrl | None = None
     budget: PositiveDuration = timedelta(seconds=10)
     required: StrictBool = False
 
 
 class Verify(_Section):
+    """The triggering alert must resolve this soon after the rollback, else a human is called."""
+
     within: PositiveDuration = timedelta(minutes=10)
 
 
 class Spec(_Section):
+    """Which alerts the policy covers and what it does about them."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "if": {"properties": {"mode": {"const": "propose"}}},
@@ -317,4 +335,9 @@ class _PolicySchema(GenerateJsonSchema):
 def policy_json_schema() -> dict[str, Any]:
     """JSON Schema of a policy document (by alias), for editors and ``policy schema``."""
     schema = Policy.model_json_schema(by_alias=True, mode="validation", schema_generator=_PolicySchema)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": KIND}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": KIND,
+        "description": "A rollbackbot policy file (policies/*.yaml); see DESIGN.md §6.",
+    }

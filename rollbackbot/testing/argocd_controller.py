@@ -8,13 +8,12 @@ all transitions live here, so the API layer only validates requests and queues o
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from rollbackbot.testing.argocd_config import AppFaults, FakeAppConfig, FakeArgoConfig
+from rollbackbot.testing.argocd_config import FakeAppConfig, FakeArgoConfig
 from rollbackbot.testing.argocd_git import WORKLOAD_KINDS, GitError, GitReader, Manifest
+from rollbackbot.testing.argocd_model import AppSim, Stage
 from rollbackbot.testing.argocd_wire import (
     JSON,
     Key,
@@ -36,55 +35,6 @@ ERROR_MESSAGE = (
     "rpc error: code = Unknown desc = simulated manifest generation error"
 )
 STATE_ORDER = ("operation", "phase", "message", "syncResult", "startedAt", "finishedAt", "retryCount")
-
-
-class Stage(StrEnum):
-    """Where the app's current operation is."""
-
-    idle = "idle"
-    queued = "queued"  # operation set, controller has not picked it up (no operationState)
-    running = "running"
-    terminating = "terminating"
-
-
-@dataclass
-class AppSim:
-    """One Application: its wire object plus what the simulation needs to know about the cluster."""
-
-    config: FakeAppConfig
-    faults: AppFaults
-    obj: JSON
-    live: dict[Key, Manifest] = field(default_factory=dict)
-    target: dict[Key, Manifest] = field(default_factory=dict)
-    deployed_revision: str = ""
-    stage: Stage = Stage.idle
-    due: float = 0.0
-    retries: int = 0
-    changed: set[Key] = field(default_factory=set)
-    rollout_pending: bool = False
-    progressing_until: float = 0.0
-    settle_due: float | None = None  # post-op reconcile; status is stale until then
-    refresh_due: float | None = None
-    next_poll: float = 0.0
-    last_auto_revision: str = ""
-    events: list[JSON] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        """Application name."""
-        return self.config.name
-
-    @property
-    def status(self) -> JSON:
-        """The wire ``status`` object (mutable)."""
-        status: JSON = self.obj["status"]
-        return status
-
-    @property
-    def spec(self) -> JSON:
-        """The wire ``spec`` object (mutable)."""
-        spec: JSON = self.obj["spec"]
-        return spec
 
 
 class Controller:
@@ -249,7 +199,9 @@ class Controller:
         results, _ = result_resources(target, app.live, prune)
         if not sync.get("dryRun"):
             self._apply(app, {m.key: m for m in target}, sync, operation)
-        return self._finish(app, "Succeeded", "successfully synced (all tasks run)", {"resources": results} | base_result)
+        return self._finish(
+            app, "Succeeded", "successfully synced (all tasks run)", {"resources": results} | base_result
+        )
 
     def _apply(self, app: AppSim, target: dict[Key, Manifest], sync: JSON, operation: JSON) -> None:
         selected = [(r.get("group", ""), r.get("kind"), r.get("name")) for r in sync.get("resources", [])]
@@ -302,7 +254,7 @@ class Controller:
         """Compare live objects with the branch head (force-resolved), update sync/health, maybe auto-sync."""
         source = app.spec.get("source", {})
         compared = {"source": copy.deepcopy(source), "destination": copy.deepcopy(app.spec.get("destination", {}))}
-        app.status |= {"resourceHealthSource": "appTree", "controllerNamespace": "argocd"}
+        app.status.update(resourceHealthSource="appTree", controllerNamespace="argocd")
         if app.settle_due is not None:
             app.settle_due = None
             if app.rollout_pending:
@@ -321,7 +273,10 @@ class Controller:
         app.status.pop("conditions", None)
         app.target = {m.key: m for m in target}
         synced = {k: m.digest for k, m in app.live.items()} == {k: m.digest for k, m in app.target.items()}
-        app.status["sync"] = {"status": "Synced" if synced else "OutOfSync", "comparedTo": compared, "revision": head}
+        before, now = app.status["sync"].get("status"), "Synced" if synced else "OutOfSync"
+        if before and before != now:
+            self.event(app, "ResourceUpdated", f"Updated sync status: {before} -> {now}")
+        app.status["sync"] = {"status": now, "comparedTo": compared, "revision": head}
         app.status["reconciledAt"] = self.stamp()
         self._update_health(app)
         self.touch(app)

@@ -77,14 +77,15 @@ SYNC_REQUEST = Struct(
         "prune": "bool",
         "strategy": Struct(
             "v1alpha1.SyncStrategy",
-            {"apply": Struct("v1alpha1.SyncStrategyApply", _FORCE), "hook": Struct("v1alpha1.SyncStrategyHook", _FORCE)},
+            {
+                "apply": Struct("v1alpha1.SyncStrategyApply", _FORCE),
+                "hook": Struct("v1alpha1.SyncStrategyHook", _FORCE),
+            },
         ),
         "resources": Slice(_RESOURCE),
         "manifests": Slice("string"),
         "infos": Slice(_INFO),
-        "retryStrategy": Struct(
-            "v1alpha1.RetryStrategy", {"limit": "int64", "backoff": _BACKOFF, "refresh": "bool"}
-        ),
+        "retryStrategy": Struct("v1alpha1.RetryStrategy", {"limit": "int64", "backoff": _BACKOFF, "refresh": "bool"}),
         "syncOptions": Struct("application.SyncOptions", {"items": Slice("string")}),
         "appNamespace": "string",
         "project": "string",
@@ -110,7 +111,8 @@ def _json_kind(value: Any) -> str:
         return "bool"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}[type(value)]
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names[type(value)]
 
 
 def _mismatch(value: Any, go_type: str, struct: Struct | None, path: str, top: Struct) -> ArgoError:
@@ -155,7 +157,9 @@ def _syntax_error(text: str, exc: json.JSONDecodeError) -> ArgoError:
     char = text[exc.pos]
     context = "looking for beginning of value" if exc.msg == "Expecting value" else "after top-level value"
     if exc.msg.startswith("Expecting") and exc.msg != "Expecting value":
-        context = "after object key:value pair" if "delimiter" in exc.msg else "looking for beginning of object key string"
+        context = (
+            "after object key:value pair" if "delimiter" in exc.msg else "looking for beginning of object key string"
+        )
     return ArgoError(3, f"invalid character {char!r} {context}")
 
 

@@ -89,9 +89,7 @@ def parse_manifests(text: str, default_namespace: str) -> list[Manifest]:
         annotations = meta.get("annotations") or {}
         health = annotations.get(HEALTH_ANNOTATION) if isinstance(annotations, dict) else None
         digest = json.dumps(doc, sort_keys=True, default=str)
-        found.append(
-            Manifest(group, version, kind, namespace, meta["name"], health and str(health), doc, digest)
-        )
+        found.append(Manifest(group, version, kind, namespace, meta["name"], health and str(health), doc, digest))
     return found
 
 

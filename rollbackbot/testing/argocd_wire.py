@@ -156,7 +156,9 @@ def sync_operation(request: Mapping[str, Any], revision: str, spec: Mapping[str,
     return operation
 
 
-def rollback_operation(entry: Mapping[str, Any], request: Mapping[str, Any], spec: Mapping[str, Any], user: str) -> JSON:
+def rollback_operation(
+    entry: Mapping[str, Any], request: Mapping[str, Any], spec: Mapping[str, Any], user: str
+) -> JSON:
     """The ``operation`` a POST /rollback stores: apply strategy, history revision and source."""
     sync = {
         "revision": entry.get("revision", ""),

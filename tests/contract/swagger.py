@@ -87,19 +87,48 @@ def assert_valid(document: Any, ref_or_schema: str | dict[str, Any]) -> None:
     assert not errors, "\n".join(errors)
 
 
-def key_paths(document: Any, prefix: str = "", maps: frozenset[str] = frozenset()) -> set[str]:
-    """Dotted key paths of a JSON document; list items collapse to ``[]``, map keys listed in ``maps`` to ``*``."""
-    paths: set[str] = set()
+def _shape(document: Any, path: str, maps: frozenset[str]) -> Any:
     if isinstance(document, dict):
-        for key, value in document.items():
-            name = "*" if prefix in maps else key
-            path = f"{prefix}.{name}" if prefix else name
-            paths.add(path)
-            paths |= key_paths(value, path, maps)
-    elif isinstance(document, list):
-        for item in document:
-            paths |= key_paths(item, f"{prefix}[]", maps)
-    return paths
+        if path in maps:
+            return ("map",)
+        return frozenset((k, _shape(v, f"{path}.{k}" if path else k, maps)) for k, v in document.items())
+    if isinstance(document, list):
+        return ("array", frozenset(_shape(item, f"{path}[]", maps) for item in document))
+    return (type(document).__name__,)
+
+
+def shape_differences(ours: Any, theirs: Any, maps: frozenset[str] = frozenset(), path: str = "") -> list[str]:
+    """Where two documents differ in shape: keys, JSON types, and the set of distinct list-item shapes.
+
+    Lists may differ in length, but every kind of item one side has (e.g. a resource without
+    ``group``/``health``) must exist on the other side. Keys of maps listed in ``maps`` are free.
+    """
+    where = path or "<root>"
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        if path in maps:
+            return []
+        found = [f"{where}: missing key {k!r}" for k in theirs.keys() - ours.keys()]
+        found += [f"{where}: extra key {k!r}" for k in ours.keys() - theirs.keys()]
+        for key in ours.keys() & theirs.keys():
+            found += shape_differences(ours[key], theirs[key], maps, f"{path}.{key}" if path else key)
+        return found
+    if isinstance(ours, list) and isinstance(theirs, list):
+        item_path = f"{path}[]"
+        our_items = {_shape(i, item_path, maps): i for i in ours}
+        their_items = {_shape(i, item_path, maps): i for i in theirs}
+        if len(our_items) == len(their_items) == 1:  # one kind each side: say precisely where
+            return shape_differences(ours[0], theirs[0], maps, item_path)
+        found = [
+            f"{item_path}: item {_brief(i)} has no counterpart" for s, i in our_items.items() if s not in their_items
+        ]
+        return found + [f"{item_path}: no item like {_brief(i)}" for s, i in their_items.items() if s not in our_items]
+    if type(ours) is not type(theirs):
+        return [f"{where}: {type(ours).__name__} instead of {type(theirs).__name__}"]
+    return []
+
+
+def _brief(item: Any) -> str:
+    return json.dumps(item, sort_keys=True)[:160]
 
 
 def load_example(name: str) -> Any:

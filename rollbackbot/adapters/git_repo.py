@@ -1,0 +1,384 @@
+"""The GitOps repository adapter: release tags in, one rollback commit out, never forced.
+
+The service's own bare clone is the only local state. Every public method takes the lock,
+because the service calls them from worker threads and git index/ref updates do not mix.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import git
+import yaml
+
+from rollbackbot.adapters.git_plumbing import GitObject, Plumbing, redact
+from rollbackbot.core.commit_message import build_commit_message, one_line, parse_commit_trailers, parse_trailers
+from rollbackbot.core.model import (
+    ReleaseTag,
+    ResolvedTarget,
+    RollbackPlan,
+    RollbackRequest,
+    RollbackResult,
+    SkippedTag,
+)
+from rollbackbot.core.releases import (
+    QUARANTINE_HEADER,
+    QUARANTINE_PATH,
+    Candidate,
+    Inspection,
+    Quarantine,
+    TargetChoice,
+    TreeFacts,
+    candidate_problems,
+    find_current,
+    image_problems,
+    no_candidates_reason,
+    parse_quarantine,
+    quarantine_document,
+    release_candidates,
+    select_target,
+    tag_ref_prefix,
+    target_pool,
+)
+from rollbackbot.errors import ConfigError, ConflictError, NoTargetError, PermanentError, TransientError
+
+OUTGOING_REF = "refs/rollbackbot/outgoing"  # pushed from a ref so GitPython can parse the outcome
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+_SAFE_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+def _checked_paths(paths: Sequence[str]) -> tuple[str, ...]:
+    cleaned = tuple(p.strip("/") for p in paths)
+    for path in cleaned:
+        if not _SAFE_PATH.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
+            raise PermanentError(f"refusing unsafe repository path {one_line(path)!r}")
+    return cleaned
+
+
+class GitOpsRepository:
+    """``GitOpsRepo`` over a bare clone driven with GitPython."""
+
+    def __init__(
+        self,
+        url: str,
+        branch: str,
+        workdir: Path,
+        allowed_signers: Path,
+        *,
+        author_name: str = "rollbackbot",
+        author_email: str = "rollbackbot@localhost",
+        push_attempts: int = 4,
+    ) -> None:
+        if not _SAFE_BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/")):
+            raise ConfigError(f"invalid deploy branch name {one_line(branch)!r}")
+        self.url = url
+        self.branch = branch
+        self.workdir = workdir
+        self.allowed_signers = allowed_signers
+        self.push_attempts = max(1, push_attempts)
+        self._identity = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+        }
+        self._lock = threading.Lock()
+        self._plumbing: Plumbing | None = None
+        self._fetched = False
+
+    @property
+    def remote_ref(self) -> str:
+        return f"refs/remotes/origin/{self.branch}"
+
+    # --- clone and fetch ----------------------------------------------------------------------
+
+    def ensure_clone(self) -> None:
+        """Create the bare clone if absent (else point it at ``url``), then fetch branch and tags."""
+        with self._lock:
+            self._open()
+            self._fetch()
+
+    def head(self) -> str:
+        """The deploy branch head as of the last fetch."""
+        with self._lock:
+            return self._ready().run("rev-parse", "--verify", f"{self.remote_ref}^{{commit}}").strip()
+
+    def _open(self) -> Plumbing:
+        if self._plumbing is not None:
+            return self._plumbing
+        if not self.allowed_signers.is_file():
+            raise ConfigError(f"allowed-signers file {self.allowed_signers} does not exist")
+        if (self.workdir / "HEAD").is_file():
+            repo = git.Repo(self.workdir)
+        else:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(self.workdir, bare=True)
+        # Never wait for a password prompt; treat policy paths as literal, never as globs.
+        repo.git.update_environment(GIT_TERMINAL_PROMPT="0", GIT_LITERAL_PATHSPECS="1")
+        if "origin" not in [remote.name for remote in repo.remotes]:
+            repo.create_remote("origin", self.url)
+        elif repo.remote("origin").url != self.url:
+            repo.remote("origin").set_url(self.url)
+        self._plumbing = Plumbing(repo)
+        return self._plumbing
+
+    def _ready(self) -> Plumbing:
+        plumbing = self._open()
+        if not self._fetched:
+            self._fetch()
+        return plumbing
+
+    def _fetch(self) -> None:
+        """Fetch the deploy branch and all tags; tags moved or deleted remotely follow the remote.
+
+        A fetch with thousands of annotated tags costs ~100 ms even when nothing changed (git
+        re-checks connectivity from every tag), so an ``ls-remote`` comparison goes first.
+        """
+        plumbing = self._open()
+        if self._fetched:
+            advertised = plumbing.network(
+                "ls-remote", "--refs", "origin", f"refs/heads/{self.branch}", "refs/tags/*", remote_url=self.url
+            )
+            remote = {
+                (self.remote_ref if name == f"refs/heads/{self.branch}" else name): oid
+                for oid, name in (line.split("\t", 1) for line in advertised.splitlines())
+                if name == f"refs/heads/{self.branch}" or name.startswith("refs/tags/")
+            }
+            if remote == plumbing.ref_ids(self.remote_ref, "refs/tags"):
+                return
+        plumbing.network(
+            "fetch",
+            "--quiet",
+            "--force",
+            "--prune",
+            "--no-write-fetch-head",
+            "origin",
+            f"+refs/heads/{self.branch}:{self.remote_ref}",
+            "+refs/tags/*:refs/tags/*",
+            remote_url=self.url,
+        )
+        if not self._fetched:
+            # The first fetch writes one loose file per tag; packed refs keep every later listing fast.
+            plumbing.run("pack-refs", "--all")
+        self._fetched = True
+
+    # --- plans ------------------------------------------------------------------------------------
+
+    def plan(self, target: ResolvedTarget) -> RollbackPlan:
+        """Fetch, then compute current and target release for the target's paths."""
+        with self._lock:
+            self._ready()
+            self._fetch()
+            return self._plan(target, None)
+
+    def plan_to(self, target: ResolvedTarget, tag_name: str) -> RollbackPlan:
+        """Like ``plan`` but towards ``tag_name``, which must still be verified (else NoTargetError)."""
+        with self._lock:
+            self._ready()
+            self._fetch()
+            return self._plan(target, tag_name)
+
+    def describe_tag(self, name: str) -> ReleaseTag:
+        """The release tag ``name`` with its peeled commit and trailers."""
+        with self._lock:
+            listing = self._ready().list_refs([f"refs/tags/{name}"]).get(f"refs/tags/{name}")
+        if listing is None or not listing.commit:
+            raise PermanentError(f"no tag {one_line(name)!r} pointing at a commit")
+        return ReleaseTag(listing.name, listing.commit, parse_trailers(listing.body))
+
+    def _plan(self, target: ResolvedTarget, tag_name: str | None) -> RollbackPlan:
+        plumbing = self._ready()
+        paths = _checked_paths(target.paths)
+        prefix = tag_ref_prefix(target.tag_pattern)
+        listings = plumbing.list_refs([self.remote_ref, prefix])
+        head_listing = listings.pop(self.remote_ref, None)
+        if head_listing is None:
+            raise PermanentError(f"deploy branch {self.branch} not found after fetch")
+        head = head_listing.object_id
+        candidates, ignored = release_candidates(listings.values(), target.tag_pattern)
+        trees, quarantine = self._facts(head, candidates, paths)
+        current = find_current(candidates, trees)
+        ancestors: set[str] = set()
+        if current is None:
+            merged = plumbing.run("for-each-ref", f"--merged={head}", "--format=%(*objectname)", prefix)
+            ancestors = set(merged.split())
+        pool, same = target_pool(candidates, current, trees, ancestors)
+        if tag_name is None:
+            choice = select_target(pool, target.require_trailers, quarantine, lambda c: self._inspect(c, paths))
+            if not pool:
+                choice = TargetChoice(None, (), no_candidates_reason(target.tag_pattern, current))
+        else:
+            choice = self._choose(tag_name, candidates, ignored, trees, target, quarantine, paths)
+        chosen = choice.target.tag if choice.target else None
+        diff_stat, changed = plumbing.diff(head, chosen.commit, paths) if chosen else ("", ())
+        return RollbackPlan(
+            app=target.app,
+            branch=self.branch,
+            head=head,
+            current=current.tag if current else None,
+            target=chosen,
+            skipped=(*choice.skipped, *same, *ignored) if tag_name is None else (),
+            diff_stat=diff_stat,
+            changed_paths=changed,
+            no_target_reason=choice.no_target_reason,
+            head_is_rollback="Rollback-Incident" in parse_trailers(head_listing.body),
+        )
+
+    def _choose(
+        self,
+        tag_name: str,
+        candidates: Sequence[Candidate],
+        ignored: Sequence[SkippedTag],
+        trees: TreeFacts,
+        target: ResolvedTarget,
+        quarantine: Quarantine,
+        paths: tuple[str, ...],
+    ) -> TargetChoice:
+        chosen = next((c for c in candidates if c.tag.name == tag_name), None)
+        if chosen is None:
+            why = next((s.reason for s in ignored if s.name == tag_name), "no such release tag")
+            raise NoTargetError(f"{one_line(tag_name)} matching {target.tag_pattern!r}: {why}")
+        if trees.same_as_head(chosen.tag.commit):
+            raise NoTargetError(f"{tag_name} has the same content as the deploy branch head")
+        problems = candidate_problems(chosen, target.require_trailers, quarantine, lambda c: self._inspect(c, paths))
+        if problems:
+            raise NoTargetError(f"{tag_name} is not verified: {'; '.join(problems)}")
+        return TargetChoice(chosen, ())
+
+    def _facts(
+        self, head: str, candidates: Sequence[Candidate], paths: tuple[str, ...]
+    ) -> tuple[TreeFacts, Quarantine]:
+        """Tree ids of every candidate x path and the head's quarantine, in one batch lookup."""
+        commits = list(dict.fromkeys([head, *(c.tag.commit for c in candidates)]))
+        specs = [f"{commit}:{path}" for commit in commits for path in paths]
+        found = self._ready().objects([*specs, f"{head}:{QUARANTINE_PATH}"])
+        at = {c: {p: _oid(found.get(f"{c}:{p}")) for p in paths} for c in commits}
+        quarantine = self._read_quarantine(head, found.get(f"{head}:{QUARANTINE_PATH}"))
+        return TreeFacts(paths, at[head], at), quarantine
+
+    def _read_quarantine(self, head: str, blob: GitObject | None) -> Quarantine:
+        if blob is None:
+            return Quarantine()
+        text = self._ready().run("cat-file", "blob", blob.oid)
+        try:
+            return parse_quarantine(yaml.safe_load(text))
+        except (yaml.YAMLError, ValueError) as exc:
+            raise PermanentError(f"{QUARANTINE_PATH} at {head[:12]} is invalid: {one_line(str(exc), 300)}") from None
+
+    def _inspect(self, candidate: Candidate, paths: tuple[str, ...]) -> Inspection:
+        """Signature first (cheap to fail), then the image pins of the manifests at the tag."""
+        plumbing = self._ready()
+        verified, detail = plumbing.verify_tag(candidate.object_id, self.allowed_signers)
+        if not verified:
+            return Inspection(False, detail)
+        texts = plumbing.manifests(candidate.tag.commit, paths)
+        if not texts:
+            return Inspection(True, "", (f"no manifests under {', '.join(paths)}",))
+        problems = tuple(f"{path}: {problem}" for path, text in texts.items() for problem in image_problems(text))
+        return Inspection(True, "", problems)
+
+    # --- the rollback commit ----------------------------------------------------------------------
+
+    def find_rollback(self, incident_id: str) -> str | None:
+        """The commit on the deploy branch carrying ``Rollback-Incident: <id>``, if any (after a fetch)."""
+        with self._lock:
+            self._ready()
+            self._fetch()
+            return self._find_rollback(incident_id)
+
+    def _find_rollback(self, incident_id: str) -> str | None:
+        wanted = one_line(incident_id)
+        # --fixed-strings finds candidates fast; the trailer parse makes the match exact (inc-1 vs inc-12).
+        out = self._ready().run(
+            "log", "--fixed-strings", f"--grep=Rollback-Incident: {wanted}", "--format=%H%x00%B%x00", self.remote_ref
+        )
+        fields = out.split("\x00")
+        for index in range(0, len(fields) - 1, 2):
+            if parse_commit_trailers(fields[index + 1]).get("Rollback-Incident") == wanted:
+                return fields[index].strip()
+        return None
+
+    def commit_rollback(self, request: RollbackRequest) -> RollbackResult:
+        """Write and push the rollback commit; exactly once per incident, never forced."""
+        with self._lock:
+            self._ready()
+            plan = request.plan
+            if plan.target is None:
+                raise NoTargetError(plan.no_target_reason or "the plan has no target release")
+            paths = _checked_paths(request.target.paths)
+            message = build_commit_message(request).encode()
+            for attempt in range(1, self.push_attempts + 1):
+                self._fetch()
+                done = self._find_rollback(request.incident_id)
+                if done:
+                    return RollbackResult(done, already_done=True, push_attempts=attempt)
+                head = self._ready().run("rev-parse", "--verify", f"{self.remote_ref}^{{commit}}").strip()
+                commit = self._write_commit(request, head, paths, message)
+                if self._push(commit):
+                    return RollbackResult(commit, already_done=False, push_attempts=attempt)
+            raise TransientError(
+                f"push to {self.branch} was rejected {self.push_attempts} times: the branch keeps moving"
+            )
+
+    def _write_commit(self, request: RollbackRequest, head: str, paths: tuple[str, ...], message: bytes) -> str:
+        """The rollback commit on ``head``; ConflictError if a human changed our paths since the plan."""
+        plan = request.plan
+        assert plan.target is not None
+        target = plan.target.commit
+        specs = [f"{rev}:{path}" for rev in (plan.head, head, target) for path in paths]
+        found = self._ready().objects([*specs, f"{head}:{QUARANTINE_PATH}"])
+        moved = [p for p in paths if _oid(found[f"{plan.head}:{p}"]) != _oid(found[f"{head}:{p}"])]
+        if moved:
+            raise ConflictError(self._conflict_message(plan.head, head, moved))
+        blobs: dict[str, bytes] = {}
+        if plan.current is not None:
+            quarantine = self._read_quarantine(head, found[f"{head}:{QUARANTINE_PATH}"])
+            updated = quarantine.with_abandoned(plan.current, request.incident_id, request.target.app)
+            if updated != quarantine:
+                blobs[QUARANTINE_PATH] = render_quarantine(updated).encode()
+        at_target = {path: found[f"{target}:{path}"] for path in paths}
+        tree = self._ready().rollback_tree(head, target, at_target, blobs)
+        return self._ready().run(
+            "commit-tree", tree, "-p", head, "--no-gpg-sign", "-F", "-", env=self._identity, stdin=message
+        ).strip()
+
+    def _conflict_message(self, planned: str, head: str, moved: Sequence[str]) -> str:
+        log = self._ready().run("log", "--format=%h %an: %s", f"{planned}..{head}", "--", *moved)
+        who = "; ".join(one_line(line) for line in log.splitlines()[:3]) or f"history rewritten to {head[:12]}"
+        return (
+            f"deploy branch {self.branch} changed {', '.join(moved)} after the rollback was planned "
+            f"at {planned[:12]} ({who}); not overriding a human change, plan again"
+        )
+
+    def _push(self, commit: str) -> bool:
+        """Push ``commit`` to the deploy branch; False when rejected because the branch moved."""
+        plumbing = self._ready()
+        plumbing.run("update-ref", OUTGOING_REF, commit)
+        result = None
+        try:
+            result = plumbing.repo.remote("origin").push(f"{OUTGOING_REF}:refs/heads/{self.branch}")
+            result.raise_if_error()
+        except git.GitCommandError as exc:
+            if result is not None and any(info.flags & info.REJECTED for info in result):
+                return False
+            if result is not None and any(info.flags & info.REMOTE_REJECTED for info in result):
+                summary = one_line(" ".join(info.summary for info in result))
+                raise PermanentError(f"the remote refused the push to {self.branch}: {summary}") from None
+            detail = redact(one_line(str(exc.stderr), 300))
+            raise TransientError(f"git push to {redact(self.url)} failed: {detail}") from None
+        if not result:
+            raise TransientError(f"git push to {redact(self.url)} reported nothing")
+        return True
+
+
+def _oid(found: GitObject | None) -> str | None:
+    return found.oid if found else None
+
+
+def render_quarantine(quarantine: Quarantine) -> str:
+    """The quarantine file's text: header comment, then deterministic YAML."""
+    body = yaml.safe_dump(quarantine_document(quarantine), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return QUARANTINE_HEADER + body
