@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `rollbackbot policy schema | head`
+        sys.stderr.close()
+        return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import git
 import yaml
 
-from rollbackbot.adapters.git_plumbing import GitObject, Plumbing, redact
+from rollbackbot.adapters.git_plumbing import GitObject, Plumbing, checked_paths, redact, tag_ref_prefix
 from rollbackbot.core.commit_message import build_commit_message, one_line, parse_commit_trailers, parse_trailers
 from rollbackbot.core.model import (
     ReleaseTag,
@@ -40,22 +42,27 @@ from rollbackbot.core.releases import (
     quarantine_document,
     release_candidates,
     select_target,
-    tag_ref_prefix,
     target_pool,
 )
 from rollbackbot.errors import ConfigError, ConflictError, NoTargetError, PermanentError, TransientError
 
+
+@dataclass(frozen=True)
+class _Releases:
+    """What one ref listing and one tree lookup tell about an app's releases at the head."""
+
+    head: str
+    head_body: str  # the head commit's message body, for its trailers
+    candidates: list[Candidate]
+    ignored: list[SkippedTag]
+    trees: TreeFacts
+    quarantine: Quarantine
+    current: Candidate | None
+    ancestors: set[str]
+
+
 OUTGOING_REF = "refs/rollbackbot/outgoing"  # pushed from a ref so GitPython can parse the outcome
-_SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _SAFE_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
-
-
-def _checked_paths(paths: Sequence[str]) -> tuple[str, ...]:
-    cleaned = tuple(p.strip("/") for p in paths)
-    for path in cleaned:
-        if not _SAFE_PATH.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
-            raise PermanentError(f"refusing unsafe repository path {one_line(path)!r}")
-    return cleaned
 
 
 class GitOpsRepository:
@@ -98,7 +105,6 @@ class GitOpsRepository:
     def ensure_clone(self) -> None:
         """Create the bare clone if absent (else point it at ``url``), then fetch branch and tags."""
         with self._lock:
-            self._open()
             self._fetch()
 
     def head(self) -> str:
@@ -126,43 +132,14 @@ class GitOpsRepository:
         return self._plumbing
 
     def _ready(self) -> Plumbing:
+        """The repository, fetched at least once in this process."""
         plumbing = self._open()
         if not self._fetched:
             self._fetch()
         return plumbing
 
     def _fetch(self) -> None:
-        """Fetch the deploy branch and all tags; tags moved or deleted remotely follow the remote.
-
-        A fetch with thousands of annotated tags costs ~100 ms even when nothing changed (git
-        re-checks connectivity from every tag), so an ``ls-remote`` comparison goes first.
-        """
-        plumbing = self._open()
-        if self._fetched:
-            advertised = plumbing.network(
-                "ls-remote", "--refs", "origin", f"refs/heads/{self.branch}", "refs/tags/*", remote_url=self.url
-            )
-            remote = {
-                (self.remote_ref if name == f"refs/heads/{self.branch}" else name): oid
-                for oid, name in (line.split("\t", 1) for line in advertised.splitlines())
-                if name == f"refs/heads/{self.branch}" or name.startswith("refs/tags/")
-            }
-            if remote == plumbing.ref_ids(self.remote_ref, "refs/tags"):
-                return
-        plumbing.network(
-            "fetch",
-            "--quiet",
-            "--force",
-            "--prune",
-            "--no-write-fetch-head",
-            "origin",
-            f"+refs/heads/{self.branch}:{self.remote_ref}",
-            "+refs/tags/*:refs/tags/*",
-            remote_url=self.url,
-        )
-        if not self._fetched:
-            # The first fetch writes one loose file per tag; packed refs keep every later listing fast.
-            plumbing.run("pack-refs", "--all")
+        self._open().sync(self.branch, self.remote_ref, self.url, known_state=self._fetched)
         self._fetched = True
 
     # --- plans ------------------------------------------------------------------------------------
@@ -170,16 +147,31 @@ class GitOpsRepository:
     def plan(self, target: ResolvedTarget) -> RollbackPlan:
         """Fetch, then compute current and target release for the target's paths."""
         with self._lock:
-            self._ready()
             self._fetch()
-            return self._plan(target, None)
+            found = self._gather(target)
+            pool, same = target_pool(found.candidates, found.current, found.trees, found.ancestors)
+            inspect = partial(self._inspect, paths=found.trees.paths)
+            choice = select_target(pool, target.require_trailers, found.quarantine, inspect)
+            if not pool:
+                choice = TargetChoice(None, (), no_candidates_reason(target.tag_pattern, found.current))
+            return self._plan(target, found, choice, (*choice.skipped, *same, *found.ignored))
 
     def plan_to(self, target: ResolvedTarget, tag_name: str) -> RollbackPlan:
         """Like ``plan`` but towards ``tag_name``, which must still be verified (else NoTargetError)."""
         with self._lock:
-            self._ready()
             self._fetch()
-            return self._plan(target, tag_name)
+            found = self._gather(target)
+            chosen = next((c for c in found.candidates if c.tag.name == tag_name), None)
+            if chosen is None:
+                why = next((s.reason for s in found.ignored if s.name == tag_name), "no such release tag")
+                raise NoTargetError(f"{one_line(tag_name)} matching {target.tag_pattern!r}: {why}")
+            if found.trees.same_as_head(chosen.tag.commit):
+                raise NoTargetError(f"{tag_name} has the same content as the deploy branch head")
+            inspect = partial(self._inspect, paths=found.trees.paths)
+            problems = candidate_problems(chosen, target.require_trailers, found.quarantine, inspect)
+            if problems:
+                raise NoTargetError(f"{tag_name} is not verified: {'; '.join(problems)}")
+            return self._plan(target, found, TargetChoice(chosen, ()), ())
 
     def describe_tag(self, name: str) -> ReleaseTag:
         """The release tag ``name`` with its peeled commit and trailers."""
@@ -189,75 +181,46 @@ class GitOpsRepository:
             raise PermanentError(f"no tag {one_line(name)!r} pointing at a commit")
         return ReleaseTag(listing.name, listing.commit, parse_trailers(listing.body))
 
-    def _plan(self, target: ResolvedTarget, tag_name: str | None) -> RollbackPlan:
+    def _gather(self, target: ResolvedTarget) -> _Releases:
+        """Everything target selection needs except signatures: one ref listing, one tree lookup."""
         plumbing = self._ready()
-        paths = _checked_paths(target.paths)
+        paths = checked_paths(target.paths)
         prefix = tag_ref_prefix(target.tag_pattern)
         listings = plumbing.list_refs([self.remote_ref, prefix])
-        head_listing = listings.pop(self.remote_ref, None)
-        if head_listing is None:
+        head = listings.pop(self.remote_ref, None)
+        if head is None:
             raise PermanentError(f"deploy branch {self.branch} not found after fetch")
-        head = head_listing.object_id
         candidates, ignored = release_candidates(listings.values(), target.tag_pattern)
-        trees, quarantine = self._facts(head, candidates, paths)
+        commits = list(dict.fromkeys([head.object_id, *(c.tag.commit for c in candidates)]))
+        specs = [f"{commit}:{path}" for commit in commits for path in paths]
+        objects = plumbing.objects([*specs, f"{head.object_id}:{QUARANTINE_PATH}"])
+        at = {c: {p: _oid(objects[f"{c}:{p}"]) for p in paths} for c in commits}
+        trees = TreeFacts(paths, at[head.object_id], at)
         current = find_current(candidates, trees)
         ancestors: set[str] = set()
-        if current is None:
-            merged = plumbing.run("for-each-ref", f"--merged={head}", "--format=%(*objectname)", prefix)
+        if current is None:  # rare path: an untagged head; only its ancestors are candidates
+            merged = plumbing.run("for-each-ref", f"--merged={head.object_id}", "--format=%(*objectname)", prefix)
             ancestors = set(merged.split())
-        pool, same = target_pool(candidates, current, trees, ancestors)
-        if tag_name is None:
-            choice = select_target(pool, target.require_trailers, quarantine, lambda c: self._inspect(c, paths))
-            if not pool:
-                choice = TargetChoice(None, (), no_candidates_reason(target.tag_pattern, current))
-        else:
-            choice = self._choose(tag_name, candidates, ignored, trees, target, quarantine, paths)
+        quarantine = self._read_quarantine(head.object_id, objects[f"{head.object_id}:{QUARANTINE_PATH}"])
+        return _Releases(head.object_id, head.body, candidates, ignored, trees, quarantine, current, ancestors)
+
+    def _plan(
+        self, target: ResolvedTarget, found: _Releases, choice: TargetChoice, skipped: tuple[SkippedTag, ...]
+    ) -> RollbackPlan:
         chosen = choice.target.tag if choice.target else None
-        diff_stat, changed = plumbing.diff(head, chosen.commit, paths) if chosen else ("", ())
+        diff_stat, changed = self._ready().diff(found.head, chosen.commit, found.trees.paths) if chosen else ("", ())
         return RollbackPlan(
             app=target.app,
             branch=self.branch,
-            head=head,
-            current=current.tag if current else None,
+            head=found.head,
+            current=found.current.tag if found.current else None,
             target=chosen,
-            skipped=(*choice.skipped, *same, *ignored) if tag_name is None else (),
+            skipped=skipped,
             diff_stat=diff_stat,
             changed_paths=changed,
             no_target_reason=choice.no_target_reason,
-            head_is_rollback="Rollback-Incident" in parse_trailers(head_listing.body),
+            head_is_rollback="Rollback-Incident" in parse_trailers(found.head_body),
         )
-
-    def _choose(
-        self,
-        tag_name: str,
-        candidates: Sequence[Candidate],
-        ignored: Sequence[SkippedTag],
-        trees: TreeFacts,
-        target: ResolvedTarget,
-        quarantine: Quarantine,
-        paths: tuple[str, ...],
-    ) -> TargetChoice:
-        chosen = next((c for c in candidates if c.tag.name == tag_name), None)
-        if chosen is None:
-            why = next((s.reason for s in ignored if s.name == tag_name), "no such release tag")
-            raise NoTargetError(f"{one_line(tag_name)} matching {target.tag_pattern!r}: {why}")
-        if trees.same_as_head(chosen.tag.commit):
-            raise NoTargetError(f"{tag_name} has the same content as the deploy branch head")
-        problems = candidate_problems(chosen, target.require_trailers, quarantine, lambda c: self._inspect(c, paths))
-        if problems:
-            raise NoTargetError(f"{tag_name} is not verified: {'; '.join(problems)}")
-        return TargetChoice(chosen, ())
-
-    def _facts(
-        self, head: str, candidates: Sequence[Candidate], paths: tuple[str, ...]
-    ) -> tuple[TreeFacts, Quarantine]:
-        """Tree ids of every candidate x path and the head's quarantine, in one batch lookup."""
-        commits = list(dict.fromkeys([head, *(c.tag.commit for c in candidates)]))
-        specs = [f"{commit}:{path}" for commit in commits for path in paths]
-        found = self._ready().objects([*specs, f"{head}:{QUARANTINE_PATH}"])
-        at = {c: {p: _oid(found.get(f"{c}:{p}")) for p in paths} for c in commits}
-        quarantine = self._read_quarantine(head, found.get(f"{head}:{QUARANTINE_PATH}"))
-        return TreeFacts(paths, at[head], at), quarantine
 
     def _read_quarantine(self, head: str, blob: GitObject | None) -> Quarantine:
         if blob is None:
@@ -268,7 +231,7 @@ class GitOpsRepository:
         except (yaml.YAMLError, ValueError) as exc:
             raise PermanentError(f"{QUARANTINE_PATH} at {head[:12]} is invalid: {one_line(str(exc), 300)}") from None
 
-    def _inspect(self, candidate: Candidate, paths: tuple[str, ...]) -> Inspection:
+    def _inspect(self, candidate: Candidate, *, paths: tuple[str, ...]) -> Inspection:
         """Signature first (cheap to fail), then the image pins of the manifests at the tag."""
         plumbing = self._ready()
         verified, detail = plumbing.verify_tag(candidate.object_id, self.allowed_signers)
@@ -285,7 +248,6 @@ class GitOpsRepository:
     def find_rollback(self, incident_id: str) -> str | None:
         """The commit on the deploy branch carrying ``Rollback-Incident: <id>``, if any (after a fetch)."""
         with self._lock:
-            self._ready()
             self._fetch()
             return self._find_rollback(incident_id)
 
@@ -304,11 +266,10 @@ class GitOpsRepository:
     def commit_rollback(self, request: RollbackRequest) -> RollbackResult:
         """Write and push the rollback commit; exactly once per incident, never forced."""
         with self._lock:
-            self._ready()
             plan = request.plan
             if plan.target is None:
                 raise NoTargetError(plan.no_target_reason or "the plan has no target release")
-            paths = _checked_paths(request.target.paths)
+            paths = checked_paths(request.target.paths)
             message = build_commit_message(request).encode()
             for attempt in range(1, self.push_attempts + 1):
                 self._fetch()
@@ -341,9 +302,11 @@ class GitOpsRepository:
                 blobs[QUARANTINE_PATH] = render_quarantine(updated).encode()
         at_target = {path: found[f"{target}:{path}"] for path in paths}
         tree = self._ready().rollback_tree(head, target, at_target, blobs)
-        return self._ready().run(
-            "commit-tree", tree, "-p", head, "--no-gpg-sign", "-F", "-", env=self._identity, stdin=message
-        ).strip()
+        return (
+            self._ready()
+            .run("commit-tree", tree, "-p", head, "--no-gpg-sign", "-F", "-", env=self._identity, stdin=message)
+            .strip()
+        )
 
     def _conflict_message(self, planned: str, head: str, moved: Sequence[str]) -> str:
         log = self._ready().run("log", "--format=%h %an: %s", f"{planned}..{head}", "--", *moved)
@@ -380,5 +343,7 @@ def _oid(found: GitObject | None) -> str | None:
 
 def render_quarantine(quarantine: Quarantine) -> str:
     """The quarantine file's text: header comment, then deterministic YAML."""
-    body = yaml.safe_dump(quarantine_document(quarantine), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    body = yaml.safe_dump(
+        quarantine_document(quarantine), sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
     return QUARANTINE_HEADER + body

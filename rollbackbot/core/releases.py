@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,7 +24,7 @@ _SEMVER = re.compile(
     r"(?:-((?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*))?"
     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
-_MODEL_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # Model-Digest trailers and image pins alike
 _WILDCARDS = "*?["
 
 
@@ -80,12 +79,6 @@ def tag_version(name: str, pattern: str) -> SemVer | None:
     return parse_semver(name[len(prefix) : len(name) - len(suffix)])
 
 
-def tag_ref_prefix(pattern: str) -> str:
-    """The literal ``refs/tags/...`` directory every match lives under, to narrow a ref listing."""
-    first = min((i for i in (pattern.find(w) for w in _WILDCARDS) if i >= 0), default=len(pattern))
-    return "refs/tags/" + pattern[:first].rpartition("/")[0]
-
-
 @dataclass(frozen=True)
 class TagListing:
     """One line of the adapter's ``git for-each-ref refs/tags`` listing."""
@@ -106,9 +99,7 @@ class Candidate:
     object_id: str  # the annotated tag object, what `git verify-tag` checks
 
 
-def release_candidates(
-    listings: Iterable[TagListing], pattern: str
-) -> tuple[list[Candidate], list[SkippedTag]]:
+def release_candidates(listings: Iterable[TagListing], pattern: str) -> tuple[list[Candidate], list[SkippedTag]]:
     """Annotated tags matching ``pattern`` with a semver, newest first; the others with a reason."""
     candidates: list[Candidate] = []
     ignored: list[SkippedTag] = []
@@ -178,7 +169,7 @@ def static_problems(tag: ReleaseTag, required_trailers: Sequence[str], quarantin
     """Reasons a tag is not a target that need no git call: trailers and quarantine."""
     problems = [f"missing trailer {name}" for name in required_trailers if not tag.trailers.get(name)]
     digest = tag.model_digest
-    if digest and not _MODEL_DIGEST.fullmatch(digest):
+    if digest and not _DIGEST.fullmatch(digest):
         problems.append("trailer Model-Digest is not sha256:<64 hex>")
     reason = quarantine.reason(tag)
     if reason:
@@ -310,9 +301,9 @@ def quarantine_document(quarantine: Quarantine) -> dict[str, Any]:
 
 # --- image pinning ----------------------------------------------------------------------------
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _VALUE = r"""("[^"]*"|'[^']*'|[^\s,}\]#'"][^\s,}\]#]*)"""
-_IMAGE_KEY = re.compile(r"""(?:^\s*(?:-\s+)?|[{,]\s*)["']?image["']?\s*:(?:\s*""" + _VALUE + r")?")
+_IMAGE_BLOCK = re.compile(r"""^\s*(?:-\s+)?["']?image["']?\s*:(.*)$""")  # `image:` as a block key
+_IMAGE_FLOW = re.compile(r"""[{,]\s*["']?image["']?\s*:\s*""" + _VALUE)  # inside {...}: YAML flow or JSON
 _IMAGES_BLOCK = re.compile(r"^(\s*)(?:-\s+)?images\s*:\s*(?:#.*)?$")
 _KUSTOMIZE_KEY = re.compile(r"""(?:^|[\s{,-])(name|newName|newTag|digest)\s*:\s*""" + _VALUE)
 _LIST_SCALAR = re.compile(r"^\s*-\s+" + _VALUE + r"\s*(?:#.*)?$")
@@ -343,12 +334,15 @@ def image_problems(manifest_text: str) -> list[str]:
     lines = manifest_text.splitlines()
     problems: list[str] = []
     for number, line in enumerate(lines, start=1):
-        for match in _IMAGE_KEY.finditer(line):
-            if match.group(1) is None:
+        block = _IMAGE_BLOCK.match(line)
+        values = [re.sub(r"\s+#.*$", "", block.group(1)).strip()] if block else []
+        values += [match.group(1) for match in _IMAGE_FLOW.finditer(line)]
+        for value in values:
+            if not value:
                 # `image:` followed by a nested mapping (Helm style): no single reference to check.
                 problems.append(f"line {number}: image is not a plain reference, so its digest cannot be checked")
                 continue
-            reference = _unquote(match.group(1))
+            reference = _unquote(value)
             problem = reference_problem(reference)
             if problem:
                 problems.append(f"line {number}: image {reference!r} {problem}")

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 HealthName = Literal["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"]
 SyncOutcome = Literal["Succeeded", "Failed", "Error"]
@@ -61,7 +61,8 @@ class FakeArgoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     token: str
-    username: str | None = None
+    # The subject operations show in initiatedBy.username; default: the token's ``sub`` claim.
+    username: str | None = Field(default=None, validation_alias=AliasChoices("username", "subject"))
     repo: str
     repoURL: str | None = None
     branch: str = "main"

@@ -34,6 +34,7 @@ ERROR_MESSAGE = (
     "ComparisonError: Failed to load target state: failed to generate manifest for source 1 of 1: "
     "rpc error: code = Unknown desc = simulated manifest generation error"
 )
+EPSILON = 1e-6  # virtual time is a sum of float ticks; a due time must not slip a tick on rounding
 STATE_ORDER = ("operation", "phase", "message", "syncResult", "startedAt", "finishedAt", "retryCount")
 
 
@@ -117,10 +118,10 @@ class Controller:
 
     def _advance_once(self, app: AppSim) -> bool:
         settled = app.settle_due is None
-        if app.settle_due is not None and app.settle_due <= self.t:
+        if app.settle_due is not None and self._is_due(app.settle_due):
             self.reconcile(app)
             return True
-        refresh_ready = app.refresh_due is not None and app.refresh_due <= self.t and not app.faults.refreshHang
+        refresh_ready = app.refresh_due is not None and self._is_due(app.refresh_due) and not app.faults.refreshHang
         if refresh_ready and settled:
             app.refresh_due = None
             annotations = app.obj["metadata"].get("annotations", {})
@@ -129,43 +130,49 @@ class Controller:
                 app.obj["metadata"].pop("annotations", None)
             self.reconcile(app)
             return True
-        if self.config.reconcileInterval and self.t >= app.next_poll and settled:
+        if self.config.reconcileInterval and self._is_due(app.next_poll) and settled:
             app.next_poll = self.t + self.config.reconcileInterval
             self.reconcile(app)
             return True
         if app.stage is Stage.idle and "operation" in app.obj:  # written by PATCH, like kubectl would
             app.stage, app.due = Stage.queued, self.t + self.config.delays.running
             return True
-        if app.stage is Stage.idle or app.due > self.t:
+        if app.stage is Stage.idle or not self._is_due(app.due):
             return False
         handlers = {Stage.queued: self._pick_up, Stage.running: self._complete, Stage.terminating: self._terminated}
         return handlers[app.stage](app)
 
+    def _is_due(self, when: float) -> bool:
+        return when <= self.t + EPSILON
+
     def _pick_up(self, app: AppSim) -> bool:
         operation = app.obj.get("operation")
-        if operation is None:
+        if operation is None:  # removed by a PATCH before the controller got to it
             app.stage = Stage.idle
             return True
         previous = app.status.get("operationState") or {}
-        state: JSON = {"operation": copy.deepcopy(operation), "phase": "Running"}
         parked = previous.get("message") == WINDOW_BLOCKED
-        state["startedAt"] = previous["startedAt"] if parked else self.stamp()
-        if app.faults.syncWindowBlocked:
-            if parked:
-                return False
-            app.status["operationState"] = state | {"message": WINDOW_BLOCKED}
-            self.touch(app)
-            return True
-        sync = operation["sync"]
+        started = previous["startedAt"] if parked else self.stamp()
+        if app.faults.syncWindowBlocked:  # park the op (§5.3) until the knob is cleared
+            if not parked:
+                state = {"operation": copy.deepcopy(operation), "phase": "Running", "message": WINDOW_BLOCKED}
+                app.status["operationState"] = state | {"startedAt": started}
+                self.touch(app)
+            return not parked
+        sync = operation.setdefault("sync", {})  # an operation written by PATCH may leave these out
+        source = sync.setdefault("source", copy.deepcopy(app.spec.get("source", {})))
         try:
-            target = self.git.manifests(sync["revision"], sync["source"]["path"], app.config.namespace)
+            sync["revision"] = sync.get("revision") or self.git.resolve(source.get("targetRevision", ""))
+            target = self.git.manifests(sync["revision"], source.get("path", ""), app.config.namespace)
         except GitError as exc:
-            app.status["operationState"] = state
-            return self._finish(app, "Error", f"ComparisonError: {exc}", {"revision": sync["revision"]})
+            app.status["operationState"] = {"operation": copy.deepcopy(operation), "phase": "Running"}
+            app.status["operationState"]["startedAt"] = started
+            result = {"revision": sync.get("revision", ""), "source": source}
+            return self._finish(app, "Error", f"ComparisonError: {exc}", result)
         results, _ = result_resources(target, app.live, prune=bool(sync.get("prune")))
-        state |= {"message": "one or more tasks are running"}
-        state["syncResult"] = {"resources": results, "revision": sync["revision"], "source": sync["source"]}
-        app.status["operationState"] = _ordered(state)
+        state = {"operation": copy.deepcopy(operation), "phase": "Running", "message": "one or more tasks are running"}
+        state["syncResult"] = {"resources": results, "revision": sync["revision"], "source": source}
+        app.status["operationState"] = state | {"startedAt": started}
         app.stage, app.due = Stage.running, self.t + self.config.delays.succeeded
         self.touch(app)
         return True
@@ -177,31 +184,34 @@ class Controller:
         if app.faults.syncOutcome == "Error":
             return self._finish(app, "Error", ERROR_MESSAGE, base_result)
         target = self.git.manifests(sync["revision"], sync["source"]["path"], app.config.namespace)
-        prune = bool(sync.get("prune"))
         if app.faults.syncOutcome == "Failed":
-            workloads = [m.key for m in target if m.kind in WORKLOAD_KINDS] or [m.key for m in target]
-            results, failure = result_resources(target, app.live, prune, failed=workloads[0] if workloads else None)
-            message = f"one or more objects failed to apply, reason: {failure}"
-            limit = int(operation.get("retry", {}).get("limit", 0))
-            result = {"resources": results} | base_result
-            if limit < 0 or app.retries < limit:
-                app.retries += 1
-                now = self.now()
-                when = f"{now.hour % 12 or 12}:{now.minute:02d}{'AM' if now.hour < 12 else 'PM'}"
-                state = app.status["operationState"]
-                state |= {"message": f"{message}. Retrying attempt #{app.retries} at {when}.", "syncResult": result}
-                state |= {"finishedAt": self.stamp(), "retryCount": app.retries}
-                app.due = self.t + self.config.delays.succeeded
-                self.touch(app)
-                return True
-            suffix = f" (retried {app.retries} times)." if app.retries else ""
-            return self._finish(app, "Failed", message + suffix, result)
-        results, _ = result_resources(target, app.live, prune)
+            return self._fail_or_retry(app, target, operation, base_result)
+        results, _ = result_resources(target, app.live, bool(sync.get("prune")))
         if not sync.get("dryRun"):
             self._apply(app, {m.key: m for m in target}, sync, operation)
-        return self._finish(
-            app, "Succeeded", "successfully synced (all tasks run)", {"resources": results} | base_result
-        )
+        result = {"resources": results} | base_result
+        return self._finish(app, "Succeeded", "successfully synced (all tasks run)", result)
+
+    def _fail_or_retry(self, app: AppSim, target: tuple[Manifest, ...], operation: JSON, base: JSON) -> bool:
+        """A failed apply: with retries left the op stays Running with finishedAt + retryCount (§5.1.4)."""
+        keys = [m.key for m in target if m.kind in WORKLOAD_KINDS] or [m.key for m in target]
+        prune = bool(operation["sync"].get("prune"))
+        results, failure = result_resources(target, app.live, prune, failed=keys[0] if keys else None)
+        message = f"one or more objects failed to apply, reason: {failure}"
+        result = {"resources": results} | base
+        limit = int(operation.get("retry", {}).get("limit", 0))  # -1 = unlimited
+        if limit >= 0 and app.retries >= limit:
+            suffix = f" (retried {app.retries} times)." if app.retries else ""
+            return self._finish(app, "Failed", message + suffix, result)
+        app.retries += 1
+        now = self.now()
+        when = f"{now.hour % 12 or 12}:{now.minute:02d}{'AM' if now.hour < 12 else 'PM'}"  # Go's "3:04PM"
+        state = app.status["operationState"]
+        state |= {"message": f"{message}. Retrying attempt #{app.retries} at {when}.", "syncResult": result}
+        state |= {"finishedAt": self.stamp(), "retryCount": app.retries}
+        app.due = self.t + self.config.delays.succeeded
+        self.touch(app)
+        return True
 
     def _apply(self, app: AppSim, target: dict[Key, Manifest], sync: JSON, operation: JSON) -> None:
         selected = [(r.get("group", ""), r.get("kind"), r.get("name")) for r in sync.get("resources", [])]
@@ -229,14 +239,16 @@ class Controller:
         history.append(copy.deepcopy(entry))
         del history[: max(0, len(history) - app.config.revisionHistoryLimit)]
 
-    def _finish(self, app: AppSim, phase: str, message: str, result: JSON) -> bool:
+    def _finish(self, app: AppSim, phase: str, message: str, result: JSON | None) -> bool:
         state = app.status["operationState"]
-        state |= {"phase": phase, "message": message, "syncResult": result, "finishedAt": self.stamp()}
+        state |= {"phase": phase, "message": message, "finishedAt": self.stamp()}
+        if result is not None:
+            state["syncResult"] = result
         if app.retries:
             state["retryCount"] = app.retries
         app.status["operationState"] = _ordered(state)
         operation = app.obj.pop("operation", None) or state["operation"]
-        revision = operation["sync"]["revision"]
+        revision = operation["sync"].get("revision", "")  # a parked op may not have resolved it yet
         outcome = "succeeded" if phase == "Succeeded" else f"failed: {message}"
         self.event(app, "OperationCompleted", f"Sync operation to {revision} {outcome}", phase != "Succeeded")
         app.stage = Stage.idle
@@ -247,7 +259,7 @@ class Controller:
         return True
 
     def _terminated(self, app: AppSim) -> bool:
-        result = app.status["operationState"].get("syncResult", {})
+        result = app.status["operationState"].get("syncResult")
         return self._finish(app, "Failed", "Operation terminated", result)
 
     def reconcile(self, app: AppSim) -> None:
@@ -283,7 +295,7 @@ class Controller:
         self._maybe_auto_sync(app, head)
 
     def _update_health(self, app: AppSim) -> bool:
-        progressing = self.t < app.progressing_until
+        progressing = not self._is_due(app.progressing_until)
         override = app.faults.healthOverride
         healths = {
             key: object_health(m, progressing and key in app.changed and _rolls_out(m), override)

@@ -73,7 +73,7 @@ def text_response(status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status)
 
 
-async def get_app(call: Call) -> Response:
+async def _get_app(call: Call) -> Response:
     projects = call.request.query_params.getlist("project") + call.request.query_params.getlist("projects")
     if len(projects) > 1:
         raise ArgoError(3, "multiple projects specified - the get endpoint accepts either zero or one project")
@@ -82,67 +82,68 @@ async def get_app(call: Call) -> Response:
     return json_response(await call.state.get(app, refresh))
 
 
-async def sync_app(call: Call) -> Response:
+async def _sync_app(call: Call) -> Response:
     return json_response(call.state.sync(call.app(call.body.get("project", "")), call.body, _caller(call)))
 
 
-async def rollback_app(call: Call) -> Response:
+async def _rollback_app(call: Call) -> Response:
     return json_response(call.state.rollback(call.app(call.body.get("project", "")), call.body, _caller(call)))
 
 
-async def terminate_operation(call: Call) -> Response:
+async def _terminate_operation(call: Call) -> Response:
     return json_response(call.state.terminate(call.app()))
 
 
-async def patch_app(call: Call) -> Response:
+async def _patch_app(call: Call) -> Response:
     return json_response(call.state.patch(call.app(call.body.get("project", "")), call.body))
 
 
-async def sync_windows(call: Call) -> Response:
+async def _sync_windows(call: Call) -> Response:
     return json_response(views.sync_windows(call.app()))
 
 
-async def resource_tree(call: Call) -> Response:
+async def _resource_tree(call: Call) -> Response:
     app = call.app()
     return json_response(views.resource_tree(app, app.obj["metadata"]["creationTimestamp"]))
 
 
-async def managed_resources(call: Call) -> Response:
+async def _managed_resources(call: Call) -> Response:
     return json_response(views.managed_resources(call.app(), call.query))
 
 
-async def app_events(call: Call) -> Response:
+async def _app_events(call: Call) -> Response:
     app = call.app()
     return json_response(views.events(app, app.obj["metadata"]["resourceVersion"]))
 
 
-async def pod_logs(call: Call) -> Response:
-    entries = views.log_entries(call.app(), call.query, call.params.get("podName"), call.state.controller.stamp())
+async def _pod_logs(call: Call) -> Response:
+    pod = call.params.get("podName") or call.query.get("podName")
+    entries = views.log_entries(call.app(), call.query, pod, call.state.controller.stamp())
     return Response(
         "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries), media_type="application/json"
     )
 
 
-async def revision_metadata(call: Call) -> Response:
+async def _revision_metadata(call: Call) -> Response:
     call.app()
     try:
-        return json_response(views.revision_metadata(call.state.git.revision_metadata(call.params["revision"])))
+        return json_response(call.state.git.revision_metadata(call.params["revision"]))
     except GitError as exc:
         raise ArgoError(2, f"rpc error: code = Unknown desc = {exc}") from None
 
 
-async def version(call: Call) -> Response:
+async def _version(call: Call) -> Response:
     return json_response(views.FULL_VERSION if _optional_caller(call) else {"Version": views.VERSION})
 
 
-async def userinfo(call: Call) -> Response:
+async def _userinfo(call: Call) -> Response:
     caller = _optional_caller(call)
     if caller is None:
         return json_response({"loggedIn": False})
     return json_response({"loggedIn": True, "username": caller.username, "iss": "argocd"})
 
 
-async def create_session(call: Call) -> Response:
+async def _create_session(call: Call) -> Response:
     body = call.body
     token = call.state.login(body.get("username", ""), body.get("password", ""), body.get("token", ""))
     response = json_response({"token": token})
@@ -150,23 +151,20 @@ async def create_session(call: Call) -> Response:
     return response
 
 
-async def delete_session(call: Call) -> Response:
+async def _delete_session(call: Call) -> Response:
     response = json_response({})
     response.delete_cookie("argocd.token", path="/")
     return response
 
 
-async def watch_applications(call: Call) -> Response:
+async def _watch_applications(call: Call) -> Response:
     """NDJSON (or SSE) stream: ADDED per visible app, then MODIFIED whenever it changes."""
-    caller, name, project = (
-        _caller(call),
-        call.query.get("name"),
-        call.query.get("projects") or call.query.get("project"),
-    )
+    caller, name = _caller(call), call.query.get("name")
+    project = call.query.get("projects") or call.query.get("project")
     apps = [
         a
         for a in call.state.apps.values()
-        if (not name or a.name == name)
+        if name in (None, "", a.name)
         and caller.project in (None, a.config.project)
         and project in (None, "", a.config.project)
     ]
@@ -212,23 +210,23 @@ class Route:
 
 A = "/api/v1/applications"
 ROUTES = [
-    Route("GET", "/api/version", version, public=True),
-    Route("POST", "/api/v1/session", create_session, SESSION_REQUEST, public=True),
-    Route("DELETE", "/api/v1/session", delete_session, public=True),
-    Route("GET", "/api/v1/session/userinfo", userinfo, public=True),
-    Route("GET", A + "/{name}", get_app),
-    Route("PATCH", A + "/{name}", patch_app, PATCH_REQUEST),
-    Route("POST", A + "/{name}/sync", sync_app, SYNC_REQUEST),
-    Route("POST", A + "/{name}/rollback", rollback_app, ROLLBACK_REQUEST),
-    Route("DELETE", A + "/{name}/operation", terminate_operation),
-    Route("GET", A + "/{name}/syncwindows", sync_windows),
-    Route("GET", A + "/{applicationName}/resource-tree", resource_tree),
-    Route("GET", A + "/{applicationName}/managed-resources", managed_resources),
-    Route("GET", A + "/{name}/events", app_events),
-    Route("GET", A + "/{name}/logs", pod_logs),
-    Route("GET", A + "/{name}/pods/{podName}/logs", pod_logs),
-    Route("GET", A + "/{name}/revisions/{revision}/metadata", revision_metadata),
-    Route("GET", "/api/v1/stream/applications", watch_applications),
+    Route("GET", "/api/version", _version, public=True),
+    Route("POST", "/api/v1/session", _create_session, SESSION_REQUEST, public=True),
+    Route("DELETE", "/api/v1/session", _delete_session, public=True),
+    Route("GET", "/api/v1/session/userinfo", _userinfo, public=True),
+    Route("GET", A + "/{name}", _get_app),
+    Route("PATCH", A + "/{name}", _patch_app, PATCH_REQUEST),
+    Route("POST", A + "/{name}/sync", _sync_app, SYNC_REQUEST),
+    Route("POST", A + "/{name}/rollback", _rollback_app, ROLLBACK_REQUEST),
+    Route("DELETE", A + "/{name}/operation", _terminate_operation),
+    Route("GET", A + "/{name}/syncwindows", _sync_windows),
+    Route("GET", A + "/{applicationName}/resource-tree", _resource_tree),
+    Route("GET", A + "/{applicationName}/managed-resources", _managed_resources),
+    Route("GET", A + "/{name}/events", _app_events),
+    Route("GET", A + "/{name}/logs", _pod_logs),
+    Route("GET", A + "/{name}/pods/{podName}/logs", _pod_logs),
+    Route("GET", A + "/{name}/revisions/{revision}/metadata", _revision_metadata),
+    Route("GET", "/api/v1/stream/applications", _watch_applications),
     *(
         Route("GET", A + s)
         for s in ("", "/{name}/links", "/{name}/manifests", "/{name}/resource", "/{name}/resource/actions")
@@ -328,6 +326,6 @@ def record(state: FakeArgoState, request: Request, raw: bytes, status: int) -> N
     has_bearer = request.headers.get("authorization", "")[:7].lower() == "bearer "
     auth = "bearer" if has_bearer else ("cookie" if "argocd.token" in request.cookies else "none")
     entry: JSON = {"method": request.method, "path": request.url.path, "query": dict(request.query_params)}
-    entry |= {"queryString": request.url.query, "contentType": request.headers.get("content-type")}
-    entry |= {"json": parsed, "body": text, "auth": auth, "status": status, "time": state.controller.stamp()}
+    entry |= {"query_string": request.url.query, "content_type": request.headers.get("content-type")}
+    entry |= {"body": parsed, "raw_body": text, "auth": auth, "status": status, "time": state.controller.stamp()}
     state.requests.append(entry)

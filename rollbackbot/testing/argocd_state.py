@@ -217,16 +217,17 @@ class FakeArgoState:
         return app.faults.failNext.pop(0) if app and app.faults.failNext else None
 
     def raw(self, name: str) -> JSON:
-        """Internal view of one app for tests (GET /_fake/apps/{name})."""
+        """The Application as stored, plus simulation internals under ``fake`` (GET /_fake/apps/{name})."""
         app = self.apps[name]
-        return {
-            "application": copy.deepcopy(app.obj),
-            "stage": app.stage.value,
-            "deployedRevision": app.deployed_revision,
-            "live": [f"{m.kind}/{m.namespace}/{m.name}" for m in app.live.values()],
-            "refreshPending": app.refresh_due is not None,
-            "statusStale": app.settle_due is not None,
-            "virtualTime": self.now,
-            "faults": app.faults.model_dump(),
-            "events": copy.deepcopy(app.events),
+        return self.snapshot(app) | {
+            "fake": {
+                "stage": app.stage.value,
+                "deployedRevision": app.deployed_revision,
+                "live": [f"{m.kind}/{m.namespace}/{m.name}" for m in app.live.values()],
+                "refreshPending": app.refresh_due is not None,
+                "statusStale": app.settle_due is not None,
+                "virtualTime": self.now,
+                "faults": app.faults.model_dump(),
+                "events": copy.deepcopy(app.events),
+            }
         }

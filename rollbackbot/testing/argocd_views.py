@@ -6,7 +6,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from rollbackbot.testing.argocd_git import Manifest
 from rollbackbot.testing.argocd_model import AppSim
@@ -131,11 +130,14 @@ def events(app: AppSim, resource_version: str) -> JSON:
 
 
 def log_entries(app: AppSim, query: Mapping[str, str], pod_name: str | None, stamp: str) -> list[JSON]:
-    """Pod log stream entries (§7.5): a few synthetic lines per matching pod, then ``last: true``."""
+    """Pod log stream entries (§7.5): a few synthetic lines per matching pod, then ``last: true``.
+
+    ``podName`` may come from the path (``/pods/{podName}/logs``) or the query of ``/logs``.
+    """
     lines: list[JSON] = []
     tail = int(query["tailLines"]) if query.get("tailLines", "").isdigit() else None
     for pod, _rs, deployment, health in pods(app):
-        if pod_name and pod != pod_name:
+        if (pod_name and pod != pod_name) or query.get("namespace") not in (None, "", deployment.namespace):
             continue
         if query.get("resourceName") and query["resourceName"] not in (deployment.name, pod):
             continue
@@ -146,6 +148,8 @@ def log_entries(app: AppSim, query: Mapping[str, str], pod_name: str | None, sta
         for text in content[-tail:] if tail else content:
             entry = {"content": text, "timeStamp": stamp, "timeStampStr": stamp.replace("Z", ".000000000Z")}
             lines.append({"result": entry | {"podName": pod, "last": False}})
+    if not lines:
+        return []  # no matching pods: the real stream ends without any entry
     final = {"content": "", "timeStamp": stamp, "timeStampStr": stamp.replace("Z", ".000000000Z")}
     return [*lines, {"result": final | {"podName": "", "last": True}}]
 
@@ -155,8 +159,3 @@ def sync_windows(app: AppSim) -> JSON:
     if app.faults.syncWindowBlocked:
         return {"assignedWindows": [BLOCKING_WINDOW], "activeWindows": [BLOCKING_WINDOW], "canSync": False}
     return {"canSync": True}
-
-
-def revision_metadata(raw: Mapping[str, Any]) -> JSON:
-    """GET revisions/{rev}/metadata from the commit's author, date and message."""
-    return {"author": raw["author"], "date": raw["date"], "message": raw["message"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,11 +53,9 @@ def make_repo(tmp_path: Path) -> MakeRepo:
     """A GitOpsRepository with its own fresh clone (each call simulates a separate service process)."""
     counter = itertools.count()
 
-    def make(sb: GitOpsSandbox, url: str | None = None, **kwargs: object) -> GitOpsRepository:
-        repo = GitOpsRepository(
-            url or sb.remote_url, sb.branch, tmp_path / f"clone-{next(counter)}", sb.allowed_signers, **kwargs
-        )  # type: ignore[arg-type]
-        return repo
+    def make(sb: GitOpsSandbox, url: str | None = None, **kwargs: Any) -> GitOpsRepository:
+        workdir = tmp_path / f"clone-{next(counter)}"
+        return GitOpsRepository(url or sb.remote_url, sb.branch, workdir, sb.allowed_signers, **kwargs)
 
     return make
 

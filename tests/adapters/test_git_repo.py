@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rollbackbot.adapters.git_plumbing import tag_ref_prefix
 from rollbackbot.adapters.git_repo import GitOpsRepository
 from rollbackbot.core.commit_message import parse_commit_trailers
 from rollbackbot.core.model import ResolvedTarget, RollbackPlan, RollbackRequest
@@ -68,9 +69,13 @@ def test_plan_skips_unverified_release(
     assert reason in plan.skipped[0].reason
 
 
-def test_tampered_tag_is_skipped_even_after_it_moved_under_a_clone(sandbox: GitOpsSandbox, repo: GitOpsRepository) -> None:
+def test_tampered_tag_is_skipped_even_after_it_moved_under_a_clone(
+    sandbox: GitOpsSandbox, repo: GitOpsRepository
+) -> None:
     assert repo.plan(FRAUD).target is not None and repo.plan(FRAUD).target.name == "fraud-llm/v2.2.0"  # type: ignore[union-attr]
-    data_version = parse_commit_trailers("t\n\n" + sandbox.git("cat-file", "tag", "fraud-llm/v2.2.0").split("\n\n", 2)[2])
+    data_version = parse_commit_trailers(
+        "t\n\n" + sandbox.git("cat-file", "tag", "fraud-llm/v2.2.0").split("\n\n", 2)[2]
+    )
     sandbox.tamper_tag("fraud-llm/v2.2.0", data_version["Data-Version"], "ds-forged")
     plan = repo.plan(FRAUD)  # the fetch must pick up the rewritten tag object
     assert plan.target is not None and plan.target.name == "fraud-llm/v2.1.0"
@@ -124,6 +129,14 @@ def test_plan_to_verifies_the_named_tag(make_sandbox: MakeSandbox, make_repo: Ma
     assert repo.describe_tag("fraud-llm/v2.0.0").commit == sb.tags["fraud-llm/v2.0.0"]
 
 
+@pytest.mark.parametrize(
+    ("pattern", "prefix"),
+    [("fraud-llm/v*", "refs/tags/fraud-llm"), ("v*", "refs/tags/"), ("a/b/[0-9]*", "refs/tags/a/b")],
+)
+def test_ref_prefix_narrows_the_tag_listing(pattern: str, prefix: str) -> None:
+    assert tag_ref_prefix(pattern) == prefix
+
+
 def test_unsafe_policy_path_is_refused(repo: GitOpsRepository) -> None:
     target = ResolvedTarget(("x",), "p", ("apps/../platform",), "fraud-llm/v*")
     with pytest.raises(PermanentError, match="unsafe repository path"):
@@ -133,7 +146,9 @@ def test_unsafe_policy_path_is_refused(repo: GitOpsRepository) -> None:
 # --- the rollback commit ------------------------------------------------------------------------
 
 
-def test_rollback_commit_restores_paths_exactly_and_nothing_else(make_sandbox: MakeSandbox, make_repo: MakeRepo) -> None:
+def test_rollback_commit_restores_paths_exactly_and_nothing_else(
+    make_sandbox: MakeSandbox, make_repo: MakeRepo
+) -> None:
     newest = Release("2.3.0", feature_config={"config.yaml": "threshold: 0.9\n", "added.yaml": "x: 1\n"})
     sb = make_sandbox(Release("2.1.0"), Release("2.2.0"), newest)
     head = sb.head()

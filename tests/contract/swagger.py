@@ -9,7 +9,6 @@ whitelisted.
 
 from __future__ import annotations
 
-import copy
 import json
 from functools import cache
 from pathlib import Path
@@ -134,8 +133,3 @@ def _brief(item: Any) -> str:
 def load_example(name: str) -> Any:
     """One recorded example payload from ../shared/argocd/examples."""
     return json.loads((EXAMPLES / name).read_text())
-
-
-def deep_copy(document: Any) -> Any:
-    """A copy tests may mutate."""
-    return copy.deepcopy(document)

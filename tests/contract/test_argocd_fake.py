@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rollbackbot.testing.argocd import FakeArgoState, make_token
+from rollbackbot.testing.argocd import FakeArgoState, create_app, make_token
 from tests.contract.conftest import APP, APP_PATH, DELAYS, PROJECT, TOKEN, GitRepo, make_config, manifests
 from tests.contract.swagger import EXAMPLES, assert_valid, load_example, response_schema, shape_differences
 
@@ -45,14 +45,19 @@ def assert_shape(document: Any, example: str) -> None:
     assert not differences, "\n".join(differences)
 
 
-def sync_body(**changes: Any) -> dict[str, Any]:
+def sync_body() -> dict[str, Any]:
     """The recorded full sync request, addressed to our project."""
-    return load_example("sync_request.json") | {"project": PROJECT} | changes
+    return dict(load_example("sync_request.json")) | {"project": PROJECT}
 
 
 def revert(repo: GitRepo) -> str:
     """Push the rollback commit X: the Deployment is healthy again."""
     return repo.commit({f"{APP_PATH}/app.yaml": manifests("registry.example.com/fraud-llm:1.41.0")}, "rollback")
+
+
+def repo_of(state: FakeArgoState) -> GitRepo:
+    """The repository the fake reads, to push commits to it."""
+    return GitRepo(state.config.repo_path())
 
 
 async def get_app(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
@@ -144,10 +149,6 @@ async def test_sync_lifecycle_matches_recorded_examples(client: httpx.AsyncClien
     assert_shape(final, "app_get_final_synced_healthy.json")
 
 
-def repo_of(state: FakeArgoState) -> GitRepo:
-    return GitRepo(state.config.repo_path())
-
-
 async def test_failed_sync_with_retries(client: httpx.AsyncClient, state: FakeArgoState) -> None:
     state.set_faults(APP, {"syncOutcome": "Failed"})
     x = revert(repo_of(state))
@@ -214,7 +215,10 @@ async def test_auxiliary_endpoints_match_swagger(client: httpx.AsyncClient, anon
     for line in lines:
         assert_valid(line, response_schema("/api/v1/applications/{name}/logs"))
     assert len(lines) == 3 and lines[-1]["result"]["last"] is True and lines[0]["result"]["podName"].startswith(APP)
-    assert (await client.delete(f"{URL}/operation", headers=JSON_CT)).status_code == 400
+    pod = next(n["name"] for n in tree["nodes"] if n["kind"] == "Pod")
+    by_pod = await client.get(f"{URL}/logs", params={"podName": pod, "namespace": "ml-prod", "follow": "false"})
+    assert {json.loads(line)["result"]["podName"] for line in by_pod.text.splitlines()} == {pod, ""}
+    assert (await client.get(f"{URL}/pods/nope/logs")).text == "", "no matching pod: an empty stream"
 
 
 async def test_session_login(anon: httpx.AsyncClient, state: FakeArgoState) -> None:
@@ -228,7 +232,8 @@ async def test_session_login(anon: httpx.AsyncClient, state: FakeArgoState) -> N
     token = login.json()["token"]
     info = await anon.get("/api/v1/session/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert info.json()["username"] == "admin"
-    assert all(r["json"] is None or r["json"].get("password") in (None, "<redacted>") for r in state.requests)
+    assert all(r["body"] is None or r["body"].get("password") in (None, "<redacted>") for r in state.requests)
+    assert "s3cret-pass" not in json.dumps(state.requests)
 
 
 # --- (c) middleware order and error bodies -----------------------------------------------------------
@@ -283,8 +288,6 @@ async def test_rbac_403_versus_404(client: httpx.AsyncClient) -> None:
 async def test_admin_sees_404_for_app_in_other_project(repo: GitRepo) -> None:
     admin = make_token("admin:login")
     state = FakeArgoState(make_config(repo, token=admin))
-    from rollbackbot.testing.argocd import create_app
-
     transport = httpx.ASGITransport(app=create_app(state.config, state))
     async with httpx.AsyncClient(
         transport=transport, base_url="http://a", headers={"Authorization": f"Bearer {admin}"}
@@ -354,7 +357,7 @@ async def test_refresh_hang_blocks_until_cleared(client: httpx.AsyncClient, stat
     pending = asyncio.create_task(get_app(client, refresh="hard"))
     await asyncio.sleep(0.2)
     assert not pending.done()
-    assert state.raw(APP)["application"]["metadata"]["annotations"] == {"argocd.argoproj.io/refresh": "hard"}
+    assert state.raw(APP)["metadata"]["annotations"] == {"argocd.argoproj.io/refresh": "hard"}
     state.set_faults(APP, {"refreshHang": False})
     refreshed = await asyncio.wait_for(pending, timeout=5)
     assert "annotations" not in refreshed["metadata"]
@@ -367,10 +370,10 @@ async def test_requests_are_recorded_without_credentials(client: httpx.AsyncClie
         "method": "POST",
         "path": f"{URL}/sync",
         "query": {"x": "1"},
-        "queryString": "x=1",
-        "contentType": "application/json",
-        "json": {"prune": True},
-        "body": '{"prune":true}',
+        "query_string": "x=1",
+        "content_type": "application/json",
+        "body": {"prune": True},
+        "raw_body": '{"prune":true}',
         "auth": "bearer",
         "status": 200,
         "time": None,
@@ -380,7 +383,8 @@ async def test_requests_are_recorded_without_credentials(client: httpx.AsyncClie
     faults = await client.post(f"/_fake/apps/{APP}/faults", json={"healthOverride": "Degraded"})
     assert faults.json()["healthOverride"] == "Degraded"
     assert (await client.post(f"/_fake/apps/{APP}/faults", json={"bogus": 1})).status_code == 422
-    assert (await client.get(f"/_fake/apps/{APP}")).json()["faults"]["healthOverride"] == "Degraded"
+    raw = (await client.get(f"/_fake/apps/{APP}")).json()
+    assert raw["fake"]["faults"]["healthOverride"] == "Degraded" and raw["status"]["sync"]["status"] == "Synced"
 
 
 # --- fault knobs -------------------------------------------------------------------------------------------
@@ -463,7 +467,8 @@ async def test_health_is_derived_from_the_deployed_revision(tmp_path: Path) -> N
 def test_module_serves_as_a_process(repo: GitRepo, tmp_path: Path) -> None:
     config = tmp_path / "fake.json"
     fast = {"running": 0.05, "succeeded": 0.05, "reconcile": 0.05, "healthy": 0.05}
-    config.write_text(make_config(repo, startTime=None, tick=0.02, delays=fast).model_dump_json())
+    data = make_config(repo, tick=0.02, delays=fast).model_dump(mode="json", exclude={"username", "startTime"})
+    config.write_text(json.dumps(data | {"subject": "proj:ml-prod:rollbackbot"}))
     command = [sys.executable, "-m", "rollbackbot.testing.argocd", "--config", str(config), "--port", "0"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
