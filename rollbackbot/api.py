@@ -23,9 +23,7 @@ log = logging.getLogger("rollbackbot.api")
 MAX_BODY_BYTES = 1024 * 1024
 ReadinessCheck = Callable[[], str | None]  # returns a problem, or None when fine
 
-_WEBHOOK_BODY_SCHEMA = AlertmanagerPayload.model_json_schema(
-    by_alias=True, ref_template="#/components/schemas/{model}"
-)
+_WEBHOOK_BODY_SCHEMA = AlertmanagerPayload.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
 
 
 def _authorized(header: str | None, token: SecretStr) -> bool:
@@ -78,9 +76,7 @@ def create_app(
         """Receive an Alertmanager notification (payload version 4); the work runs after the answer."""
         if not _authorized(request.headers.get("authorization"), webhook_token):
             WEBHOOK_REQUESTS.labels("unauthorized").inc()
-            return JSONResponse(
-                {"detail": "missing or invalid bearer token"}, 401, {"WWW-Authenticate": "Bearer"}
-            )
+            return JSONResponse({"detail": "missing or invalid bearer token"}, 401, {"WWW-Authenticate": "Bearer"})
         body = await _read_limited(request, MAX_BODY_BYTES)
         if body is None:
             WEBHOOK_REQUESTS.labels("too_large").inc()
@@ -90,8 +86,7 @@ def create_app(
         except ValidationError as exc:
             WEBHOOK_REQUESTS.labels("invalid").inc()
             errors = [
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors(include_input=False)
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_input=False)
             ][:20]
             return JSONResponse({"detail": errors}, 422)
         received = service.receive(payload)

@@ -22,9 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["json", "text"], default="json")
 
     demo = sub.add_parser("demo", help="the whole loop on an embedded sandbox")
-    demo.add_argument(
-        "--workdir", type=Path, default=None, help="keep the sandbox here (default: a temp dir)"
-    )
+    demo.add_argument("--workdir", type=Path, default=None, help="keep the sandbox here (default: a temp dir)")
 
     policy = sub.add_parser("policy", help="policy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)

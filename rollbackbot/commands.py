@@ -82,9 +82,7 @@ def plan(app: str) -> int:
     )
     print(f"paths:    {', '.join(target.paths)}")
     print(result.diff_stat.rstrip() or "(no changes)")
-    print(
-        f"would:    {policy.spec.mode.value}: commit on {result.branch}, then sync {', '.join(target.apps)}"
-    )
+    print(f"would:    {policy.spec.mode.value}: commit on {result.branch}, then sync {', '.join(target.apps)}")
     return 0
 
 
@@ -116,9 +114,7 @@ async def rollback(app: str, to_tag: str | None) -> int:
     incident = (
         incident.with_plan(result)
         .with_approver(f"{user} (cli)")
-        .with_state(
-            IncidentState.rolling_back, now, f"manual rollback {current} -> {result.target.name} by {user}"
-        )
+        .with_state(IncidentState.rolling_back, now, f"manual rollback {current} -> {result.target.name} by {user}")
     )
     wired.store.create(incident)
     final = await wired.service.run_incident(incident.id)
@@ -143,9 +139,7 @@ def incidents(incident_id: str | None, as_json: bool) -> int:
             print(json.dumps(data, indent=2))
             return 0
         print(f"{found.id}  {found.app}  {found.state.value}  policy {found.policy}  mode {found.mode}")
-        print(
-            f"alert {found.alert.name} {found.alert.fingerprint}  from {found.from_ref.tag} to {found.to_ref.tag}"
-        )
+        print(f"alert {found.alert.name} {found.alert.fingerprint}  from {found.from_ref.tag} to {found.to_ref.tag}")
         if found.rollback_commit:
             print(f"commit {found.rollback_commit}")
         for event in found.events:
@@ -156,7 +150,5 @@ def incidents(incident_id: str | None, as_json: bool) -> int:
         print(json.dumps([incident_to_api(i) for i in rows], indent=2))
         return 0
     for item in rows:
-        print(
-            f"{item.created_at:%Y-%m-%d %H:%M:%S}  {item.id}  {item.app:<24} {item.state.value:<18} {item.reason}"
-        )
+        print(f"{item.created_at:%Y-%m-%d %H:%M:%S}  {item.id}  {item.app:<24} {item.state.value:<18} {item.reason}")
     return 0

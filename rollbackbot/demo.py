@@ -90,9 +90,7 @@ async def run_demo(workdir: Path | None = None) -> int:
     sandbox = _build(work)
     _say(f"\n1. GitOps repository {sandbox.remote_url} with releases of {APP}:")
     for tag in sandbox.tag_names():
-        note = {"1.2.0": "unsigned", "1.3.0": "deployed now — compromised, Degraded"}.get(
-            tag.rsplit("v", 1)[-1], ""
-        )
+        note = {"1.2.0": "unsigned", "1.3.0": "deployed now — compromised, Degraded"}.get(tag.rsplit("v", 1)[-1], "")
         _say(f"     {tag:<22} {note}")
     config = work / "argocd.json"
     config.write_text(
@@ -148,12 +146,8 @@ async def _deliver_and_follow(
     _say('\n3. Alertmanager delivers PromptInjectionSpike{app="docsum-llm"}')
     t0 = datetime.now(UTC)
     sent = time.monotonic()
-    answer = await client.post(
-        "/webhook/alertmanager", json=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-    )
-    _say(
-        f"   webhook answered {answer.status_code} in {1000 * (time.monotonic() - sent):.1f} ms: {answer.json()}"
-    )
+    answer = await client.post("/webhook/alertmanager", json=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    _say(f"   webhook answered {answer.status_code} in {1000 * (time.monotonic() - sent):.1f} ms: {answer.json()}")
     if answer.status_code != 202:
         return 1
     incident_id = answer.json()["incidents"][0]

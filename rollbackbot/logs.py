@@ -37,9 +37,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     """Send rollbackbot's logs to stderr, as JSON lines by default."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -38,9 +38,7 @@ def rules_of(policy: Policy) -> Rules:
 
 
 class Steps:
-    def __init__(
-        self, *, git: GitOpsRepo, argocd: ArgoCD, clock: Clock, evidence: EvidenceSink | None
-    ) -> None:
+    def __init__(self, *, git: GitOpsRepo, argocd: ArgoCD, clock: Clock, evidence: EvidenceSink | None) -> None:
         self.git = git
         self.argocd = argocd
         self.clock = clock
@@ -95,9 +93,7 @@ class Steps:
                 result = await asyncio.to_thread(self.git.commit_rollback, request)
                 break
             except ConflictError as exc:
-                return incident.with_state(
-                    S.failed, self.clock.now(), f"conflict, not overriding a human: {exc}"
-                )
+                return incident.with_state(S.failed, self.clock.now(), f"conflict, not overriding a human: {exc}")
             except PermanentError as exc:
                 return incident.with_state(S.failed, self.clock.now(), f"rollback commit failed: {exc}")
             except TransientError as exc:
@@ -105,9 +101,7 @@ class Steps:
                     return incident.with_state(
                         S.failed, self.clock.now(), f"rollback commit failed after {attempt} attempts: {exc}"
                     )
-                log.warning(
-                    "rollback commit attempt failed, retrying", extra={"attempt": attempt, "error": str(exc)}
-                )
+                log.warning("rollback commit attempt failed, retrying", extra={"attempt": attempt, "error": str(exc)})
                 await asyncio.sleep(COMMIT_BACKOFF_SECONDS * attempt)
         detail = f"commit {result.commit[:12]} pushed to {request.plan.branch}"
         if result.already_done:

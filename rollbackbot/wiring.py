@@ -37,9 +37,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     if not policies:
         raise ConfigError(f"ROLLBACKBOT_POLICIES: no policy files in {settings.policies}")
     store = SqlIncidentStore(settings.database_url)
-    git = GitOpsRepository(
-        settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers
-    )
+    git = GitOpsRepository(settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers)
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
     evidence = evidence_sink_for(settings.evidence_url)
     service = Service(

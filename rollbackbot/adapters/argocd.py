@@ -151,14 +151,11 @@ class ArgoCDClient:
                 if verdict.done:
                     return verdict.health
                 if verdict.failed:
-                    raise PermanentError(
-                        f"Argo CD sync of {app} to {short_sha(revision)} failed: {verdict.reason}"
-                    )
+                    raise PermanentError(f"Argo CD sync of {app} to {short_sha(revision)} failed: {verdict.reason}")
                 last_reason = verdict.reason
             if self._monotonic() >= deadline:
                 raise PermanentError(
-                    f"{app} did not become Synced+Healthy at {short_sha(revision)} within {timeout:g}s: "
-                    f"{last_reason}"
+                    f"{app} did not become Synced+Healthy at {short_sha(revision)} within {timeout:g}s: {last_reason}"
                 )
             await self._sleep(self._poll_interval)
 
@@ -252,9 +249,7 @@ def _check_application(app: str, data: dict[str, Any]) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise TransientError(
-            f"Argo CD returned an unreadable Application {app}: {where}: {first['msg']}"
-        ) from None
+        raise TransientError(f"Argo CD returned an unreadable Application {app}: {where}: {first['msg']}") from None
 
 
 def _warn_if_other_revision(app: str, started: dict[str, Any], revision: str) -> None:
@@ -264,6 +259,4 @@ def _warn_if_other_revision(app: str, started: dict[str, Any], revision: str) ->
     except ValidationError:
         return
     if not ours:
-        log.warning(
-            "argocd %s: sync started, but not for %s; the branch may have moved", app, short_sha(revision)
-        )
+        log.warning("argocd %s: sync started, but not for %s; the branch may have moved", app, short_sha(revision))

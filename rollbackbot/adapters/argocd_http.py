@@ -137,9 +137,7 @@ class ArgoHTTP:
         self._raise_for_status(endpoint, response)
         return self._json_object(endpoint, response)
 
-    async def _stream(
-        self, path: str, params: Params, consume: Callable[[AsyncIterator[str], str], Awaitable[T]]
-    ) -> T:
+    async def _stream(self, path: str, params: Params, consume: Callable[[AsyncIterator[str], str], Awaitable[T]]) -> T:
         endpoint = f"GET {path}"
         started = self._monotonic()
         try:
@@ -206,11 +204,7 @@ class ArgoHTTP:
         http_code = fields.get("http_code")
         message = self._clip(str(fields.get("message") or error))
         text = f"Argo CD {endpoint} stream failed: HTTP {http_code}: {message}"
-        if (
-            not isinstance(http_code, int)
-            or http_code >= httpx.codes.INTERNAL_SERVER_ERROR
-            or http_code == 429
-        ):
+        if not isinstance(http_code, int) or http_code >= httpx.codes.INTERNAL_SERVER_ERROR or http_code == 429:
             return TransientError(text)
         return PermanentError(text)
 

@@ -12,9 +12,7 @@ from rollbackbot.errors import ConfigError, PermanentError
 
 
 def _manifest(files: dict[str, bytes]) -> bytes:
-    entries = {
-        name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()
-    }
+    entries = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()}
     return json.dumps({"files": entries}, indent=2, sort_keys=True).encode()
 
 
@@ -48,6 +46,4 @@ def evidence_sink_for(url: str) -> FileEvidenceSink:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return FileEvidenceSink(Path(parsed.netloc + parsed.path))
-    raise ConfigError(
-        f"ROLLBACKBOT_EVIDENCE_URL: unsupported scheme {parsed.scheme!r} (file:// is supported)"
-    )
+    raise ConfigError(f"ROLLBACKBOT_EVIDENCE_URL: unsupported scheme {parsed.scheme!r} (file:// is supported)")

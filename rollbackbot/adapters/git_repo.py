@@ -16,8 +16,15 @@ from pathlib import Path
 import git
 import yaml
 
-from rollbackbot.adapters.git_plumbing import GitObject, Plumbing, checked_paths, redact, tag_ref_prefix
-from rollbackbot.core.commit_message import build_commit_message, one_line, parse_commit_trailers, parse_trailers
+from rollbackbot.adapters.git_plumbing import (
+    GitObject,
+    Plumbing,
+    RollbackIndex,
+    checked_paths,
+    redact,
+    tag_ref_prefix,
+)
+from rollbackbot.core.commit_message import build_commit_message, one_line, parse_trailers
 from rollbackbot.core.model import (
     ReleaseTag,
     ResolvedTarget,
@@ -95,9 +102,11 @@ class GitOpsRepository:
         self._lock = threading.Lock()
         self._plumbing: Plumbing | None = None
         self._fetched = False
+        self._rollbacks = RollbackIndex()
 
     @property
     def remote_ref(self) -> str:
+        """The remote-tracking ref of the deploy branch in the bare clone."""
         return f"refs/remotes/origin/{self.branch}"
 
     # --- clone and fetch ----------------------------------------------------------------------
@@ -106,11 +115,15 @@ class GitOpsRepository:
         """Create the bare clone if absent (else point it at ``url``), then fetch branch and tags."""
         with self._lock:
             self._fetch()
+            self._rollbacks.refresh(self._ready(), self._head())  # the one full history scan, at start-up
 
     def head(self) -> str:
         """The deploy branch head as of the last fetch."""
         with self._lock:
-            return self._ready().run("rev-parse", "--verify", f"{self.remote_ref}^{{commit}}").strip()
+            return self._head()
+
+    def _head(self) -> str:
+        return self._ready().run("rev-parse", "--verify", f"{self.remote_ref}^{{commit}}").strip()
 
     def _open(self) -> Plumbing:
         if self._plumbing is not None:
@@ -249,19 +262,10 @@ class GitOpsRepository:
         """The commit on the deploy branch carrying ``Rollback-Incident: <id>``, if any (after a fetch)."""
         with self._lock:
             self._fetch()
-            return self._find_rollback(incident_id)
+            return self._find_rollback(incident_id, self._head())
 
-    def _find_rollback(self, incident_id: str) -> str | None:
-        wanted = one_line(incident_id)
-        # --fixed-strings finds candidates fast; the trailer parse makes the match exact (inc-1 vs inc-12).
-        out = self._ready().run(
-            "log", "--fixed-strings", f"--grep=Rollback-Incident: {wanted}", "--format=%H%x00%B%x00", self.remote_ref
-        )
-        fields = out.split("\x00")
-        for index in range(0, len(fields) - 1, 2):
-            if parse_commit_trailers(fields[index + 1]).get("Rollback-Incident") == wanted:
-                return fields[index].strip()
-        return None
+    def _find_rollback(self, incident_id: str, head: str) -> str | None:
+        return self._rollbacks.find(self._ready(), head, one_line(incident_id))
 
     def commit_rollback(self, request: RollbackRequest) -> RollbackResult:
         """Write and push the rollback commit; exactly once per incident, never forced."""
@@ -273,22 +277,23 @@ class GitOpsRepository:
             message = build_commit_message(request).encode()
             for attempt in range(1, self.push_attempts + 1):
                 self._fetch()
-                done = self._find_rollback(request.incident_id)
+                head = self._head()
+                done = self._find_rollback(request.incident_id, head)
                 if done:
                     return RollbackResult(done, already_done=True, push_attempts=attempt)
-                head = self._ready().run("rev-parse", "--verify", f"{self.remote_ref}^{{commit}}").strip()
-                commit = self._write_commit(request, head, paths, message)
+                commit = self._write_commit(request, plan.target, head, paths, message)
                 if self._push(commit):
                     return RollbackResult(commit, already_done=False, push_attempts=attempt)
             raise TransientError(
                 f"push to {self.branch} was rejected {self.push_attempts} times: the branch keeps moving"
             )
 
-    def _write_commit(self, request: RollbackRequest, head: str, paths: tuple[str, ...], message: bytes) -> str:
+    def _write_commit(
+        self, request: RollbackRequest, release: ReleaseTag, head: str, paths: tuple[str, ...], message: bytes
+    ) -> str:
         """The rollback commit on ``head``; ConflictError if a human changed our paths since the plan."""
         plan = request.plan
-        assert plan.target is not None
-        target = plan.target.commit
+        target = release.commit  # the commit verified at plan time, even if the tag moved since
         specs = [f"{rev}:{path}" for rev in (plan.head, head, target) for path in paths]
         found = self._ready().objects([*specs, f"{head}:{QUARANTINE_PATH}"])
         moved = [p for p in paths if _oid(found[f"{plan.head}:{p}"]) != _oid(found[f"{head}:{p}"])]
@@ -330,7 +335,7 @@ class GitOpsRepository:
             if result is not None and any(info.flags & info.REMOTE_REJECTED for info in result):
                 summary = one_line(" ".join(info.summary for info in result))
                 raise PermanentError(f"the remote refused the push to {self.branch}: {summary}") from None
-            detail = redact(one_line(str(exc.stderr), 300))
+            detail = one_line(redact(str(exc.stderr)), 300)
             raise TransientError(f"git push to {redact(self.url)} failed: {detail}") from None
         if not result:
             raise TransientError(f"git push to {redact(self.url)} reported nothing")

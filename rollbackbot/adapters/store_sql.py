@@ -129,11 +129,7 @@ class SqlIncidentStore:
 
     def unfinished(self) -> list[Incident]:
         terminal = [s.value for s in TERMINAL_STATES]
-        stmt = (
-            select(incidents.c.record)
-            .where(incidents.c.state.not_in(terminal))
-            .order_by(incidents.c.created_at)
-        )
+        stmt = select(incidents.c.record).where(incidents.c.state.not_in(terminal)).order_by(incidents.c.created_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [incident_from_record(json.loads(r[0])) for r in rows]
@@ -165,9 +161,7 @@ class SqlIncidentStore:
                 .select_from(incidents)
                 .where(of_app, incidents.c.state.in_(rolled), incidents.c.rollback_started_at >= budget_since)
             ).scalar_one()
-        return AppHistory(
-            other_active_incident=active, last_rollback_at=_aware(last), rollbacks_in_budget_window=count
-        )
+        return AppHistory(other_active_incident=active, last_rollback_at=_aware(last), rollbacks_in_budget_window=count)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

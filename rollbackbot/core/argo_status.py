@@ -163,12 +163,7 @@ def last_op_succeeded(app_json: Mapping[str, Any] | Application) -> bool:
     """No operation runs and the last one finished with phase Succeeded."""
     app = parse_application(app_json)
     state = app.status.operation_state if app.status else None
-    return (
-        app.operation is None
-        and state is not None
-        and state.finished_at is not None
-        and state.phase == "Succeeded"
-    )
+    return app.operation is None and state is not None and state.finished_at is not None and state.phase == "Succeeded"
 
 
 def app_health(app_json: Mapping[str, Any] | Application) -> AppHealth:
@@ -193,9 +188,7 @@ def judge_sync(app_json: Mapping[str, Any] | Application, revision: str) -> Sync
     app = parse_application(app_json)
     health = app_health(app)
     failed, reason = _judge(app, revision)
-    return SyncVerdict(
-        done=reason is None, failed=failed, reason=reason or _done_reason(revision), health=health
-    )
+    return SyncVerdict(done=reason is None, failed=failed, reason=reason or _done_reason(revision), health=health)
 
 
 def _done_reason(revision: str) -> str:

@@ -64,16 +64,13 @@ def decide(
         return Decision(Action.suppress, f"duplicate: incident {history.other_active_incident} is active")
     fire_until = alert_started + rules.debounce
     if now < fire_until:
-        return Decision(
-            Action.wait, f"debounce: waiting until the alert has fired {rules.debounce}", fire_until
-        )
+        return Decision(Action.wait, f"debounce: waiting until the alert has fired {rules.debounce}", fire_until)
     if rules.mode is Mode.notify:
         return Decision(Action.notify, "policy mode is notify")
     if history.last_rollback_at is not None and now < history.last_rollback_at + rules.cooldown:
         return Decision(
             Action.suppress,
-            f"cooldown: app rolled back at {history.last_rollback_at:%Y-%m-%dT%H:%M:%SZ}, "
-            f"cooldown {rules.cooldown}",
+            f"cooldown: app rolled back at {history.last_rollback_at:%Y-%m-%dT%H:%M:%SZ}, cooldown {rules.cooldown}",
         )
     if rules.mode is Mode.propose:
         return Decision(Action.propose, "policy mode is propose")

@@ -167,7 +167,5 @@ def new_incident(
         alert=alert,
         created_at=now,
         target=target,
-        events=(
-            Event(now, IncidentState.received, f"alert {alert.name} fired at {alert.starts_at:%H:%M:%S}Z"),
-        ),
+        events=(Event(now, IncidentState.received, f"alert {alert.name} fired at {alert.starts_at:%H:%M:%S}Z"),),
     )

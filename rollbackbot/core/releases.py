@@ -40,6 +40,7 @@ class SemVer:
 
     @property
     def key(self) -> tuple[object, ...]:
+        """Sort key for semver precedence."""
         # A release sorts after all its pre-releases; numeric identifiers sort before
         # alphanumeric ones, and a shorter identifier list sorts first (semver §11).
         pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.prerelease)

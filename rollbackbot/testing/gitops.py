@@ -147,30 +147,36 @@ class GitOpsSandbox:
 
     root: Path
     branch: str = "main"
-    tags: dict[str, str] = field(default_factory=dict)  # tag name -> commit, as built
+    tags: dict[str, str] = field(default_factory=dict)  # tag name -> release commit, as built
 
     @property
     def remote_path(self) -> Path:
+        """The bare repository: the GitOps remote."""
         return self.root / "remote.git"
 
     @property
     def remote_url(self) -> str:
+        """``file://`` URL of the remote."""
         return self.remote_path.resolve().as_uri()
 
     @property
     def work(self) -> Path:
+        """A non-bare clone humans commit from."""
         return self.root / "work"
 
     @property
     def allowed_signers(self) -> Path:
+        """The ssh allowed-signers file trusting ``signing_key`` only."""
         return self.root / "keys" / "allowed_signers"
 
     @property
     def signing_key(self) -> Path:
+        """Private key that signs release tags."""
         return self.root / "keys" / "release_ed25519"
 
     @property
     def wrong_key(self) -> Path:
+        """A key NOT in ``allowed_signers`` (for ``Release(wrong_key=True)``)."""
         return self.root / "keys" / "stranger_ed25519"
 
     def git(self, *args: str) -> str:

@@ -21,9 +21,7 @@ from rollbackbot.errors import PermanentError, TransientError
 from rollbackbot.ports import ArgoCD
 
 EXAMPLES = Path(
-    os.environ.get(
-        "ROLLBACKBOT_ARGOCD_EXAMPLES", Path(__file__).resolve().parents[3] / "shared/argocd/examples"
-    )
+    os.environ.get("ROLLBACKBOT_ARGOCD_EXAMPLES", Path(__file__).resolve().parents[3] / "shared/argocd/examples")
 )
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOnBheW1lbnRzOnJvbGxiYWNrLWJvdCJ9.c2VjcmV0LXNpZ25hdHVyZS14eXo"
 BASE = "https://argocd.test"
@@ -181,9 +179,7 @@ async def test_refresh_that_hangs_falls_back_to_a_plain_get(connect: Any) -> Non
 
 
 async def test_sync_of_auto_sync_app_never_sends_the_sha(connect: Any) -> None:
-    server = Server(
-        get=sequence(ok(example("app_get_incident"))), sync=sequence(ok(example("sync_response")))
-    )
+    server = Server(get=sequence(ok(example("app_get_incident"))), sync=sequence(ok(example("sync_response"))))
     async with connect(server) as client:
         await client.sync(APP, PROJECT, X, prune=True)
     (post,) = server.calls("POST")
@@ -195,9 +191,7 @@ async def test_sync_of_auto_sync_app_never_sends_the_sha(connect: Any) -> None:
 
 
 async def test_sync_of_manual_app_sends_the_sha(connect: Any) -> None:
-    server = Server(
-        get=sequence(ok(manual(example("app_get_incident")))), sync=sequence(ok(example("sync_response")))
-    )
+    server = Server(get=sequence(ok(manual(example("app_get_incident")))), sync=sequence(ok(example("sync_response"))))
     async with connect(server) as client:
         await client.sync(APP, PROJECT, X, prune=False)
     assert server.posts() == [{"revision": X, "prune": False, "project": PROJECT}]
@@ -271,9 +265,7 @@ async def test_transport_error_gives_up_after_the_configured_attempts(connect: A
         (400, "400_bad_json", "HTTP 400: json: cannot unmarshal"),
     ],
 )
-async def test_client_errors_are_permanent_after_one_call(
-    connect: Any, status: int, key: str, expected: str
-) -> None:
+async def test_client_errors_are_permanent_after_one_call(connect: Any, status: int, key: str, expected: str) -> None:
     server = Server(get=sequence(error(status, key)))
     async with connect(server) as client:
         with pytest.raises(PermanentError) as caught:
@@ -292,9 +284,7 @@ async def test_401_names_the_token_problem(connect: Any) -> None:
 
 
 async def test_415_text_body_surfaces_readably(connect: Any) -> None:
-    server = Server(
-        get=sequence(ok(example("app_get_incident"))), sync=sequence(text(415, "Invalid content type\n"))
-    )
+    server = Server(get=sequence(ok(example("app_get_incident"))), sync=sequence(text(415, "Invalid content type\n")))
     async with connect(server) as client:
         with pytest.raises(PermanentError) as caught:
             await client.sync(APP, PROJECT, X, prune=True)
@@ -310,9 +300,7 @@ async def test_gateway_404_text_plain(connect: Any) -> None:
 
 
 async def test_autosync_revision_conflict_is_permanent(connect: Any) -> None:
-    server = Server(
-        get=sequence(ok(example("app_get_incident"))), sync=sequence(error(400, "400_autosync_revision"))
-    )
+    server = Server(get=sequence(ok(example("app_get_incident"))), sync=sequence(error(400, "400_autosync_revision")))
     async with connect(server) as client:
         with pytest.raises(PermanentError, match="Cannot sync to c41d7e2a"):
             await client.sync(APP, PROJECT, X, prune=True)
@@ -494,9 +482,7 @@ async def test_wait_timeout_reports_the_last_reason(connect: Any, clock: FakeTim
 
 
 async def test_wait_rides_out_a_flaky_api_server(connect: Any) -> None:
-    server = Server(
-        get=sequence(httpx.Response(502, text="bad gateway"), ok(example("app_get_final_synced_healthy")))
-    )
+    server = Server(get=sequence(httpx.Response(502, text="bad gateway"), ok(example("app_get_final_synced_healthy"))))
     async with connect(server, retry_attempts=1) as client:
         health = await client.wait_synced_healthy(APP, PROJECT, X, timeout=60)
     assert health.health_status == "Healthy"
@@ -531,9 +517,7 @@ def line(content: str, last: bool = False) -> dict[str, Any]:
 
 async def test_pod_logs_request_and_joined_content(connect: Any) -> None:
     server = Server(
-        logs=sequence(
-            log_stream(line("GET /healthz 200"), line("boom"), line("", last=True), line("after last"))
-        )
+        logs=sequence(log_stream(line("GET /healthz 200"), line("boom"), line("", last=True), line("after last")))
     )
     async with connect(server) as client:
         logs = await client.pod_logs(APP, PROJECT, "pod-1", "payments", container="api", tail_lines=50)

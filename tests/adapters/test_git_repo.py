@@ -115,6 +115,12 @@ def test_plan_on_untagged_head_targets_newest_verified_ancestor(sandbox: GitOpsS
     assert sandbox.tree_id(result.commit, QUARANTINE_PATH) is None  # nothing tagged was abandoned
 
 
+def test_unreadable_quarantine_stops_planning(sandbox: GitOpsSandbox, repo: GitOpsRepository) -> None:
+    sandbox.commit_paths({QUARANTINE_PATH: "quarantined: [{incident: no-tag-or-digest}]\n"}, "bad edit")
+    with pytest.raises(PermanentError, match="quarantine.yaml .* is invalid"):
+        repo.plan(FRAUD)
+
+
 def test_plan_to_verifies_the_named_tag(make_sandbox: MakeSandbox, make_repo: MakeRepo) -> None:
     sb = make_sandbox(Release("2.0.0"), Release("2.1.0", wrong_key=True), Release("2.2.0"))
     repo = make_repo(sb)
@@ -215,6 +221,18 @@ def test_second_commit_for_same_incident_is_already_done(
     assert grep == [first.commit]
     assert repo.find_rollback("inc-7") == first.commit
     assert repo.find_rollback("inc-") is None and repo.find_rollback("inc-77") is None
+
+
+def test_rollback_removed_by_a_history_rewrite_is_not_already_done(
+    sandbox: GitOpsSandbox, repo: GitOpsRepository
+) -> None:
+    plan = repo.plan(FRAUD)
+    first = repo.commit_rollback(request_for(plan, "inc-9"))
+    assert repo.find_rollback("inc-9") == first.commit
+    sandbox.git("update-ref", f"refs/heads/{sandbox.branch}", plan.head)  # a force-push took it away
+    assert repo.find_rollback("inc-9") is None
+    again = repo.commit_rollback(request_for(plan, "inc-9"))
+    assert not again.already_done and sandbox.head() == again.commit
 
 
 # --- races --------------------------------------------------------------------------------------

@@ -15,9 +15,7 @@ S = IncidentState
 
 
 def _incident():  # type: ignore[no-untyped-def]
-    alert = AlertRef(
-        "PromptInjectionSpike", "a509e5702057cd45", NOW - timedelta(minutes=2), {"app": "docsum-llm"}
-    )
+    alert = AlertRef("PromptInjectionSpike", "a509e5702057cd45", NOW - timedelta(minutes=2), {"app": "docsum-llm"})
     return new_incident(
         app="docsum-llm", policy="p", mode="auto", alert=alert, target={"apps": ["docsum-llm"]}, now=NOW
     )

@@ -67,9 +67,7 @@ class Stack:
             if data.get("state") in states:
                 return data
             time.sleep(0.05)
-        raise AssertionError(
-            f"incident {incident_id} never reached {states}: {data}\n{self.log.read_text()[-4000:]}"
-        )
+        raise AssertionError(f"incident {incident_id} never reached {states}: {data}\n{self.log.read_text()[-4000:]}")
 
     def argocd_requests(self) -> list[dict[str, object]]:
         return list(httpx.get(f"{self.argocd_url}/_fake/requests", timeout=5).json())

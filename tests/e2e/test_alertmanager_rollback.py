@@ -29,14 +29,10 @@ def _wait_incident(stack: Stack, timeout: float = 20.0) -> str:
         if found:
             return str(found[0]["id"])
         time.sleep(0.05)
-    raise AssertionError(
-        "Alertmanager's notification never created an incident:\n" + stack.log.read_text()[-3000:]
-    )
+    raise AssertionError("Alertmanager's notification never created an incident:\n" + stack.log.read_text()[-3000:])
 
 
-def test_alertmanager_alert_rolls_back_to_prior_verified_release(
-    stack: Stack, alertmanager: Alertmanager
-) -> None:
+def test_alertmanager_alert_rolls_back_to_prior_verified_release(stack: Stack, alertmanager: Alertmanager) -> None:
     head_before = _git(stack, "rev-parse", "main").strip()
     alertmanager.fire(
         {"alertname": "PromptInjectionSpike", "app": "docsum-llm", "severity": "critical"},

@@ -29,11 +29,7 @@ class FakeGit:
 
     def plan(self, target: ResolvedTarget) -> RollbackPlan:
         self.plans += 1
-        tag = (
-            ReleaseTag(self.target_tag, "b" * 40, {"Model-Digest": "sha256:" + "1" * 64})
-            if self.target_tag
-            else None
-        )
+        tag = ReleaseTag(self.target_tag, "b" * 40, {"Model-Digest": "sha256:" + "1" * 64}) if self.target_tag else None
         return RollbackPlan(
             app=target.app,
             branch="main",

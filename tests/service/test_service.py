@@ -33,9 +33,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _service(
-    tmp_path: Path, policies: list[Policy], clock: FakeClock, git: FakeGit, argo: FakeArgo
-) -> Service:
+def _service(tmp_path: Path, policies: list[Policy], clock: FakeClock, git: FakeGit, argo: FakeArgo) -> Service:
     return Service(
         store=SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"),
         git=git,
@@ -46,17 +44,13 @@ def _service(
     )
 
 
-def _payload(
-    labels: dict[str, str], clock: FakeClock, ago: float = 120, resolved: bool = False
-) -> AlertmanagerPayload:
+def _payload(labels: dict[str, str], clock: FakeClock, ago: float = 120, resolved: bool = False) -> AlertmanagerPayload:
     start = clock.now() - timedelta(seconds=ago)
     body = notification([alert(labels, start, ends_at=clock.now() if resolved else None)])
     return AlertmanagerPayload.model_validate(body)
 
 
-async def test_auto_rollback_goes_through_every_state(
-    tmp_path: Path, policies: list[Policy], clock: FakeClock
-) -> None:
+async def test_auto_rollback_goes_through_every_state(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
     git, argo = FakeGit(), FakeArgo()
     service = _service(tmp_path, policies, clock, git, argo)
     received = service.receive(_payload(DOCSUM, clock))
@@ -81,15 +75,10 @@ async def test_auto_rollback_goes_through_every_state(
         ("sync", "docsum-llm", incident.rollback_commit),
         ("wait", "docsum-llm", incident.rollback_commit),
     ]
-    assert (
-        incident.evidence_url
-        and (Path(incident.evidence_url.removeprefix("file://")) / "manifest.json").exists()
-    )
+    assert incident.evidence_url and (Path(incident.evidence_url.removeprefix("file://")) / "manifest.json").exists()
 
 
-async def test_redelivery_creates_nothing_new(
-    tmp_path: Path, policies: list[Policy], clock: FakeClock
-) -> None:
+async def test_redelivery_creates_nothing_new(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
     git = FakeGit()
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     payload = _payload(DOCSUM, clock)
@@ -102,9 +91,7 @@ async def test_redelivery_creates_nothing_new(
     assert len(git.commits) == 1
 
 
-async def test_resolved_alert_never_starts_a_rollback(
-    tmp_path: Path, policies: list[Policy], clock: FakeClock
-) -> None:
+async def test_resolved_alert_never_starts_a_rollback(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
     git = FakeGit()
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     received = service.receive(_payload(DOCSUM, clock, resolved=True))
@@ -119,9 +106,7 @@ async def test_unmatched_alert_is_ignored(tmp_path: Path, policies: list[Policy]
     assert (received.incidents, received.ignored) == ([], 1)
 
 
-async def test_debounce_then_resolution_suppresses(
-    tmp_path: Path, policies: list[Policy], clock: FakeClock
-) -> None:
+async def test_debounce_then_resolution_suppresses(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
     git = FakeGit()
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     payload = _payload(BADGE, clock, ago=1)  # badge-vision debounces 60s
@@ -139,9 +124,7 @@ async def test_debounce_then_resolution_suppresses(
     assert git.commits == {}
 
 
-async def test_no_target_is_suppressed_with_reason(
-    tmp_path: Path, policies: list[Policy], clock: FakeClock
-) -> None:
+async def test_no_target_is_suppressed_with_reason(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
     git = FakeGit(target_tag=None)
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
@@ -173,9 +156,7 @@ async def test_transient_commit_failure_is_retried(
     assert incident is not None and incident.state.value == "rolled_back" and len(git.commits) == 1
 
 
-async def test_unhealthy_after_sync_fails_with_reason(
-    tmp_path: Path, policies: list[Policy], clock: FakeClock
-) -> None:
+async def test_unhealthy_after_sync_fails_with_reason(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
     argo = FakeArgo(unhealthy="docsum-llm health Degraded after 300s")
     service = _service(tmp_path, policies, clock, FakeGit(), argo)
     incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]
@@ -198,9 +179,7 @@ async def test_restart_after_commit_resumes_at_sync_without_second_commit(
 
     stored = service.store.get(incident_id)
     assert stored is not None
-    rewound = replace(
-        stored, state=IncidentState.rolling_back, rollback_commit=None, events=stored.events[:4]
-    )
+    rewound = replace(stored, state=IncidentState.rolling_back, rollback_commit=None, events=stored.events[:4])
     service.store.save(rewound, stored.state)
     restarted = _service(tmp_path, policies, clock, git, FakeArgo())
     await restarted.start()
