@@ -367,6 +367,7 @@ def git_daemon(sandbox: GitOpsSandbox) -> Iterator[str]:
         daemon.wait(timeout=5)
 
 
+@pytest.mark.network
 def test_rollback_over_a_real_network_remote(sandbox: GitOpsSandbox, make_repo: MakeRepo, git_daemon: str) -> None:
     repo = make_repo(sandbox, url=git_daemon)
     plan = repo.plan(FRAUD)

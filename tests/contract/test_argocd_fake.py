@@ -464,6 +464,7 @@ async def test_health_is_derived_from_the_deployed_revision(tmp_path: Path) -> N
 # --- (e) a real process -----------------------------------------------------------------------------------
 
 
+@pytest.mark.network
 def test_module_serves_as_a_process(repo: GitRepo, tmp_path: Path) -> None:
     config = tmp_path / "fake.json"
     fast = {"running": 0.05, "succeeded": 0.05, "reconcile": 0.05, "healthy": 0.05}
