@@ -23,7 +23,28 @@ log = logging.getLogger("rollbackbot.api")
 MAX_BODY_BYTES = 1024 * 1024
 ReadinessCheck = Callable[[], str | None]  # returns a problem, or None when fine
 
-_WEBHOOK_BODY_SCHEMA = AlertmanagerPayload.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+
+
+def _inlined_schema() -> dict[str, Any]:
+    """The payload's JSON Schema with its $defs inlined, so the OpenAPI document needs no extra components."""
+    schema = AlertmanagerPayload.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
+_WEBHOOK_BODY_SCHEMA = _inlined_schema()
 
 
 def _authorized(header: str | None, token: SecretStr) -> bool:
