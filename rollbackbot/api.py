@@ -24,7 +24,6 @@ MAX_BODY_BYTES = 1024 * 1024
 ReadinessCheck = Callable[[], str | None]  # returns a problem, or None when fine
 
 
-
 def _inlined_schema() -> dict[str, Any]:
     """The payload's JSON Schema with its $defs inlined, so the OpenAPI document needs no extra components."""
     schema = AlertmanagerPayload.model_json_schema(by_alias=True)

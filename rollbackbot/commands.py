@@ -117,7 +117,7 @@ async def rollback(app: str, to_tag: str | None) -> int:
         .with_state(IncidentState.rolling_back, now, f"manual rollback {current} -> {result.target.name} by {user}")
     )
     wired.store.create(incident)
-    final = await wired.service.run_incident(incident.id)
+    final = await wired.service.run_incident(incident.id, follow_verification=False)
     await wired.argocd.aclose()
     assert final is not None
     print(json.dumps(incident_to_api(final), indent=2))

@@ -76,7 +76,11 @@ def _print_timeline(events: list[dict[str, Any]], shown: int, t0: datetime) -> i
     for event in events[shown:]:
         at = datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
         offset = (at - t0).total_seconds()
-        _say(f"  +{offset:7.3f}s  {event['state']:<18} {event['detail']}")
+        label = event["state"]
+        for step in ("plan", "evidence"):
+            if event["detail"].startswith(step):
+                label = step
+        _say(f"  +{offset:7.3f}s  {label:<18} {event['detail']}")
     return len(events)
 
 

@@ -98,3 +98,11 @@ class EvidenceSink(Protocol):
     def write(self, incident_id: str, files: dict[str, bytes]) -> str:
         """Store the bundle write-once and return its URL."""
         ...
+
+
+class Chat(Protocol):
+    """Where humans hear about incidents (Slack). Best effort: never blocks or fails a rollback."""
+
+    async def incident_changed(self, incident: Incident, previous: IncidentState | None) -> None:
+        """The incident moved to a new state or recorded something a human must know."""
+        ...

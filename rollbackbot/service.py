@@ -14,15 +14,16 @@ from datetime import datetime
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
-from rollbackbot.core.decide import Action, decide
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
-from rollbackbot.core.model import target_from_dict, target_to_dict
+from rollbackbot.core.model import target_to_dict
 from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.errors import AlertRefused
 from rollbackbot.logs import current_incident
-from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident
-from rollbackbot.steps import Steps, rules_of
+from rollbackbot.metrics import INCIDENT_TRANSITIONS, REACTION_SECONDS
+from rollbackbot.ports import ArgoCD, Chat, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident
+from rollbackbot.steps import Steps
+from rollbackbot.workflow import Workflow
 
 log = logging.getLogger("rollbackbot.service")
 S = IncidentState
@@ -37,8 +38,17 @@ class Received:
     ignored: int
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of an approval or rejection click."""
+
+    acted: bool
+    incident: Incident | None
+    message: str
+
+
 class Service:
-    """Receives alerts and drives each incident through its states."""
+    """Receives alerts, drives each incident through its states, and takes human decisions."""
 
     def __init__(
         self,
@@ -49,14 +59,22 @@ class Service:
         policies: Sequence[Policy],
         clock: Clock,
         evidence: EvidenceSink | None = None,
+        chat: Chat | None = None,
         max_concurrency: int = 8,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.chat = chat
         self.policies = list(policies)
-        self._by_name = {p.name: p for p in self.policies}
-        self.steps = Steps(git=git, argocd=argocd, clock=clock, evidence=evidence)
+        self.workflow = Workflow(
+            store=store,
+            steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence),
+            policies={p.name: p for p in self.policies},
+            clock=clock,
+        )
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._stopping = False
 
@@ -78,11 +96,11 @@ class Service:
             ids.append(incident.id)
             if self.store.create(incident):
                 created += 1
-                log.info(
-                    "incident opened",
-                    extra={"incident_id": incident.id, "app": incident.app, "policy": policy.name},
-                )
-                if not incident.state.terminal:
+                log.info("incident opened", extra={"incident_id": incident.id, "app": incident.app})
+                INCIDENT_TRANSITIONS.labels(incident.app, incident.state.value).inc()
+                if incident.state.terminal:
+                    self._tell(incident, None)
+                else:
                     self.schedule(incident.id)
         return Received(incidents=ids, created=created, ignored=ignored)
 
@@ -95,42 +113,73 @@ class Service:
             annotations=dict(alert.annotations),
             generator_url=alert.generator_url,
         )
-        now = self.clock.now()
+        now, mode = self.clock.now(), policy.spec.mode.value
         try:
             target = resolve_target(policy, alert.labels)
         except AlertRefused as exc:
             # Recorded, never acted on: a label that fails the name check is a red flag in itself.
-            refused = new_incident(
-                app="unresolved",
-                policy=policy.name,
-                mode=policy.spec.mode.value,
-                alert=ref,
-                target={},
-                now=now,
-            )
+            refused = new_incident(app="unresolved", policy=policy.name, mode=mode, alert=ref, target={}, now=now)
             return refused.with_state(S.suppressed, now, f"alert refused: {exc}")
         return new_incident(
-            app=target.app,
-            policy=policy.name,
-            mode=policy.spec.mode.value,
-            alert=ref,
-            target=target_to_dict(target),
-            now=now,
+            app=target.app, policy=policy.name, mode=mode, alert=ref, target=target_to_dict(target), now=now
         )
 
     def _record_resolution(self, alert: Alert) -> list[str]:
         ids = []
         for incident in self.store.find_by_alert(alert.fingerprint, alert.starts_at):
             ids.append(incident.id)
-            if incident.resolved_at is None:
-                try:
-                    self.store.save(incident.with_resolved(alert.ends_at or self.clock.now()), incident.state)
-                except StaleIncident:
-                    log.info(
-                        "resolution raced a state change; the next step sees it",
-                        extra={"incident_id": incident.id},
-                    )
+            if incident.resolved_at is not None:
+                continue
+            resolved = incident.with_resolved(alert.ends_at or self.clock.now())
+            if incident.state is S.rolled_back and incident.verification == "":
+                resolved = resolved.with_verification(None, "cleared")
+            try:
+                self.store.save(resolved, incident.state)
+            except StaleIncident:
+                log.info("resolution raced a state change; retried by re-delivery", extra={"incident_id": incident.id})
+                continue
+            self.wake(incident.id)
         return ids
+
+    # ---- human decisions (Slack buttons, CLI) ----
+
+    def approve(self, incident_id: str, approver: str) -> Verdict:
+        """awaiting_approval → approved, once: a second click or replica gets acted=False."""
+        return self._decide_by_human(incident_id, S.approved, approver)
+
+    def reject(self, incident_id: str, approver: str) -> Verdict:
+        """awaiting_approval → rejected, once."""
+        return self._decide_by_human(incident_id, S.rejected, approver)
+
+    def record_event(self, incident_id: str, detail: str) -> None:
+        """Note something on the incident without changing its state (e.g. a refused click)."""
+        for _ in range(3):
+            incident = self.store.get(incident_id)
+            if incident is None:
+                return
+            try:
+                self.store.save(incident.with_event(self.clock.now(), detail), incident.state)
+                return
+            except StaleIncident:
+                continue
+
+    def _decide_by_human(self, incident_id: str, to: IncidentState, approver: str) -> Verdict:
+        incident = self.store.get(incident_id)
+        if incident is None:
+            return Verdict(False, None, f"no incident {incident_id}")
+        if incident.state is not S.awaiting_approval:
+            return Verdict(False, incident, _already_decided(incident))
+        verb = "approved" if to is S.approved else "rejected"
+        updated = incident.with_approver(approver).with_state(to, self.clock.now(), f"{verb} by {approver}")
+        try:
+            self.store.save(updated, S.awaiting_approval)
+        except StaleIncident:
+            latest = self.store.get(incident_id)
+            return Verdict(False, latest, _already_decided(latest) if latest else "gone")
+        self._after_save(incident, updated)
+        self.wake(incident_id)
+        self.schedule(incident_id)
+        return Verdict(True, updated, f"{verb} by {approver}")
 
     # ---- work: one task per incident, resumable ----
 
@@ -142,23 +191,31 @@ class Service:
         self._running[incident_id] = task
         task.add_done_callback(lambda _t: self._running.pop(incident_id, None))
 
+    def wake(self, incident_id: str) -> None:
+        """Cut short a wait (debounce, approval deadline, verification) so the incident is looked at now."""
+        if event := self._wake.get(incident_id):
+            event.set()
+
     async def start(self) -> None:
-        """Resume every unfinished incident (after a restart or crash)."""
+        """Resume every unfinished incident and pending verification (after a restart or crash)."""
         for incident in self.store.unfinished():
             log.info("resuming incident", extra={"incident_id": incident.id, "state": incident.state.value})
             self.schedule(incident.id)
+        for incident in self.store.recent(500):
+            if incident.state is S.rolled_back and incident.verify_by and not incident.verification:
+                self.schedule(incident.id)
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = list(self._running.values())
+        tasks = [*self._running.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def idle(self) -> None:
-        """Wait until no incident is being driven (tests, CLI)."""
-        while self._running:
-            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        """Wait until every incident is done or waiting on a timer, and no message is in flight (tests)."""
+        while self._background or any(i not in self._wake for i in self._running):
+            await asyncio.sleep(0.005)
 
     async def _drive(self, incident_id: str) -> None:
         token = current_incident.set(incident_id)
@@ -170,66 +227,75 @@ class Service:
         finally:
             current_incident.reset(token)
 
-    async def run_incident(self, incident_id: str) -> Incident | None:
-        """Advance the incident step by step until it is terminal or has to wait."""
+    async def run_incident(self, incident_id: str, *, follow_verification: bool = True) -> Incident | None:
+        """Advance the incident step by step until it is terminal or waits for a human."""
         while True:
             incident = self.store.get(incident_id)
-            if incident is None or incident.state.terminal:
+            if incident is None:
+                return None
+            if incident.state.terminal and not follow_verification:
                 return incident
-            if incident.state is S.awaiting_approval:
+            wait_until = self.workflow.wait_until(incident)
+            if wait_until is None:
                 return incident
-            if incident.not_before and incident.not_before > self.clock.now():
-                await self._sleep_until(incident.not_before)
+            if wait_until > self.clock.now():
+                await self._sleep_until(incident_id, wait_until)
                 continue
-            updated = await self._step(incident)
+            updated = await self.workflow.step(incident)
+            if updated is incident:
+                return incident
             try:
                 self.store.save(updated, incident.state)
             except StaleIncident:
-                log.info("another worker moved the incident; re-reading")
+                log.info("another worker or a human moved the incident; re-reading")
                 continue
-            if updated.state is not incident.state:
-                log.info(
-                    f"{incident.state.value} -> {updated.state.value}",
-                    extra={"state": updated.state.value, "detail": updated.events[-1].detail},
-                )
+            self._after_save(incident, updated)
 
-    async def _sleep_until(self, when: datetime) -> None:
-        await asyncio.sleep(max(0.0, (when - self.clock.now()).total_seconds()))
+    def _after_save(self, before: Incident, after: Incident) -> None:
+        self.workflow.saved(before, after)
+        if after.state is not before.state:
+            INCIDENT_TRANSITIONS.labels(after.app, after.state.value).inc()
+            elapsed = (self.clock.now() - after.created_at).total_seconds()
+            if after.state is S.syncing:
+                REACTION_SECONDS.labels("pushed").observe(elapsed)
+            elif after.state is S.rolled_back:
+                REACTION_SECONDS.labels("healthy").observe(elapsed)
+            log.info(
+                f"{before.state.value} -> {after.state.value}",
+                extra={"incident_id": after.id, "state": after.state.value, "detail": after.events[-1].detail},
+            )
+            self._tell(after, before.state)
+        elif after.verification != before.verification and after.verification == "still firing":
+            self._tell(after, before.state)
 
-    async def _step(self, incident: Incident) -> Incident:
-        now = self.clock.now()
-        policy = self._by_name.get(incident.policy)
-        if policy is None:
-            return incident.with_state(S.failed, now, f"policy {incident.policy!r} is no longer loaded")
-        if incident.state is S.received:
-            return await self._decide(incident, policy)
-        if incident.state is S.approved:
-            return incident.with_state(S.rolling_back, now, f"approved by {incident.approved_by}")
-        if incident.state is S.rolling_back:
-            if incident.evidence_url is None and incident.rollback_commit is None:
-                captured = await self.steps.capture_evidence(incident, policy)
-                if captured is not incident:
-                    return captured  # persisted before the commit is written
-            return await self.steps.commit(incident)
-        if incident.state is S.syncing:
-            return await self.steps.sync(incident, policy)
-        raise AssertionError(f"no step for state {incident.state}")
+    def _tell(self, incident: Incident, previous: IncidentState | None) -> None:
+        if self.chat is None or self._stopping:
+            return
+        # Fire and forget: a chat outage must never delay a rollback.
+        task = asyncio.get_running_loop().create_task(self._send(incident, previous))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _decide(self, incident: Incident, policy: Policy) -> Incident:
-        now = self.clock.now()
-        rules = rules_of(policy)
-        history = self.store.app_history(incident.app, incident.id, now - rules.budget_per)
-        decision = decide(
-            rules,
-            alert_firing=incident.resolved_at is None,
-            alert_started=incident.alert.starts_at,
-            now=now,
-            history=history,
-        )
-        if decision.action is Action.wait:
-            return incident.with_not_before(decision.not_before).with_event(now, decision.reason)
-        if decision.action in (Action.rollback, Action.propose):
-            return await self.steps.plan(incident, target_from_dict(incident.target), decision)
-        if decision.action is Action.notify:
-            return incident.with_state(S.notified, now, decision.reason)
-        return incident.with_state(S.suppressed, now, decision.reason)
+    async def _send(self, incident: Incident, previous: IncidentState | None) -> None:
+        assert self.chat is not None
+        try:
+            await self.chat.incident_changed(incident, previous)
+        except Exception:
+            log.exception("chat notification failed", extra={"incident_id": incident.id})
+
+    async def _sleep_until(self, incident_id: str, when: datetime) -> None:
+        event = self._wake.setdefault(incident_id, asyncio.Event())
+        event.clear()
+        seconds = max(0.0, (when - self.clock.now()).total_seconds())
+        try:
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._wake.pop(incident_id, None)
+
+
+def _already_decided(incident: Incident) -> str:
+    last = incident.events[-1]
+    who = f" by {incident.approved_by}" if incident.approved_by else ""
+    return f"already {incident.state.value}{who} at {last.at:%Y-%m-%d %H:%M:%S}Z"

@@ -1,6 +1,6 @@
-"""The acting half of the service: plan, commit and sync one incident through the ports.
+"""The acting half of the workflow: plan, capture evidence, commit and sync through the ports.
 
-Each method takes the persisted incident and returns the next one; the service saves it.
+Each method takes the persisted incident and returns the next version; the service saves it.
 Blocking git work runs in a thread so the webhook keeps answering in milliseconds.
 """
 
@@ -11,11 +11,12 @@ import logging
 
 from rollbackbot import forensics
 from rollbackbot.clock import Clock
-from rollbackbot.core.decide import Action, Decision, Mode, Rules, decide_with_plan
+from rollbackbot.core.decide import Mode, Rules
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import ResolvedTarget, RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import Policy
 from rollbackbot.errors import AdapterError, ConflictError, PermanentError, TransientError
+from rollbackbot.failpoints import checkpoint
 from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo
 
 log = logging.getLogger("rollbackbot.steps")
@@ -44,45 +45,39 @@ class Steps:
         self.clock = clock
         self.evidence = evidence
 
-    async def capture_evidence(self, incident: Incident, policy: Policy) -> Incident:
-        """Before anything changes: the forensic bundle, recorded on the incident."""
-        if self.evidence is None or incident.evidence_url is not None:
-            return incident
-        budget = policy.spec.forensics.budget.total_seconds() if policy.spec.forensics else 10.0
-        evidence = await forensics.capture(incident, self.argocd, self.evidence, budget)
-        detail = f"evidence captured: {evidence.url}"
-        if evidence.missing:
-            detail += f" (missing: {'; '.join(evidence.missing)})"
-        # An empty URL records that capture was attempted, so a resume does not capture again.
-        return incident.with_evidence(evidence.url or "").with_event(self.clock.now(), detail)
-
-    async def plan(self, incident: Incident, target: ResolvedTarget, decision: Decision) -> Incident:
-        """Find current and target release; move to rolling_back, awaiting_approval or suppressed."""
+    async def plan(self, incident: Incident, target: ResolvedTarget) -> Incident:
+        """Find current and target release and record the plan (the state does not change)."""
         try:
             plan = await asyncio.to_thread(self.git.plan, target)
         except AdapterError as exc:
             return incident.with_state(S.failed, self.clock.now(), f"planning failed: {exc}")
-        decision = decide_with_plan(decision, plan)
         now = self.clock.now()
         incident = incident.with_plan(plan)
-        skipped = "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped)
-        if skipped:
-            incident = incident.with_event(now, f"skipped {skipped}")
-        if decision.action is Action.suppress:
-            return incident.with_state(S.suppressed, now, decision.reason)
         current = plan.current.name if plan.current else f"untagged@{plan.head[:12]}"
-        assert plan.target is not None
-        summary = f"{current} -> {plan.target.name} ({decision.reason})"
-        if decision.action is Action.propose:
-            return incident.with_state(S.awaiting_approval, now, summary)
-        return incident.with_state(S.rolling_back, now, summary)
+        target_name = plan.target.name if plan.target else "none"
+        detail = f"plan: current {current}, target {target_name}"
+        if plan.skipped:
+            detail += "; skipped " + "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped)
+        return incident.with_event(now, detail)
+
+    async def capture_evidence(self, incident: Incident, policy: Policy) -> Incident:
+        """Before anything changes: the forensic bundle, recorded on the incident."""
+        now = self.clock.now()
+        if self.evidence is None:
+            return incident.with_evidence("", ("no evidence sink configured",)).with_event(now, "evidence: none")
+        budget = policy.spec.forensics.budget.total_seconds()
+        evidence = await forensics.capture(incident, self.argocd, self.evidence, budget)
+        detail = f"evidence captured: {evidence.url}" if evidence.url else "evidence NOT captured"
+        if evidence.missing:
+            detail += f" (missing: {'; '.join(evidence.missing)})"
+        # An empty URL records that capture was attempted, so a resume does not capture again.
+        return incident.with_evidence(evidence.url or "", tuple(evidence.missing)).with_event(self.clock.now(), detail)
 
     async def commit(self, incident: Incident) -> Incident:
         """Write and push the rollback commit, exactly once per incident."""
-        target = target_from_dict(incident.target)
         request = RollbackRequest(
             incident_id=incident.id,
-            target=target,
+            target=target_from_dict(incident.target),
             plan=plan_from_dict(incident.plan),
             alert_ref=incident.alert.trailer,
             evidence_url=incident.evidence_url or None,
@@ -98,11 +93,11 @@ class Steps:
                 return incident.with_state(S.failed, self.clock.now(), f"rollback commit failed: {exc}")
             except TransientError as exc:
                 if attempt == COMMIT_ATTEMPTS:
-                    return incident.with_state(
-                        S.failed, self.clock.now(), f"rollback commit failed after {attempt} attempts: {exc}"
-                    )
-                log.warning("rollback commit attempt failed, retrying", extra={"attempt": attempt, "error": str(exc)})
+                    reason = f"rollback commit failed after {attempt} attempts: {exc}"
+                    return incident.with_state(S.failed, self.clock.now(), reason)
+                log.warning("rollback commit failed, retrying", extra={"attempt": attempt, "error": str(exc)})
                 await asyncio.sleep(COMMIT_BACKOFF_SECONDS * attempt)
+        checkpoint("after_push")
         detail = f"commit {result.commit[:12]} pushed to {request.plan.branch}"
         if result.already_done:
             detail = f"commit {result.commit[:12]} was already on {request.plan.branch}; resuming at sync"
@@ -119,13 +114,11 @@ class Steps:
             for app in target.apps:
                 await self.argocd.refresh(app, target.project)
                 await self.argocd.sync(app, target.project, revision, policy.spec.sync.prune)
+                checkpoint("during_sync")
                 await self.argocd.wait_synced_healthy(app, target.project, revision, timeout)
         except AdapterError as exc:
             return incident.with_state(S.failed, self.clock.now(), f"Argo CD: {exc}")
         elapsed = self.clock.monotonic() - started
         apps = ", ".join(target.apps)
-        return incident.with_state(
-            S.rolled_back,
-            self.clock.now(),
-            f"{apps} Synced and Healthy at {revision[:12]} after {elapsed:.1f}s",
-        )
+        detail = f"{apps} Synced and Healthy at {revision[:12]} after {elapsed:.1f}s"
+        return incident.with_state(S.rolled_back, self.clock.now(), detail)

@@ -52,6 +52,7 @@ from rollbackbot.core.releases import (
     target_pool,
 )
 from rollbackbot.errors import ConfigError, ConflictError, NoTargetError, PermanentError, TransientError
+from rollbackbot.failpoints import checkpoint
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ class GitOpsRepository:
                 if done:
                     return RollbackResult(done, already_done=True, push_attempts=attempt)
                 commit = self._write_commit(request, plan.target, head, paths, message)
+                checkpoint("after_commit")
                 if self._push(commit):
                     return RollbackResult(commit, already_done=False, push_attempts=attempt)
             raise TransientError(

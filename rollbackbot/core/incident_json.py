@@ -36,7 +36,9 @@ def incident_to_api(incident: Incident) -> dict[str, Any]:
         "to": {"tag": incident.to_ref.tag, "revision": incident.to_ref.revision},
         "rollback_commit": incident.rollback_commit,
         "evidence_url": incident.evidence_url or None,
+        "evidence_missing": list(incident.evidence_missing),
         "approved_by": incident.approved_by,
+        "verification": incident.verification or None,
         "events": [{"at": _iso(e.at), "state": e.state.value, "detail": e.detail} for e in incident.events],
     }
 
@@ -49,6 +51,7 @@ def incident_to_record(incident: Incident) -> dict[str, Any]:
     record["target"] = incident.target
     record["not_before"] = _iso(incident.not_before)
     record["resolved_at"] = _iso(incident.resolved_at)
+    record["verify_by"] = _iso(incident.verify_by)
     record["plan"] = incident.plan
     record["evidence_url"] = incident.evidence_url
     return record
@@ -84,6 +87,9 @@ def incident_from_record(record: dict[str, Any]) -> Incident:
         approved_by=record.get("approved_by"),
         not_before=_dt(record.get("not_before")),
         resolved_at=_dt(record.get("resolved_at")),
+        verify_by=_dt(record.get("verify_by")),
+        verification=record.get("verification") or "",
+        evidence_missing=tuple(record.get("evidence_missing") or ()),
         plan=dict(record.get("plan") or {}),
         events=tuple(
             Event(at=_dt(e["at"]) or created_at, state=IncidentState(e["state"]), detail=e["detail"])

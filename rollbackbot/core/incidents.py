@@ -110,9 +110,12 @@ class Incident:
     evidence_url: str | None = None
     approved_by: str | None = None
     reason: str = ""
-    not_before: datetime | None = None  # debounce: do not act before this time
+    not_before: datetime | None = None  # next look: end of debounce, or the approval deadline
     resolved_at: datetime | None = None  # when Alertmanager said the alert resolved
     plan: dict[str, Any] = field(default_factory=dict)  # the RollbackPlan acted on (plan_to_dict)
+    evidence_missing: tuple[str, ...] = ()  # what the forensic capture could not gather
+    verify_by: datetime | None = None  # after rolled_back: the alert must resolve before this time
+    verification: str = ""  # "", "cleared", "still firing"
     events: tuple[Event, ...] = ()
 
     def with_state(self, state: IncidentState, at: datetime, detail: str = "") -> Incident:
@@ -132,14 +135,18 @@ class Incident:
         to_ref = TagRef(plan.target.name, plan.target.commit) if plan.target else TagRef()
         return replace(self, from_ref=from_ref, to_ref=to_ref, plan=plan_to_dict(plan))
 
+    def with_verification(self, verify_by: datetime | None, verification: str) -> Incident:
+        return replace(self, verify_by=verify_by, verification=verification)
+
     def with_resolved(self, at: datetime) -> Incident:
         return replace(self, resolved_at=at, events=(*self.events, Event(at, self.state, "alert resolved")))
 
     def with_commit(self, commit: str) -> Incident:
         return replace(self, rollback_commit=commit)
 
-    def with_evidence(self, url: str | None) -> Incident:
-        return replace(self, evidence_url=url)
+    def with_evidence(self, url: str, missing: tuple[str, ...] = ()) -> Incident:
+        """Record the bundle ("" when none could be written) and what it lacks."""
+        return replace(self, evidence_url=url, evidence_missing=missing)
 
     def with_approver(self, approved_by: str) -> Incident:
         return replace(self, approved_by=approved_by)

@@ -61,14 +61,14 @@ async def test_auto_rollback_goes_through_every_state(tmp_path: Path, policies: 
     assert [e.state.value for e in incident.events] == [
         "received",
         "received",
-        "rolling_back",
+        "received",
         "rolling_back",
         "syncing",
         "rolled_back",
     ]
     assert "docsum-llm/v1.2.0: not signed" in incident.events[1].detail
-    assert "evidence captured" in incident.events[3].detail
-    assert "resource-tree.json" in incident.events[3].detail  # what could not be gathered is said
+    assert "evidence captured" in incident.events[2].detail
+    assert "resource-tree.json" in incident.events[2].detail  # what could not be gathered is said
     assert incident.rollback_commit == git.commits[incident.id]
     assert argo.calls == [
         ("refresh", "docsum-llm"),

@@ -1,0 +1,183 @@
+"""``python -m bench`` (``make bench``): reaction time, ingest and memory of rollbackbot, with targets.
+
+Exit status 0 when every figure was measured, whether or not it meets its target; 2 when the
+harness itself failed (a process died, an incident did not roll back, a count is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.ingest import CLIENTS, IngestResult, run_ingest
+from bench.reaction import REACTION_APPS, WARMUP_APP, BenchError, ReactionResult, floor_clone, run_reaction
+from bench.repo import APPS, CACHE_VERSION, RELEASES, SyntheticRepo, counts, ensure_repo, fresh_copy
+from bench.report import RESULTS, Check, machine, summary, table, write_results
+from bench.stack import RssSampler, Stack, rss_kib, start_stack
+
+REACTION_P50_MS = 300.0
+FLOOR_RATIO = 1.5
+INGEST_RATE = 2000.0
+INGEST_P99_MS = 50.0
+PEAK_RSS_MB = 150.0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Measured:
+    repo: SyntheticRepo
+    stack: Stack
+    reaction: ReactionResult
+    ingest: IngestResult
+    memory_kib: dict[str, int]
+
+    def checks(self) -> list[Check]:
+        service = summary([r.send_to_pushed for r in self.reaction.service])["p50"]
+        floor = summary([f.total for f in self.reaction.floor])["p50"]
+        return [
+            Check("reaction p50 (alert sent -> commit pushed)", service, "ms", REACTION_P50_MS),
+            Check("reaction p50 / floor p50", round(service / floor, 2), "x", FLOOR_RATIO),
+            Check("ingest throughput", round(self.ingest.throughput), "alerts/s", INGEST_RATE, higher_is_better=True),
+            Check("ingest webhook answer p99", summary(self.ingest.latencies_ms)["p99"], "ms", INGEST_P99_MS),
+            Check("peak RSS of the service (VmHWM)", round(self.memory_kib["VmHWM"] / 1024, 1), "MB", PEAK_RSS_MB),
+        ]
+
+    def notes(self) -> list[tuple[str, str]]:
+        runs, ingest = self.reaction.service, self.ingest
+
+        def p50(values: list[float]) -> str:
+            return f"{summary(values)['p50']:.0f} ms"
+
+        floor = summary([f.total for f in self.reaction.floor])
+        return [
+            ("reaction p95", f"{summary([r.send_to_pushed for r in runs])['p95']:.0f} ms"),
+            ("floor p50 / p95 (bench/floor.sh)", f"{floor['p50']:.0f} / {floor['p95']:.0f} ms"),
+            ("  received -> rolling_back p50", p50([r.to_rolling_back for r in runs])),
+            ("  rolling_back -> pushed p50", p50([r.commit_push for r in runs])),
+            ("  pushed -> Synced+Healthy p50", p50([r.pushed_to_healthy for r in runs])),
+            ("ingest webhook answer p50", f"{summary(ingest.latencies_ms)['p50']:.1f} ms"),
+            ("ingest incidents / distinct alerts", f"{ingest.incidents} / {ingest.distinct}"),
+            ("ingest incidents all final after", f"{ingest.drain_seconds:.1f} s"),
+        ]
+
+    def data(self) -> dict[str, Any]:
+        reaction, ingest = self.reaction, self.ingest
+        commits, tags = counts(self.repo.remote)
+        steps = {name: summary([f.steps[name] for f in reaction.floor]) for name in reaction.floor[0].steps}
+        return {
+            "repository": {
+                "cache_version": CACHE_VERSION,
+                "apps": APPS,
+                "releases_per_app": RELEASES,
+                "signed_tags": tags,
+                "commits": commits,
+                "build_seconds": self.repo.build_seconds,  # null: taken from bench/cache
+            },
+            "service_ready_seconds": round(self.stack.ready_seconds, 2),
+            "reaction": {
+                "apps": REACTION_APPS,
+                "send_to_pushed_ms": summary([r.send_to_pushed for r in reaction.service]),
+                "received_to_pushed_ms": summary([r.received_to_pushed for r in reaction.service]),
+                "received_to_rolling_back_ms": summary([r.to_rolling_back for r in reaction.service]),
+                "rolling_back_to_pushed_ms": summary([r.commit_push for r in reaction.service]),
+                "pushed_to_healthy_ms": summary([r.pushed_to_healthy for r in reaction.service]),
+                "webhook_answer_ms": summary([r.answer for r in reaction.service]),
+                "floor_ms": summary([f.total for f in reaction.floor]),
+                "floor_steps_ms": steps,
+                "runs (first: warm-up, not counted)": [
+                    {"service": asdict(s), "floor": asdict(f)} for s, f in reaction.pairs
+                ],
+            },
+            "ingest": {
+                "alerts": ingest.alerts,
+                "distinct_alerts": ingest.distinct,
+                "webhooks": ingest.webhooks,
+                "clients": CLIENTS,
+                "burst_seconds": round(ingest.seconds, 3),
+                "alerts_per_second": round(ingest.throughput, 1),
+                "webhook_answer_ms": summary(ingest.latencies_ms),
+                "incidents": ingest.incidents,
+                "distinct_incident_keys": ingest.distinct_keys,
+                "redelivery_answer_mismatches": ingest.redelivery_mismatches,
+                "all_final_after_seconds": round(ingest.drain_seconds, 2),
+            },
+            "memory_kib": self.memory_kib,
+        }
+
+
+def _verify(ingest: IngestResult) -> None:
+    if not ingest.incidents == ingest.distinct_keys == ingest.distinct:
+        raise BenchError(f"{ingest.incidents} ingest incidents for {ingest.distinct} distinct alerts")
+    if ingest.redelivery_mismatches:
+        raise BenchError(f"{ingest.redelivery_mismatches} re-deliveries answered other incident ids")
+
+
+def _measure(repo: SyntheticRepo, work: Path) -> Measured:
+    remotes = (fresh_copy(repo, work / "remote.git"), fresh_copy(repo, work / "floor-remote.git"))
+    floor_dir = floor_clone(remotes[1], work / "floor-clone.git")
+    with ExitStack() as stack:
+        running = start_stack(stack, work, remotes[0], repo.allowed_signers, [WARMUP_APP, *REACTION_APPS])
+        _say(f"service ready in {running.ready_seconds:.1f}s (its clone of the remote included)")
+        rss = RssSampler(running.pid)
+        rss.start()
+        stack.callback(rss.stop)
+
+        async def both() -> tuple[ReactionResult, IngestResult]:
+            rss.phase = "reaction"
+            _say(f"reaction: 1 warm-up + {len(REACTION_APPS)} incidents, each followed by bench/floor.sh ...")
+            reaction = await run_reaction(running.url, remotes, floor_dir, repo.allowed_signers)
+            rss.phase = "ingest"
+            _say(f"ingest: 10,000 alerts from {CLIENTS} concurrent clients ...")
+            return reaction, await run_ingest(running.url, running.database)
+
+        reaction, ingest = asyncio.run(both())
+        memory = rss_kib(running.pid) | {f"VmRSS_peak_{phase}": kib for phase, kib in rss.peaks.items()}
+    _verify(ingest)
+    return Measured(repo, running, reaction, ingest, memory)
+
+
+def run(keep: bool) -> int:
+    started, facts, clock = datetime.now(UTC), machine(), time.monotonic()
+    repo = ensure_repo()
+    built = f"built in {repo.build_seconds:.1f}s" if repo.build_seconds is not None else "cached"
+    _say(f"repository: {APPS} apps x {RELEASES} signed releases ({built}) at {repo.root}")
+    work = Path(tempfile.mkdtemp(prefix="rollbackbot-bench-"))
+    try:
+        measured = _measure(repo, work)
+    except (BenchError, RuntimeError, OSError) as exc:
+        log = work / "processes.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.is_file() else ""
+        _say(f"bench failed: {exc}\n--- processes.log (tail)\n{tail}\nwork directory kept: {work}")
+        return 2
+    checks = measured.checks()
+    data = {"started": started.isoformat(timespec="seconds"), "machine": facts, **measured.data()}
+    data["bench_seconds"] = round(time.monotonic() - clock, 1)
+    print(table(checks, measured.notes()))
+    _say(f"\nwritten: {write_results(data, checks, RESULTS)}")
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        _say(f"work directory kept: {work}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, repositories, store)")
+    return run(parser.parse_args().keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

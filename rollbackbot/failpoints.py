@@ -1,0 +1,19 @@
+"""Crash-test hooks: ``ROLLBACKBOT_FAILPOINTS=after_push`` kills the process with SIGKILL at that point.
+
+Used only by the crash-safety tests, which restart the service and check that it resumes without
+acting twice. Unset (the default), every checkpoint is a dictionary lookup and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("after_decision", "after_evidence", "after_commit", "after_push", "during_sync")
+
+
+def checkpoint(name: str) -> None:
+    """Die here, like a node losing power, if the failpoint is armed."""
+    armed = os.environ.get("ROLLBACKBOT_FAILPOINTS", "")
+    if armed and name in armed.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,132 @@
+"""Which step an incident takes next, by state: the flow of DESIGN §1 read top to bottom.
+
+received → (debounce) → plan → evidence → rolling_back | awaiting_approval | suppressed | notified
+awaiting_approval → approved | rejected (a human) | expired / approved (at the deadline)
+approved → rolling_back → syncing → rolled_back (→ verification window) | failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from rollbackbot.clock import Clock
+from rollbackbot.core.decide import Action, Decision, decide, decide_with_plan
+from rollbackbot.core.incidents import Incident, IncidentState
+from rollbackbot.core.model import plan_from_dict, target_from_dict
+from rollbackbot.core.policy import OnTimeout, Policy
+from rollbackbot.failpoints import checkpoint
+from rollbackbot.ports import IncidentStore
+from rollbackbot.steps import Steps, rules_of
+
+S = IncidentState
+DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 60
+
+
+class Workflow:
+    def __init__(self, *, store: IncidentStore, steps: Steps, policies: Mapping[str, Policy], clock: Clock) -> None:
+        self.store = store
+        self.steps = steps
+        self.policies = policies
+        self.clock = clock
+
+    def wait_until(self, incident: Incident) -> datetime | None:
+        """When the incident next needs a step; None when only a human (or nothing) can move it."""
+        state = incident.state
+        if state is S.rolled_back:
+            return incident.verify_by if incident.verify_by and not incident.verification else None
+        if state.terminal:
+            return None
+        if state in (S.received, S.awaiting_approval) and incident.not_before:
+            return incident.not_before
+        if state is S.awaiting_approval:
+            return None
+        return self.clock.now()
+
+    async def step(self, incident: Incident) -> Incident:
+        """One step; returns the next version of the incident for the service to save."""
+        now = self.clock.now()
+        policy = self.policies.get(incident.policy)
+        if policy is None:
+            if incident.state.terminal:
+                return incident
+            return incident.with_state(S.failed, now, f"policy {incident.policy!r} is no longer loaded")
+        match incident.state:
+            case S.received:
+                return await self._received(incident, policy)
+            case S.awaiting_approval:
+                return self._approval_deadline(incident, policy)
+            case S.approved:
+                return incident.with_state(S.rolling_back, now, f"rolling back, approved by {incident.approved_by}")
+            case S.rolling_back:
+                if incident.evidence_url is None and incident.rollback_commit is None:
+                    return await self.steps.capture_evidence(incident, policy)
+                return await self.steps.commit(incident)
+            case S.syncing:
+                done = await self.steps.sync(incident, policy)
+                if done.state is S.rolled_back:
+                    done = done.with_verification(now + policy.spec.verify.within, "")
+                return done
+            case S.rolled_back:
+                return self._verify(incident)
+        return incident
+
+    async def _received(self, incident: Incident, policy: Policy) -> Incident:
+        now = self.clock.now()
+        rules = rules_of(policy)
+        decision = decide(
+            rules,
+            alert_firing=incident.resolved_at is None,
+            alert_started=incident.alert.starts_at,
+            now=now,
+            history=self.store.app_history(incident.app, incident.id, now - rules.budget_per),
+        )
+        if decision.action is Action.wait:
+            return incident.with_not_before(decision.not_before).with_event(now, decision.reason)
+        if decision.action is Action.notify:
+            return incident.with_state(S.notified, now, decision.reason)
+        if decision.action is Action.suppress:
+            return incident.with_state(S.suppressed, now, decision.reason)
+        if not incident.plan:
+            return await self.steps.plan(incident, target_from_dict(incident.target))
+        decision = decide_with_plan(decision, plan_from_dict(incident.plan))
+        if decision.action is Action.suppress:
+            return incident.with_state(S.suppressed, now, decision.reason)
+        if incident.evidence_url is None:
+            return await self.steps.capture_evidence(incident, policy)
+        if decision.action is Action.rollback and incident.evidence_missing and policy.spec.forensics.required:
+            decision = Decision(Action.propose, "evidence capture incomplete and the policy requires it")
+        summary = f"{_from_tag(incident)} -> {incident.to_ref.tag} ({decision.reason})"
+        if decision.action is Action.propose:
+            timeout = policy.spec.approval.timeout.total_seconds() if policy.spec.approval else None
+            deadline = now.timestamp() + (timeout or DEFAULT_APPROVAL_TIMEOUT_SECONDS)
+            proposed = incident.with_state(S.awaiting_approval, now, summary)
+            return proposed.with_not_before(datetime.fromtimestamp(deadline, now.tzinfo))
+        return incident.with_state(S.rolling_back, now, summary)
+
+    def _approval_deadline(self, incident: Incident, policy: Policy) -> Incident:
+        now = self.clock.now()
+        on_timeout = policy.spec.approval.on_timeout if policy.spec.approval else OnTimeout.expire
+        if on_timeout is OnTimeout.rollback:
+            approved = incident.with_approver("timeout (no decision)")
+            return approved.with_state(S.approved, now, "approval timed out: rolling back as the policy says")
+        return incident.with_state(S.expired, now, "approval timed out: nobody decided")
+
+    def _verify(self, incident: Incident) -> Incident:
+        now = self.clock.now()
+        if incident.resolved_at is not None:
+            return incident.with_verification(None, "cleared").with_event(now, "verified: the alert resolved")
+        detail = "verification failed: the alert is still firing; the rollback did not remove the anomaly"
+        return incident.with_verification(None, "still firing").with_event(now, detail)
+
+    def saved(self, before: Incident, after: Incident) -> None:
+        """Crash-test checkpoints, right after a step is persisted."""
+        if after.plan and not before.plan:
+            checkpoint("after_decision")
+        if after.evidence_url is not None and before.evidence_url is None:
+            checkpoint("after_evidence")
+
+
+def _from_tag(incident: Incident) -> str:
+    head = incident.from_ref.revision or ""
+    return incident.from_ref.tag or f"untagged@{head[:12]}"
