@@ -20,6 +20,7 @@ from rollbackbot.core.releases import TagListing
 from rollbackbot.errors import PermanentError, TransientError
 
 ZERO_OID = "0" * 40
+NETWORK_TIMEOUT_SECONDS = 60.0  # a hung remote must end in a TransientError, never a stuck incident
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_MAX_BYTES = 1 << 20
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
@@ -76,7 +77,13 @@ class Plumbing:
     def __init__(self, repo: git.Repo) -> None:
         self.repo = repo
 
-    def attempt(self, *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> GitOutcome:
+    def attempt(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> GitOutcome:
         """Run ``git <args>`` and report how it went, whatever the exit status."""
         feed = tempfile.TemporaryFile() if stdin is not None else None  # Popen needs a real file
         try:
@@ -91,6 +98,7 @@ class Plumbing:
                 stdout_as_string=False,
                 strip_newline_in_stdout=False,
                 env=dict(env or {}),
+                kill_after_timeout=timeout,
             )
         finally:
             if feed is not None:
@@ -106,9 +114,9 @@ class Plumbing:
 
     def network(self, *args: str, remote_url: str) -> str:
         """Run a command that talks to the remote; TransientError (credential-free) when it fails."""
-        outcome = self.attempt(*args)
+        outcome = self.attempt(*args, timeout=NETWORK_TIMEOUT_SECONDS)
         if outcome.status != 0:
-            detail = one_line(redact(outcome.stderr), 300)
+            detail = one_line(redact(outcome.stderr), 300) or f"no answer within {NETWORK_TIMEOUT_SECONDS:.0f}s"
             message = f"git {args[0]} {redact(remote_url)} failed: {detail}"
             if "couldn't find remote ref" in outcome.stderr:
                 raise PermanentError(message)

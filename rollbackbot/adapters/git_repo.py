@@ -6,6 +6,7 @@ because the service calls them from worker threads and git index/ref updates do 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import git
 import yaml
 
 from rollbackbot.adapters.git_plumbing import (
+    NETWORK_TIMEOUT_SECONDS,
     GitObject,
     Plumbing,
     RollbackIndex,
@@ -137,7 +139,14 @@ class GitOpsRepository:
             self.workdir.mkdir(parents=True, exist_ok=True)
             repo = git.Repo.init(self.workdir, bare=True)
         # Never wait for a password prompt; treat policy paths as literal, never as globs.
-        repo.git.update_environment(GIT_TERMINAL_PROMPT="0", GIT_LITERAL_PATHSPECS="1")
+        # ssh gets a connect timeout and http a low-speed abort, so a dead remote fails fast.
+        repo.git.update_environment(
+            GIT_TERMINAL_PROMPT="0",
+            GIT_LITERAL_PATHSPECS="1",
+            GIT_SSH_COMMAND=os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=15"),
+            GIT_HTTP_LOW_SPEED_LIMIT="1000",
+            GIT_HTTP_LOW_SPEED_TIME="30",
+        )
         if "origin" not in [remote.name for remote in repo.remotes]:
             repo.create_remote("origin", self.url)
         elif repo.remote("origin").url != self.url:
@@ -329,7 +338,9 @@ class GitOpsRepository:
         plumbing.run("update-ref", OUTGOING_REF, commit)
         result = None
         try:
-            result = plumbing.repo.remote("origin").push(f"{OUTGOING_REF}:refs/heads/{self.branch}")
+            result = plumbing.repo.remote("origin").push(
+                f"{OUTGOING_REF}:refs/heads/{self.branch}", kill_after_timeout=NETWORK_TIMEOUT_SECONDS
+            )
             result.raise_if_error()
         except git.GitCommandError as exc:
             if result is not None and any(info.flags & info.REJECTED for info in result):
