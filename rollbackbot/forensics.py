@@ -9,16 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from rollbackbot.core.incident_json import incident_to_api
 from rollbackbot.core.incidents import Incident
 from rollbackbot.core.model import target_from_dict
+from rollbackbot.core.policy import Policy
 from rollbackbot.errors import RollbackBotError
 from rollbackbot.ports import ArgoCD, EvidenceSink
 
 log = logging.getLogger("rollbackbot.forensics")
+
+REQUESTS_CAP = 8 << 20  # requests.jsonl: the last requests, as much as fits
+SNAPSHOT_CAP = 64 << 20  # snapshot.bin: the model server's own state dump
+MAX_PODS = 10
+
+Fetch = Callable[[str, int], Awaitable[tuple[bytes, bool]]]
 
 
 @dataclass(frozen=True)
@@ -27,45 +37,107 @@ class Evidence:
     missing: list[str] = field(default_factory=list)
 
 
+async def fetch_capped(url: str, cap: int) -> tuple[bytes, bool]:
+    """GET ``url``, keeping at most ``cap`` bytes; returns (body, truncated)."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as client:
+        async with client.stream("GET", url) as response:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > cap:
+                    return bytes(body[:cap]), True
+            return bytes(body), False
+
+
 def _json(data: Any) -> bytes:
     return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
 
 
-async def capture(incident: Incident, argocd: ArgoCD, sink: EvidenceSink, budget_seconds: float) -> Evidence:
-    """Gather alert, git and Argo CD state into one bundle within the budget."""
-    target = target_from_dict(incident.target)
-    files: dict[str, bytes] = {
-        "alert.json": _json(
-            {
-                **incident_to_api(incident)["alert"],
-                "annotations": incident.alert.annotations,
-                "generatorURL": incident.alert.generator_url,
-            }
-        ),
-        "git.json": _json(incident.plan),
-    }
-    missing: list[str] = []
+def _pods(tree: dict[str, Any]) -> list[tuple[str, str]]:
+    nodes = tree.get("nodes") or []
+    pods = [(n.get("name", ""), n.get("namespace", "")) for n in nodes if n.get("kind") == "Pod" and n.get("name")]
+    return pods[:MAX_PODS]
 
-    async def gather(name: str, call: Any) -> None:
+
+class Capture:
+    """One bundle being gathered: every source adds a file or a line saying what is missing."""
+
+    def __init__(self, incident: Incident, argocd: ArgoCD, fetch: Fetch) -> None:
+        self.incident = incident
+        self.argocd = argocd
+        self.fetch = fetch
+        self.files: dict[str, bytes] = {}
+        self.missing: list[str] = []
+
+    async def _try(self, name: str, work: Awaitable[bytes]) -> None:
         try:
-            files[name] = _json(await call)
-        except (RollbackBotError, OSError) as exc:
-            missing.append(f"{name}: {exc}")
+            self.files[name] = await work
+        except (RollbackBotError, OSError, httpx.HTTPError, ValueError) as exc:
+            self.missing.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
 
-    calls = []
-    for app in target.apps:
-        prefix = "" if len(target.apps) == 1 else f"{app}/"
-        calls.append(gather(f"{prefix}argocd-app.json", argocd.get_application(app, target.project)))
-        calls.append(gather(f"{prefix}resource-tree.json", argocd.get_resource_tree(app, target.project)))
+    async def _as_json(self, call: Awaitable[Any]) -> bytes:
+        return _json(await call)
+
+    async def _app(self, app: str, project: str, prefix: str) -> None:
+        await self._try(f"{prefix}argocd-app.json", self._as_json(self.argocd.get_application(app, project)))
+        try:
+            tree = await self.argocd.get_resource_tree(app, project)
+        except (RollbackBotError, OSError) as exc:
+            self.missing.append(f"{prefix}resource-tree.json: {exc}"[:300])
+            return
+        self.files[f"{prefix}resource-tree.json"] = _json(tree)
+        for pod, namespace in _pods(tree):
+            logs = self.argocd.pod_logs(app, project, pod, namespace, tail_lines=500)
+            await self._try(f"{prefix}logs/{pod}.log", _encoded(logs))
+
+    async def _url(self, name: str, url: str, cap: int) -> None:
+        async def get() -> bytes:
+            body, truncated = await self.fetch(url, cap)
+            if truncated:
+                self.missing.append(f"{name}: truncated at {cap} bytes")
+            return body
+
+        await self._try(name, get())
+
+    async def gather(self, policy: Policy) -> None:
+        target = target_from_dict(self.incident.target)
+        jobs = []
+        for app in target.apps:
+            jobs.append(self._app(app, target.project, "" if len(target.apps) == 1 else f"{app}/"))
+        if policy.spec.forensics.requests_url:
+            jobs.append(self._url("requests.jsonl", str(policy.spec.forensics.requests_url), REQUESTS_CAP))
+        if policy.spec.forensics.snapshot_url:
+            jobs.append(self._url("snapshot.bin", str(policy.spec.forensics.snapshot_url), SNAPSHOT_CAP))
+        await asyncio.gather(*jobs)
+
+
+async def _encoded(text: Awaitable[str]) -> bytes:
+    return (await text).encode()
+
+
+async def capture(
+    incident: Incident, policy: Policy, argocd: ArgoCD, sink: EvidenceSink, fetch: Fetch = fetch_capped
+) -> Evidence:
+    """Gather alert, git, Argo CD, logs and model-server state into one bundle within the budget."""
+    budget = policy.spec.forensics.budget.total_seconds()
+    bundle = Capture(incident, argocd, fetch)
+    alert = {
+        **incident_to_api(incident)["alert"],
+        "annotations": incident.alert.annotations,
+        "generatorURL": incident.alert.generator_url,
+    }
+    bundle.files["alert.json"] = _json(alert)
+    bundle.files["git.json"] = _json(incident.plan)
     try:
-        await asyncio.wait_for(asyncio.gather(*calls), timeout=budget_seconds)
+        await asyncio.wait_for(bundle.gather(policy), timeout=budget)
     except TimeoutError:
-        missing.append(f"capture budget of {budget_seconds:.0f}s ran out")
-    if missing:
-        files["missing.json"] = _json(missing)
+        bundle.missing.append(f"capture budget of {budget:g}s ran out")
+    if bundle.missing:
+        bundle.files["missing.json"] = _json(bundle.missing)
     try:
-        url = await asyncio.to_thread(sink.write, incident.id, files)
+        url = await asyncio.to_thread(sink.write, incident.id, dict(bundle.files))
     except (RollbackBotError, OSError) as exc:
         log.warning("evidence could not be written", extra={"error": str(exc)})
-        return Evidence(url=None, missing=[*missing, f"bundle not written: {exc}"])
-    return Evidence(url=url, missing=missing)
+        return Evidence(url=None, missing=[*bundle.missing, f"bundle not written: {exc}"])
+    return Evidence(url=url, missing=bundle.missing)

@@ -55,6 +55,19 @@ class ArgoCD(Protocol):
         """The raw resource tree, for evidence."""
         ...
 
+    async def pod_logs(
+        self,
+        app: str,
+        project: str,
+        pod_name: str,
+        namespace: str,
+        *,
+        container: str | None = None,
+        tail_lines: int = 200,
+    ) -> str:
+        """Recent container logs of one pod of the app, for evidence."""
+        ...
+
 
 class StaleIncident(Exception):
     """A compare-and-set save lost: someone else moved the incident first."""

@@ -39,7 +39,16 @@ def rules_of(policy: Policy) -> Rules:
 
 
 class Steps:
-    def __init__(self, *, git: GitOpsRepo, argocd: ArgoCD, clock: Clock, evidence: EvidenceSink | None) -> None:
+    def __init__(
+        self,
+        *,
+        git: GitOpsRepo,
+        argocd: ArgoCD,
+        clock: Clock,
+        evidence: EvidenceSink | None,
+        fetch: forensics.Fetch = forensics.fetch_capped,
+    ) -> None:
+        self.fetch = fetch
         self.git = git
         self.argocd = argocd
         self.clock = clock
@@ -65,8 +74,7 @@ class Steps:
         now = self.clock.now()
         if self.evidence is None:
             return incident.with_evidence("", ("no evidence sink configured",)).with_event(now, "evidence: none")
-        budget = policy.spec.forensics.budget.total_seconds()
-        evidence = await forensics.capture(incident, self.argocd, self.evidence, budget)
+        evidence = await forensics.capture(incident, policy, self.argocd, self.evidence, self.fetch)
         detail = f"evidence captured: {evidence.url}" if evidence.url else "evidence NOT captured"
         if evidence.missing:
             detail += f" (missing: {'; '.join(evidence.missing)})"

@@ -34,4 +34,3 @@ def _network_tripwire(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
     monkeypatch.setattr(socket.socket, "connect", lambda s, a: guard(s, a, real_connect))
     monkeypatch.setattr(socket.socket, "connect_ex", lambda s, a: guard(s, a, real_connect_ex))
     yield
-

@@ -235,7 +235,9 @@ def test_secret_example_has_placeholders_for_every_key_used(rendered: list[dict[
 
 def test_policies_config_map_is_the_repository_policies(rendered: list[dict[str, Any]], tmp_path: Path) -> None:
     data = find(rendered, "ConfigMap", "rollbackbot-policies")["data"]
-    shipped = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "policies").iterdir() if p.suffix == ".yaml"}
+    shipped = {
+        p.name: p.read_text(encoding="utf-8") for p in (REPO / "policies").iterdir() if p.suffix in {".yaml", ".yml"}
+    }
     assert shipped and data == shipped
     # What the pod mounts passes `rollbackbot policy check`.
     for name, text in data.items():

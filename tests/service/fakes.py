@@ -78,5 +78,17 @@ class FakeArgo:
     async def get_resource_tree(self, app: str, project: str) -> dict[str, Any]:
         raise TransientError("resource tree unavailable")
 
+    async def pod_logs(
+        self,
+        app: str,
+        project: str,
+        pod_name: str,
+        namespace: str,
+        *,
+        container: str | None = None,
+        tail_lines: int = 200,
+    ) -> str:
+        return f"{pod_name}: GET /v1/summarize 200\n"
+
 
 __all__ = ["ConflictError", "FakeArgo", "FakeGit", "TransientError", "replace"]

@@ -1,0 +1,161 @@
+"""Forensic capture: every source lands in the bundle, failures are listed, the budget holds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollbackbot.adapters.evidence import FileEvidenceSink
+from rollbackbot.clock import FakeClock
+from rollbackbot.core.incidents import AlertRef, new_incident
+from rollbackbot.core.policy import Policy
+from rollbackbot.forensics import capture
+from tests.service.fakes import FakeArgo
+
+NOW = FakeClock().now()
+
+
+def _policy(forensics: dict[str, Any]) -> Policy:
+    return Policy.from_document(
+        {
+            "apiVersion": "rollbackbot/v1",
+            "kind": "RollbackPolicy",
+            "metadata": {"name": "docsum"},
+            "spec": {
+                "matchers": ['app = "docsum-llm"'],
+                "target": {
+                    "argocdApps": ["docsum-llm"],
+                    "project": "ml-prod",
+                    "paths": ["apps/docsum-llm"],
+                    "tags": "docsum-llm/v*",
+                },
+                "mode": "auto",
+                "forensics": forensics,
+            },
+        }
+    )
+
+
+def _incident():  # type: ignore[no-untyped-def]
+    alert = AlertRef("PromptInjectionSpike", "a509e5702057cd45", NOW - timedelta(minutes=1), {"app": "docsum-llm"})
+    target = {
+        "apps": ["docsum-llm"],
+        "project": "ml-prod",
+        "paths": ["apps/docsum-llm"],
+        "tag_pattern": "x",
+        "require_trailers": [],
+    }
+    return new_incident(app="docsum-llm", policy="docsum", mode="auto", alert=alert, target=target, now=NOW)
+
+
+class TreeArgo(FakeArgo):
+    async def get_resource_tree(self, app: str, project: str) -> dict[str, Any]:
+        return {
+            "nodes": [{"kind": "Deployment", "name": app}, {"kind": "Pod", "name": f"{app}-7d9c", "namespace": "ml"}]
+        }
+
+
+async def test_bundle_has_every_source(tmp_path: Path) -> None:
+    fetched: list[tuple[str, int]] = []
+
+    async def fetch(url: str, cap: int) -> tuple[bytes, bool]:
+        fetched.append((url, cap))
+        return (b'{"prompt_len": 912}\n', False) if "requests" in url else (b"\x00state", False)
+
+    policy = _policy(
+        {
+            "requestsUrl": "http://observer:9100/forensics/requests?limit=1000",
+            "snapshotUrl": "http://docsum-llm:8080/debug/snapshot",
+        }
+    )
+    evidence = await capture(_incident(), policy, TreeArgo(), FileEvidenceSink(tmp_path), fetch)
+    assert evidence.missing == []
+    bundle = Path(evidence.url.removeprefix("file://"))  # type: ignore[union-attr]
+    names = set(json.loads((bundle / "manifest.json").read_text())["files"])
+    assert names == {
+        "alert.json",
+        "git.json",
+        "argocd-app.json",
+        "resource-tree.json",
+        "logs/docsum-llm-7d9c.log",
+        "requests.jsonl",
+        "snapshot.bin",
+    }
+    assert (bundle / "snapshot.bin").read_bytes() == b"\x00state"
+    assert [u for u, _ in fetched] == [
+        "http://observer:9100/forensics/requests?limit=1000",
+        "http://docsum-llm:8080/debug/snapshot",
+    ]
+
+
+async def test_failures_and_truncation_are_listed_not_fatal(tmp_path: Path) -> None:
+    async def fetch(url: str, cap: int) -> tuple[bytes, bool]:
+        if "snapshot" in url:
+            raise OSError("connection refused")
+        return b"x" * 10, True
+
+    policy = _policy({"requestsUrl": "http://observer/requests", "snapshotUrl": "http://model/snapshot"})
+    evidence = await capture(_incident(), policy, FakeArgo(), FileEvidenceSink(tmp_path), fetch)
+    assert evidence.url is not None
+    text = " ".join(evidence.missing)
+    assert "snapshot.bin: OSError: connection refused" in text
+    assert "requests.jsonl: truncated" in text
+    assert "resource-tree.json" in text  # FakeArgo's tree is unavailable
+    bundle = Path(evidence.url.removeprefix("file://"))
+    assert json.loads((bundle / "missing.json").read_text()) == evidence.missing
+
+
+async def test_budget_bounds_the_capture(tmp_path: Path) -> None:
+    async def slow(url: str, cap: int) -> tuple[bytes, bool]:
+        await asyncio.sleep(30)
+        return b"", False
+
+    policy = _policy({"requestsUrl": "http://observer/requests", "budget": "100ms"})
+    started = asyncio.get_running_loop().time()
+    evidence = await capture(_incident(), policy, FakeArgo(), FileEvidenceSink(tmp_path), slow)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert any("budget of 0.1s ran out" in m for m in evidence.missing)
+    assert evidence.url is not None  # what was gathered is still written
+
+
+@pytest.mark.parametrize("required", [True, False])
+async def test_required_evidence_turns_auto_into_a_proposal(tmp_path: Path, required: bool) -> None:
+    from rollbackbot.adapters.store_sql import SqlIncidentStore
+    from rollbackbot.core.alerts import AlertmanagerPayload
+    from rollbackbot.service import Service
+    from rollbackbot.testing.alertmanager import alert, notification
+    from tests.service.fakes import FakeGit
+
+    async def down(url: str, cap: int) -> tuple[bytes, bool]:
+        raise OSError("observer down")
+
+    policy = _policy({"requestsUrl": "http://observer/requests", "required": required})
+    clock = FakeClock()
+    git = FakeGit()
+    service = Service(
+        store=SqlIncidentStore(f"sqlite:///{tmp_path}/s.db"),
+        git=git,
+        argocd=FakeArgo(),
+        policies=[policy],
+        clock=clock,
+        evidence=FileEvidenceSink(tmp_path / "ev"),
+    )
+    service.workflow.steps.fetch = down
+    body = notification([alert({"alertname": "PromptInjectionSpike", "app": "docsum-llm"}, NOW - timedelta(minutes=1))])
+    incident_id = service.receive(AlertmanagerPayload.model_validate(body)).incidents[0]
+    await service.idle()
+    await service.stop()
+    incident = service.store.get(incident_id)
+    assert incident is not None
+    if required:
+        assert (
+            incident.state.value == "awaiting_approval" and "evidence capture incomplete" in incident.events[-1].detail
+        )
+        assert git.commits == {}
+    else:
+        assert incident.state.value == "rolled_back" and incident.evidence_missing
