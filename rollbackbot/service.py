@@ -23,7 +23,7 @@ from rollbackbot.logs import current_incident
 from rollbackbot.metrics import INCIDENT_TRANSITIONS, REACTION_SECONDS
 from rollbackbot.ports import ArgoCD, Chat, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident
 from rollbackbot.steps import Steps
-from rollbackbot.workflow import Workflow
+from rollbackbot.workflow import Workflow, append_event
 
 log = logging.getLogger("rollbackbot.service")
 S = IncidentState
@@ -89,7 +89,8 @@ class Service:
             if policy is None:
                 ignored += 1
                 continue
-            if not alert.firing:
+            ended = alert.ends_at is not None and alert.ends_at <= self.clock.now()
+            if not alert.firing or ended:  # a "firing" alert whose end lies in the past is over too
                 ids.extend(self._record_resolution(alert))
                 continue
             incident = self._incident_for(alert, policy)
@@ -153,15 +154,7 @@ class Service:
 
     def record_event(self, incident_id: str, detail: str) -> None:
         """Note something on the incident without changing its state (e.g. a refused click)."""
-        for _ in range(3):
-            incident = self.store.get(incident_id)
-            if incident is None:
-                return
-            try:
-                self.store.save(incident.with_event(self.clock.now(), detail), incident.state)
-                return
-            except StaleIncident:
-                continue
+        append_event(self.store, incident_id, self.clock.now(), detail)
 
     def _decide_by_human(self, incident_id: str, to: IncidentState, approver: str) -> Verdict:
         incident = self.store.get(incident_id)

@@ -16,7 +16,7 @@ from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import plan_from_dict, target_from_dict
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.failpoints import checkpoint
-from rollbackbot.ports import IncidentStore
+from rollbackbot.ports import IncidentStore, StaleIncident
 from rollbackbot.steps import Steps, rules_of
 
 S = IncidentState
@@ -74,18 +74,21 @@ class Workflow:
     async def _received(self, incident: Incident, policy: Policy) -> Incident:
         now = self.clock.now()
         rules = rules_of(policy)
+        history = self.store.app_history(incident.app, incident.id, now - rules.budget_per)
         decision = decide(
             rules,
             alert_firing=incident.resolved_at is None,
             alert_started=incident.alert.starts_at,
             now=now,
-            history=self.store.app_history(incident.app, incident.id, now - rules.budget_per),
+            history=history,
         )
         if decision.action is Action.wait:
             return incident.with_not_before(decision.not_before).with_event(now, decision.reason)
         if decision.action is Action.notify:
             return incident.with_state(S.notified, now, decision.reason)
         if decision.action is Action.suppress:
+            if history.other_active_incident and decision.reason.startswith("duplicate"):
+                self._attach(history.other_active_incident, incident)
             return incident.with_state(S.suppressed, now, decision.reason)
         if not incident.plan:
             return await self.steps.plan(incident, target_from_dict(incident.target))
@@ -119,12 +122,30 @@ class Workflow:
         detail = "verification failed: the alert is still firing; the rollback did not remove the anomaly"
         return incident.with_verification(None, "still firing").with_event(now, detail)
 
+    def _attach(self, active_id: str, duplicate: Incident) -> None:
+        """One active incident per app: a further alert becomes an event on it."""
+        detail = f"also fired: {duplicate.alert.name} ({duplicate.alert.fingerprint}), recorded as {duplicate.id}"
+        append_event(self.store, active_id, self.clock.now(), detail)
+
     def saved(self, before: Incident, after: Incident) -> None:
         """Crash-test checkpoints, right after a step is persisted."""
         if after.plan and not before.plan:
             checkpoint("after_decision")
         if after.evidence_url is not None and before.evidence_url is None:
             checkpoint("after_evidence")
+
+
+def append_event(store: IncidentStore, incident_id: str, at: datetime, detail: str) -> None:
+    """Add an event without changing state, retrying when a concurrent step saved first."""
+    for _ in range(5):
+        incident = store.get(incident_id)
+        if incident is None:
+            return
+        try:
+            store.save(incident.with_event(at, detail), incident.state)
+            return
+        except StaleIncident:
+            continue
 
 
 def _from_tag(incident: Incident) -> str:

@@ -54,12 +54,17 @@ class Decision:
     not_before: datetime | None = None
 
 
+STALE_AFTER = timedelta(hours=24)  # an alert older than this when first seen is history, not an emergency
+
+
 def decide(
     rules: Rules, *, alert_firing: bool, alert_started: datetime, now: datetime, history: AppHistory
 ) -> Decision:
     """Decide before planning: debounce, duplicates, cooldown, budget, mode."""
     if not alert_firing:
         return Decision(Action.suppress, "alert resolved before rollbackbot acted")
+    if now - alert_started > STALE_AFTER:
+        return Decision(Action.suppress, f"stale alert: it started {alert_started:%Y-%m-%dT%H:%M:%SZ}")
     if history.other_active_incident:
         return Decision(Action.suppress, f"duplicate: incident {history.other_active_incident} is active")
     fire_until = alert_started + rules.debounce

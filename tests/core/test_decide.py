@@ -70,6 +70,15 @@ CASES = [
         Action.propose,
         "budget",
     ),
+    (
+        "stale alert never acts",
+        Rules(Mode.auto),
+        True,
+        NOW - timedelta(hours=25),
+        AppHistory(),
+        Action.suppress,
+        "stale",
+    ),
     ("propose", Rules(Mode.propose), True, NOW, AppHistory(), Action.propose, "propose"),
     ("notify", Rules(Mode.notify), True, NOW, AppHistory(last_rollback_at=NOW), Action.notify, "notify"),
 ]

@@ -202,3 +202,59 @@ async def test_second_alert_for_active_app_is_a_duplicate(
     assert first != second and incident is not None
     assert incident.state.value == "suppressed" and "cooldown" in incident.reason
     assert len(git.commits) == 1
+
+
+SUPPORT = {"alertname": "ModelRefusalRateDrop", "app": "support-llm", "severity": "critical"}
+
+
+async def test_further_alert_attaches_to_the_active_incident(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
+    git = FakeGit()
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    first = service.receive(_payload(SUPPORT, clock)).incidents[0]  # propose: stays awaiting_approval
+    await service.idle()
+    second = service.receive(_payload({**SUPPORT, "pod": "b"}, clock, ago=60)).incidents[0]
+    await service.idle()
+    await service.stop()
+    active, duplicate = service.store.get(first), service.store.get(second)
+    assert active is not None and duplicate is not None
+    assert active.state.value == "awaiting_approval"
+    assert duplicate.state.value == "suppressed" and first in duplicate.reason
+    assert f"recorded as {second}" in active.events[-1].detail
+    assert git.commits == {}
+
+
+async def test_firing_alert_with_past_end_is_treated_as_resolved(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
+    git = FakeGit()
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    body = notification([alert(DOCSUM, clock.now() - timedelta(minutes=5), ends_at=clock.now() - timedelta(seconds=1))])
+    body["alerts"][0]["status"] = "firing"
+    received = service.receive(AlertmanagerPayload.model_validate(body))
+    await service.idle()
+    assert received.incidents == [] and git.commits == {}
+
+
+async def test_verification_window(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
+    git = FakeGit()
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    cleared = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await service.idle()
+    service.receive(_payload(DOCSUM, clock, resolved=True))
+    await service.idle()
+    done = service.store.get(cleared)
+    assert done is not None and done.verification == "cleared"
+
+    clock.advance(3600)  # past cooldown; a second, unrelated alert that never clears
+    stuck = service.receive(_payload({**DOCSUM, "alertname": "ModelCanaryLeak"}, clock)).incidents[0]
+    await service.idle()
+    clock.advance(11 * 60)  # docsum verify.within is 10m
+    service.wake(stuck)
+    await service.idle()
+    await service.stop()
+    incident = service.store.get(stuck)
+    assert incident is not None and incident.state.value == "rolled_back"
+    assert incident.verification == "still firing"
+    assert "did not remove the anomaly" in incident.events[-1].detail
