@@ -8,6 +8,7 @@ A tripwire makes every outgoing socket connection fail loudly, except in tests m
 from __future__ import annotations
 
 import socket
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,3 +35,41 @@ def _network_tripwire(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
     monkeypatch.setattr(socket.socket, "connect", lambda s, a: guard(s, a, real_connect))
     monkeypatch.setattr(socket.socket, "connect_ex", lambda s, a: guard(s, a, real_connect_ex))
     yield
+
+
+FIELDS = ("inputs", "faults", "restarts", "rollbacks", "duplicates")
+
+
+class AbuseReport:
+    """Counts what the fault and abuse tests threw at the service, printed once per family."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+
+    def add(self, family: str, **counts: int) -> None:
+        for key, value in counts.items():
+            if key not in FIELDS:
+                raise KeyError(key)
+            self.families[family][key] += value
+
+
+_REPORT_KEY = pytest.StashKey[AbuseReport]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_REPORT_KEY] = AbuseReport()
+
+
+@pytest.fixture
+def abuse_report(request: pytest.FixtureRequest) -> AbuseReport:
+    """Record inputs tried, faults injected, restarts survived, rollbacks and duplicates."""
+    return request.config.stash[_REPORT_KEY]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    report = config.stash.get(_REPORT_KEY, None)
+    if not report or not report.families:
+        return
+    terminalreporter.section("fault-and-abuse report")
+    for family, counts in sorted(report.families.items()):
+        terminalreporter.write_line(f"{family}: " + " ".join(f"{k}={counts[k]}" for k in FIELDS))
