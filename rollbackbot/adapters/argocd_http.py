@@ -7,6 +7,7 @@ non-GET request must carry exactly ``Content-Type: application/json`` or the ser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -53,6 +54,7 @@ class ArgoHTTP:
         self._wait_max = retry_wait_max
         self._sleep = sleep
         self._monotonic = monotonic
+        self._request_timeout = request_timeout
         self._http = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
@@ -118,15 +120,17 @@ class ArgoHTTP:
         started = self._monotonic()
         # Errors below are raised "from None": their text names the cause, and the original httpx
         # exception is not redacted (nor is the request it carries, headers included).
+        limit = timeout if timeout is not None else self._request_timeout
         try:
-            response = await self._http.request(
-                method,
-                path,
-                params=params,
-                content=content,
-                headers=headers,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            # httpx bounds each connect/read; wait_for bounds the whole exchange, so a server that
+            # trickles bytes (or an in-process transport, which has no socket timeouts) cannot hang us.
+            response = await asyncio.wait_for(
+                self._http.request(method, path, params=params, content=content, headers=headers, timeout=limit),
+                timeout=limit,
             )
+        except TimeoutError:
+            self._log_call(endpoint, "timeout", started)
+            raise TransientError(f"Argo CD {endpoint} timed out after {limit:g}s") from None
         except httpx.TimeoutException as exc:
             self._log_call(endpoint, "timeout", started)
             raise TransientError(f"Argo CD {endpoint} timed out ({type(exc).__name__})") from None

@@ -1,0 +1,192 @@
+"""Block Kit for incident messages: a pure renderer of ``rollbackbot.core.messages``.
+
+No I/O. Every string that came from outside (alert annotations, labels, reasons, names) is escaped,
+so an alert cannot ping ``<!channel>`` or forge a link.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from rollbackbot.core.messages import (
+    Decision,
+    IncidentMessage,
+    MessageKind,
+    Release,
+    ThreadNote,
+    title_of,
+    utc,
+)
+
+Block = dict[str, Any]
+
+HEADER_LIMIT = 150  # Slack: header text
+TEXT_LIMIT = 3000  # Slack: section text
+FIELD_LIMIT = 2000  # Slack: each section field
+FALLBACK_LIMIT = 300  # the notification preview; the blocks carry the rest
+
+
+class ActionId(StrEnum):
+    """The buttons' action ids (DESIGN §4); their value is the incident id."""
+
+    approve_rollback = "approve_rollback"
+    reject_rollback = "reject_rollback"
+
+
+_ICONS = {
+    MessageKind.proposal: ":raised_hand:",
+    MessageKind.rollback: ":rewind:",
+    MessageKind.notify: ":mag:",
+    MessageKind.needs_human: ":warning:",
+    MessageKind.failure: ":x:",
+}
+_DECISION_ICONS = {"approved": ":white_check_mark:", "rejected": ":no_entry_sign:", "expired": ":hourglass:"}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn escaping: only &, < and > are special."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(text: str) -> str:
+    """Inline code; backticks inside would end it early, so they become quotes."""
+    return f"`{escape(text).replace('`', "'")}`"
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut to Slack's length limit, saying so."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def date(at: datetime) -> str:
+    """Shown in each reader's own time zone, with UTC as the fallback."""
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time_secs}}|{escape(utc(at))}>"
+
+
+def mention(slack_id: str) -> str:
+    """A user (U…/W…) or user-group (S…) mention."""
+    return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
+
+
+def link(url: str, label: str) -> str:
+    """A link for http(s) URLs; anything else (file://, s3://) is shown as code, since Slack cannot open it."""
+    if url.startswith(("http://", "https://")):
+        return f"<{escape(url).replace('|', '%7C')}|{escape(label)}>"
+    return code(url)
+
+
+def fallback_text(message: IncidentMessage) -> str:
+    """The notification text that goes with the blocks."""
+    return clip(escape(f"{title_of(message)}: {message.alert_name} ({message.severity})"), FALLBACK_LIMIT)
+
+
+def note_text(note: ThreadNote) -> str:
+    """A thread reply as mrkdwn."""
+    icon = {"failure": ":x: ", "verification_failed": ":rotating_light: ", "outcome": ":white_check_mark: "}
+    return clip(icon.get(note.kind.value, "") + escape(note.text), TEXT_LIMIT)
+
+
+def message_blocks(message: IncidentMessage) -> list[Block]:
+    """The whole message as Block Kit blocks, buttons only while a decision is open."""
+    blocks: list[Block] = [_header(message)]
+    if message.decision:
+        blocks.append(_section(_decision_text(message.decision)))
+    blocks.append(_section(_alert_text(message)))
+    blocks.append(_fields(f"*App*\n{code(message.app)}", f"*Policy*\n{code(message.policy)} (mode {message.mode})"))
+    if message.from_release and message.to_release:
+        blocks.append(_fields(_release_text("From", message.from_release), _release_text("To", message.to_release)))
+    if message.diff_stat.strip():
+        stat = clip(escape(message.diff_stat.strip("\n")), TEXT_LIMIT - 20)
+        blocks.append(_section(f"*Changes*\n```{stat}```"))
+    if message.reason and message.kind is not MessageKind.proposal:
+        blocks.append(_section(f"*Reason*\n{escape(message.reason)}"))
+    blocks.append(_context(message))
+    if message.asks_for_decision:
+        if message.approvers:
+            blocks.append(_section("Who may decide: " + ", ".join(mention(a) for a in message.approvers)))
+        blocks.append(_actions(message))
+    return blocks
+
+
+def _header(message: IncidentMessage) -> Block:
+    icon = _DECISION_ICONS.get(message.decision.verb, ":x:") if message.decision else _ICONS.get(message.kind, "")
+    text = clip(f"{icon} {title_of(message)}".strip(), HEADER_LIMIT)
+    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, TEXT_LIMIT)}}
+
+
+def _fields(*texts: str) -> Block:
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(t, FIELD_LIMIT)} for t in texts]}
+
+
+def _decision_text(decision: Decision) -> str:
+    who = mention(decision.user_id) if decision.user_id else escape(decision.by or "")
+    if decision.verb == "expired":
+        return f"*Expired* {date(decision.at)}: nobody decided in time, so nothing was changed."
+    if decision.verb == "failed":
+        return f"*Closed* {date(decision.at)}: the incident failed before a decision."
+    by = f" by {who}" if who else ""
+    return f"*{decision.verb.capitalize()}*{by} {date(decision.at)}"
+
+
+def _alert_text(message: IncidentMessage) -> str:
+    lines = [
+        f"*{escape(message.alert_name)}* · severity *{escape(message.severity)}* · since {date(message.started_at)}"
+    ]
+    if message.summary:
+        lines.append(escape(message.summary))
+    if message.generator_url:
+        lines.append(link(message.generator_url, "Alert source"))
+    return "\n".join(lines)
+
+
+def _release_text(side: str, release: Release) -> str:
+    lines = [f"*{side}*", code(release.tag)]
+    if release.model_digest:
+        lines.append(f"Model-Digest {code(release.model_digest)}")
+    if release.data_version:
+        lines.append(f"Data-Version {code(release.data_version)}")
+    return "\n".join(lines)
+
+
+def _context(message: IncidentMessage) -> Block:
+    parts = [f"Incident {code(message.incident_id)}"]
+    if message.evidence_url:
+        parts.append(f"Evidence {link(message.evidence_url, 'bundle')}")
+    if message.expires_at and message.asks_for_decision:
+        then = "then rolls back anyway" if message.on_timeout == "rollback" else "then nothing changes"
+        parts.append(f"Expires {date(message.expires_at)} ({then})")
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(" · ".join(parts), TEXT_LIMIT)}]}
+
+
+def _actions(message: IncidentMessage) -> Block:
+    target = message.to_release.tag if message.to_release else "the previous release"
+    confirm = {
+        "title": {"type": "plain_text", "text": clip(f"Roll back {message.app}?", 100)},
+        "text": {
+            "type": "plain_text",
+            "text": clip(f"This commits {target} to the deploy branch and syncs Argo CD.", 300),
+        },
+        "confirm": {"type": "plain_text", "text": "Roll back"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    approve = _button(ActionId.approve_rollback, "Approve rollback", message.incident_id, "primary") | {
+        "confirm": confirm
+    }
+    reject = _button(ActionId.reject_rollback, "Reject", message.incident_id, "danger")
+    return {"type": "actions", "block_id": "decision", "elements": [approve, reject]}
+
+
+def _button(action: ActionId, label: str, value: str, style: str) -> Block:
+    return {
+        "type": "button",
+        "action_id": action.value,
+        "text": {"type": "plain_text", "text": label},
+        "style": style,
+        "value": value,
+    }

@@ -1,0 +1,291 @@
+"""What a person must read about an incident, independent of any chat system.
+
+Purely computational: ``notices_for`` turns a state change into the messages to post, update or
+reply with, built from the incident and its policy alone; adapters render them (Slack Block Kit,
+plain text) and deliver them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from rollbackbot.core.incidents import Incident, IncidentState
+from rollbackbot.core.policy import Policy
+
+S = IncidentState
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+# Suppressions a person must act on; routine ones (duplicate, cooldown, resolved) stay quiet.
+_NEEDS_HUMAN = ("no verified target", "budget", "alert refused")
+
+
+class MessageKind(StrEnum):
+    """Top-level messages, one per incident (the parent of its thread), and what replaces them."""
+
+    proposal = "proposal"  # awaiting approval: Approve / Reject buttons
+    rollback = "rollback"  # auto mode: rolling back now
+    notify = "notify"  # mode notify: nothing changes
+    needs_human = "needs_human"  # suppressed, and only a person can resolve it
+    decided = "decided"  # a proposal after approval, rejection, expiry or failure (no buttons)
+    failure = "failure"  # failed before any message was posted
+
+
+class NoteKind(StrEnum):
+    """Replies in the incident's thread."""
+
+    progress = "progress"
+    outcome = "outcome"
+    failure = "failure"
+    verification_failed = "verification_failed"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One side of the rollback: a tag (or an untagged head) and the model it ships."""
+
+    tag: str
+    revision: str | None = None
+    model_digest: str | None = None
+    data_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Who closed a proposal and when; ``user_id`` is None for the timeout or the service itself."""
+
+    verb: str  # approved | rejected | expired | failed
+    at: datetime
+    by: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentMessage:
+    """A top-level message: everything a person needs to judge the incident."""
+
+    kind: MessageKind
+    incident_id: str
+    state: str
+    app: str
+    policy: str
+    mode: str
+    alert_name: str
+    severity: str
+    summary: str
+    started_at: datetime
+    generator_url: str
+    from_release: Release | None = None
+    to_release: Release | None = None
+    diff_stat: str = ""
+    evidence_url: str | None = None
+    expires_at: datetime | None = None
+    on_timeout: str | None = None  # expire | rollback: what the expiry leads to
+    approvers: tuple[str, ...] = ()
+    decision: Decision | None = None
+    reason: str = ""
+
+    @property
+    def asks_for_decision(self) -> bool:
+        """Whether the message carries Approve / Reject buttons."""
+        return self.kind is MessageKind.proposal
+
+
+@dataclass(frozen=True)
+class ThreadNote:
+    """A reply in the incident's thread; ``broadcast`` also shows it in the channel."""
+
+    kind: NoteKind
+    incident_id: str
+    text: str
+    broadcast: bool = False
+
+
+@dataclass(frozen=True)
+class Notices:
+    """What one state change means for the channel: a new message, a replacement, a reply."""
+
+    post: IncidentMessage | None = None
+    update: IncidentMessage | None = None
+    reply: ThreadNote | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.post is None and self.update is None and self.reply is None
+
+
+def notices_for(incident: Incident, previous: IncidentState | None, policy: Policy | None) -> Notices:
+    """The messages a state change calls for (table of DESIGN §2 transitions)."""
+    state = incident.state
+    if previous is S.awaiting_approval and state is not S.awaiting_approval:
+        return Notices(update=incident_message(incident, policy, MessageKind.decided))
+    if state is S.awaiting_approval:
+        return Notices(post=incident_message(incident, policy, MessageKind.proposal))
+    if state is S.rolling_back and previous is S.received:
+        return Notices(post=incident_message(incident, policy, MessageKind.rollback))
+    if state is S.rolling_back:
+        text = f"Writing the rollback commit to {_branch(incident)}: {_from_tag(incident)} → {incident.to_ref.tag}"
+        return Notices(reply=ThreadNote(NoteKind.progress, incident.id, text))
+    if state is S.syncing:
+        return Notices(reply=ThreadNote(NoteKind.progress, incident.id, _last_detail(incident)))
+    if state is S.rolled_back and previous is S.rolled_back and incident.verification == "still firing":
+        text = f"Verification failed: {incident.alert.name} is still firing after the rollback. A person must look."
+        return Notices(reply=ThreadNote(NoteKind.verification_failed, incident.id, text, broadcast=True))
+    if state is S.rolled_back:
+        return Notices(reply=ThreadNote(NoteKind.outcome, incident.id, _rolled_back_text(incident)))
+    if state is S.failed:
+        text = f"Rollback failed: {incident.reason}. A person must look."
+        return Notices(reply=ThreadNote(NoteKind.failure, incident.id, text, broadcast=True))
+    if state is S.notified:
+        return Notices(post=incident_message(incident, policy, MessageKind.notify))
+    if state is S.suppressed and incident.reason.startswith(_NEEDS_HUMAN):
+        return Notices(post=incident_message(incident, policy, MessageKind.needs_human))
+    return Notices()
+
+
+def incident_message(incident: Incident, policy: Policy | None, kind: MessageKind) -> IncidentMessage:
+    """The full message for an incident as it is now."""
+    alert = incident.alert
+    approval = policy.spec.approval if policy else None
+    awaiting = incident.state is S.awaiting_approval
+    return IncidentMessage(
+        kind=kind,
+        incident_id=incident.id,
+        state=incident.state.value,
+        app=incident.app,
+        policy=incident.policy,
+        mode=incident.mode,
+        alert_name=alert.name,
+        severity=alert.labels.get("severity", "unknown"),
+        summary=alert.annotations.get("summary") or alert.annotations.get("description", ""),
+        started_at=alert.starts_at,
+        generator_url=alert.generator_url,
+        from_release=_release(incident.plan.get("current"), _from_tag(incident), incident.from_ref.revision)
+        if incident.plan
+        else None,
+        to_release=_release(incident.plan.get("target"), incident.to_ref.tag, incident.to_ref.revision)
+        if incident.plan and incident.to_ref.tag
+        else None,
+        diff_stat=str(incident.plan.get("diff_stat", "")),
+        evidence_url=incident.evidence_url or None,
+        expires_at=incident.not_before if awaiting else None,
+        on_timeout=approval.on_timeout.value if approval else "expire",
+        approvers=tuple(approval.approvers) if approval else (),
+        decision=decision_of(incident),
+        reason=incident.reason if incident.state.terminal else _last_detail(incident),
+    )
+
+
+def decision_of(incident: Incident) -> Decision | None:
+    """How the proposal was closed (approved, rejected, expired, failed), if it was."""
+    proposed = False
+    for event in incident.events:
+        if event.state is S.awaiting_approval:
+            proposed = True
+        elif proposed and event.state in (S.approved, S.rejected, S.expired, S.failed):
+            if event.state is S.expired or event.state is S.failed or incident.approved_by is None:
+                return Decision(event.state.value, event.at)
+            name, user_id = split_approver(incident.approved_by)
+            return Decision(event.state.value, event.at, name, user_id)
+    return None
+
+
+def split_approver(approved_by: str) -> tuple[str, str | None]:
+    """``"Dana Ops U012ABC"`` → ``("Dana Ops", "U012ABC")``; anything else has no user id."""
+    name, _, last = approved_by.rpartition(" ")
+    if name and USER_ID.fullmatch(last):
+        return name, last
+    return approved_by, None
+
+
+def _release(tag: Mapping[str, Any] | None, name: str | None, revision: str | None) -> Release:
+    trailers = dict(tag.get("trailers", {})) if tag else {}
+    return Release(
+        tag=name or "unknown",
+        revision=revision,
+        model_digest=trailers.get("Model-Digest"),
+        data_version=trailers.get("Data-Version"),
+    )
+
+
+def _from_tag(incident: Incident) -> str:
+    return incident.from_ref.tag or f"untagged@{(incident.from_ref.revision or '')[:12]}"
+
+
+def _branch(incident: Incident) -> str:
+    return str(incident.plan.get("branch", "the deploy branch"))
+
+
+def _last_detail(incident: Incident) -> str:
+    return incident.events[-1].detail if incident.events else ""
+
+
+def _rolled_back_text(incident: Incident) -> str:
+    started = next((e.at for e in incident.events if e.state is S.rolling_back), incident.created_at)
+    seconds = (incident.events[-1].at - started).total_seconds()
+    return f"Rolled back in {seconds:.1f} s to {incident.to_ref.tag}: {_last_detail(incident)}"
+
+
+# --- plain text: how a person reads the message without Slack (demo, logs, fallback) -----------
+
+_TITLES = {
+    MessageKind.proposal: "Rollback proposed",
+    MessageKind.rollback: "Rolling back",
+    MessageKind.notify: "Alert (notify only, nothing changes)",
+    MessageKind.needs_human: "No rollback: a person must act",
+    MessageKind.failure: "Rollback failed",
+}
+
+
+def title_of(message: IncidentMessage) -> str:
+    """One line: what happened to which app."""
+    if message.kind is MessageKind.decided and message.decision:
+        verb = {"approved": "Rollback approved", "rejected": "Rollback rejected", "expired": "Proposal expired"}
+        return f"{verb.get(message.decision.verb, 'Proposal closed')}: {message.app}"
+    return f"{_TITLES.get(message.kind, 'Incident')}: {message.app}"
+
+
+def decision_line(decision: Decision) -> str:
+    """``approved by Dana Ops (U012ABC) at 2026-11-25 12:01:00 UTC`` and the like."""
+    who = f" by {decision.by}" + (f" ({decision.user_id})" if decision.user_id else "") if decision.by else ""
+    return f"{decision.verb}{who} at {utc(decision.at)}"
+
+
+def utc(at: datetime) -> str:
+    """A timestamp as people read it in an incident channel."""
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def release_line(release: Release) -> str:
+    """``tag  Model-Digest …  Data-Version …``."""
+    parts = [release.tag]
+    parts += [f"Model-Digest {release.model_digest}"] if release.model_digest else []
+    parts += [f"Data-Version {release.data_version}"] if release.data_version else []
+    return "  ".join(parts)
+
+
+def as_text(message: IncidentMessage) -> str:
+    """The whole message as plain text, in the order a person reads it."""
+    lines = [f"{title_of(message)}   (incident {message.incident_id})"]
+    if message.decision:
+        lines.append(f"Decision:  {decision_line(message.decision)}")
+    lines.append(f"Alert:     {message.alert_name}  severity {message.severity}  started {utc(message.started_at)}")
+    lines += [f"           {message.summary}"] if message.summary else []
+    lines += [f"           {message.generator_url}"] if message.generator_url else []
+    lines.append(f"App:       {message.app}  (policy {message.policy}, mode {message.mode})")
+    lines += [f"From:      {release_line(message.from_release)}"] if message.from_release else []
+    lines += [f"To:        {release_line(message.to_release)}"] if message.to_release else []
+    for index, stat in enumerate(message.diff_stat.strip("\n").splitlines()):
+        lines.append(f"{'Diff:' if index == 0 else '':<11}{stat.strip()}")
+    lines += [f"Evidence:  {message.evidence_url}"] if message.evidence_url else []
+    if message.reason and message.kind is not MessageKind.proposal:
+        lines.append(f"Reason:    {message.reason}")
+    if message.expires_at:
+        then = "rolls back anyway" if message.on_timeout == "rollback" else "nothing changes"
+        lines.append(f"Expires:   {utc(message.expires_at)} (then {then})")
+    lines += [f"Approvers: {', '.join(message.approvers)}"] if message.asks_for_decision and message.approvers else []
+    lines += ["           [ Approve ]  [ Reject ]"] if message.asks_for_decision else []
+    return "\n".join(lines)
