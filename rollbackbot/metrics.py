@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -31,3 +34,41 @@ REACTION_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
     registry=REGISTRY,
 )
+EXTERNAL_CALL_SECONDS = Histogram(
+    "rollbackbot_external_call_seconds",
+    "Latency of calls to git, Argo CD and Slack",
+    ["system", "operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+EXTERNAL_CALL_ERRORS = Counter(
+    "rollbackbot_external_call_errors_total",
+    "Failed calls to git, Argo CD and Slack",
+    ["system", "operation"],
+    registry=REGISTRY,
+)
+
+
+def observe_call(system: str, operation: str, seconds: float, ok: bool) -> None:
+    """Record one external call."""
+    EXTERNAL_CALL_SECONDS.labels(system, operation).observe(seconds)
+    if not ok:
+        EXTERNAL_CALL_ERRORS.labels(system, operation).inc()
+
+
+class IncidentGauge:
+    """``rollbackbot_incidents{app,state}``: counted from the store at scrape time, so it survives restarts."""
+
+    def __init__(self) -> None:
+        self.count: Callable[[], dict[tuple[str, str], int]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("rollbackbot_incidents", "Incidents by app and state", labels=["app", "state"])
+        if self.count is not None:
+            for (app, state), value in sorted(self.count().items()):
+                family.add_metric([app, state], value)
+        yield family
+
+
+INCIDENTS = IncidentGauge()
+REGISTRY.register(INCIDENTS)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from rollbackbot import forensics
 from rollbackbot.clock import Clock
@@ -17,9 +20,11 @@ from rollbackbot.core.model import ResolvedTarget, RollbackRequest, plan_from_di
 from rollbackbot.core.policy import Policy
 from rollbackbot.errors import AdapterError, ConflictError, PermanentError, TransientError
 from rollbackbot.failpoints import checkpoint
+from rollbackbot.metrics import observe_call
 from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo
 
 log = logging.getLogger("rollbackbot.steps")
+T = TypeVar("T")
 S = IncidentState
 
 COMMIT_ATTEMPTS = 3
@@ -36,6 +41,17 @@ def rules_of(policy: Policy) -> Rules:
         budget_max=spec.budget.max,
         budget_per=spec.budget.per,
     )
+
+
+async def _timed(operation: str, call: Awaitable[T]) -> T:
+    started = time.monotonic()
+    ok = False
+    try:
+        result = await call
+        ok = True
+        return result
+    finally:
+        observe_call("git", operation, time.monotonic() - started, ok)
 
 
 class Steps:
@@ -57,7 +73,7 @@ class Steps:
     async def plan(self, incident: Incident, target: ResolvedTarget) -> Incident:
         """Find current and target release and record the plan (the state does not change)."""
         try:
-            plan = await asyncio.to_thread(self.git.plan, target)
+            plan = await _timed("plan", asyncio.to_thread(self.git.plan, target))
         except AdapterError as exc:
             return incident.with_state(S.failed, self.clock.now(), f"planning failed: {exc}")
         now = self.clock.now()
@@ -93,7 +109,7 @@ class Steps:
         )
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                result = await asyncio.to_thread(self.git.commit_rollback, request)
+                result = await _timed("commit_rollback", asyncio.to_thread(self.git.commit_rollback, request))
                 break
             except ConflictError as exc:
                 return incident.with_state(S.failed, self.clock.now(), f"conflict, not overriding a human: {exc}")

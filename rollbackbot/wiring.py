@@ -13,6 +13,7 @@ from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
 from rollbackbot.errors import ConfigError, PolicyError
+from rollbackbot.metrics import INCIDENTS
 from rollbackbot.policy_files import load_policies
 from rollbackbot.service import Service
 from rollbackbot.settings import Settings
@@ -37,6 +38,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     if not policies:
         raise ConfigError(f"ROLLBACKBOT_POLICIES: no policy files in {settings.policies}")
     store = SqlIncidentStore(settings.database_url)
+    INCIDENTS.count = store.count_by_app_state
     git = GitOpsRepository(settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers)
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
     evidence = evidence_sink_for(settings.evidence_url)

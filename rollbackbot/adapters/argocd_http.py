@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_exponential_jitter
 
 from rollbackbot.errors import PermanentError, TransientError
+from rollbackbot.metrics import observe_call
 
 log = logging.getLogger("rollbackbot.argocd")
 
@@ -222,8 +223,18 @@ class ArgoHTTP:
         return text.replace(secret, "***") if secret else text
 
     def _log_call(self, endpoint: str, outcome: int | str, started: float) -> None:
-        elapsed_ms = (self._monotonic() - started) * 1000
-        log.debug("argocd %s -> %s in %.0f ms", endpoint, outcome, elapsed_ms)
+        elapsed = self._monotonic() - started
+        ok = isinstance(outcome, int) and outcome < 400
+        observe_call("argocd", endpoint.split(" ", 1)[0] + " " + _route(endpoint), elapsed, ok)
+        log.debug("argocd %s -> %s in %.0f ms", endpoint, outcome, elapsed * 1000)
+
+
+def _route(endpoint: str) -> str:
+    """The endpoint without the app name, so metric label values stay bounded."""
+    parts = endpoint.split(" ", 1)[-1].split("/")
+    if len(parts) > 4 and parts[3] == "applications":
+        parts[4] = "{name}"
+    return "/".join(parts)
 
 
 def _describe(exc: httpx.TransportError) -> str:

@@ -163,6 +163,12 @@ class SqlIncidentStore:
             ).scalar_one()
         return AppHistory(other_active_incident=active, last_rollback_at=_aware(last), rollbacks_in_budget_window=count)
 
+    def count_by_app_state(self) -> dict[tuple[str, str], int]:
+        """Incidents per (app, state), for the metrics gauge."""
+        stmt = select(incidents.c.app, incidents.c.state, func.count()).group_by(incidents.c.app, incidents.c.state)
+        with self.engine.connect() as conn:
+            return {(app, state): count for app, state, count in conn.execute(stmt).all()}
+
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -84,3 +84,23 @@ def test_app_history(db_url: str) -> None:
     assert history.last_rollback_at == NOW - timedelta(hours=2)
     assert history.rollbacks_in_budget_window == 1
     assert store.app_history("docsum-llm", mine.id, NOW - timedelta(hours=1)).rollbacks_in_budget_window == 0
+
+
+def test_counts_for_the_incident_gauge(db_url: str) -> None:
+    from rollbackbot.metrics import INCIDENTS
+
+    store = SqlIncidentStore(db_url)
+    store.create(_incident(fp="01"))
+    store.create(_incident(fp="02").with_state(S.suppressed, NOW, "cooldown"))
+    store.create(_incident(app="badge-vision", fp="03"))
+    assert store.count_by_app_state() == {
+        ("docsum-llm", "received"): 1,
+        ("docsum-llm", "suppressed"): 1,
+        ("badge-vision", "received"): 1,
+    }
+    INCIDENTS.count = store.count_by_app_state
+    try:
+        samples = {tuple(s.labels.values()): s.value for m in INCIDENTS.collect() for s in m.samples}
+    finally:
+        INCIDENTS.count = None
+    assert samples[("docsum-llm", "suppressed")] == 1

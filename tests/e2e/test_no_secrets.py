@@ -27,6 +27,13 @@ def test_full_run_leaks_no_secret(stack: Stack, abuse_report) -> None:  # type: 
     incident_id = answer.json()["incidents"][0]
     incident = stack.wait_state(incident_id, {"rolled_back", "failed"})
     assert incident["state"] == "rolled_back"
+    metrics = httpx.get(f"{base}/metrics").text
+    assert 'rollbackbot_incidents{app="docsum-llm",state="rolled_back"} 1.0' in metrics
+    assert 'rollbackbot_external_call_seconds_count{operation="commit_rollback",system="git"} 1.0' in metrics
+    assert (
+        'system="argocd"' in metrics and 'rollbackbot_alert_to_rollback_seconds_count{stage="healthy"} 1.0' in metrics
+    )
+    assert 'rollbackbot_webhook_requests_total{outcome="unauthorized"} 3.0' in metrics
     for path in ("/api/incidents", f"/api/incidents/{incident_id}", "/metrics", "/readyz", "/healthz", "/openapi.json"):
         seen.append(httpx.get(f"{base}{path}").text)
     seen.append(
