@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 current_incident: contextvars.ContextVar[str | None] = contextvars.ContextVar("incident_id", default=None)
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
