@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest import CLIENTS, IngestResult, run_ingest
-from bench.reaction import REACTION_APPS, WARMUP_APP, BenchError, ReactionResult, floor_clone, run_reaction
+from bench.reaction import REACTION_APPS, WARMUP_APP, ReactionResult, floor_clone, run_reaction
 from bench.repo import APPS, CACHE_VERSION, RELEASES, SyntheticRepo, counts, ensure_repo, fresh_copy
 from bench.report import RESULTS, Check, machine, summary, table, write_results
-from bench.stack import RssSampler, Stack, rss_kib, start_stack
+from bench.stack import BenchError, RssSampler, Stack, rss_kib, start_stack
 
 REACTION_P50_MS = 300.0
 FLOOR_RATIO = 1.5

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.reaction import HEADERS, BenchError
 from bench.repo import APPS, app_name
-from bench.stack import INGEST_ALERT_PREFIX, INGEST_POLICY
+from bench.stack import HEADERS, INGEST_ALERT_PREFIX, INGEST_POLICY, BenchError
 from rollbackbot.testing.alertmanager import alert, notification
 
 TOTAL_ALERTS = 10_000

@@ -20,19 +20,14 @@ from typing import Any
 import httpx
 
 from bench.repo import BRANCH, app_name, platform_commit
-from bench.stack import REACTION_ALERT, WEBHOOK_TOKEN
+from bench.stack import HEADERS, REACTION_ALERT, BenchError
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import run_git
 
 FLOOR_SCRIPT = Path(__file__).resolve().parent / "floor.sh"
 REACTION_APPS = [app_name(i) for i in range(5, 200, 10)]  # 20 apps spread over the repository
 WARMUP_APP = app_name(0)
-HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
 TERMINAL = {"suppressed", "rejected", "expired", "rolled_back", "failed", "notified"}
-
-
-class BenchError(RuntimeError):
-    """The harness could not measure (a process died, an incident did not roll back...)."""
 
 
 @dataclass
@@ -47,6 +42,7 @@ class ServiceRun:
     to_rolling_back: float  # received -> rolling_back (decide, plan: fetch, tags, verify; evidence)
     commit_push: float  # rolling_back -> syncing (fetch, commit, push)
     pushed_to_healthy: float  # syncing -> rolled_back (Argo CD sync, informational)
+    events: list[tuple[float, str, str]] = field(default_factory=list)  # ms after `received`, state, detail
 
 
 @dataclass
@@ -108,10 +104,11 @@ async def service_incident(client: httpx.AsyncClient, app: str) -> ServiceRun:
     if incident["state"] != "rolled_back":
         raise BenchError(f"incident {incident_id} of {app} ended {incident['state']}: {incident['reason']}")
     await _resolve(client, incident, _webhook(labels, started, datetime.now(UTC)))
-    first = {}
+    first: dict[str, float] = {}
     for event in incident["events"]:
         first.setdefault(event["state"], _at(event))
     received, rolling, pushed, healthy = (first[s] for s in ("received", "rolling_back", "syncing", "rolled_back"))
+    timeline = [(round(1000 * (_at(e) - received), 1), e["state"], e["detail"][:80]) for e in incident["events"]]
     return ServiceRun(
         app=app,
         incident=incident_id,
@@ -121,6 +118,7 @@ async def service_incident(client: httpx.AsyncClient, app: str) -> ServiceRun:
         to_rolling_back=1000 * (rolling - received),
         commit_push=1000 * (pushed - rolling),
         pushed_to_healthy=1000 * (healthy - pushed),
+        events=timeline,
     )
 
 

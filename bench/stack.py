@@ -19,6 +19,7 @@ from rollbackbot import procs
 
 WEBHOOK_TOKEN = "bench-webhook-token-0123456789abcdef"
 ARGOCD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOm1sLXByb2Q6cm9sbGJhY2tib3QifQ.YmVuY2g"
+HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
 REACTION_ALERT = "ModelRefusalRateDrop"
 INGEST_ALERT_PREFIX = "BenchIngest"
 INGEST_POLICY = "bench-ingest"
@@ -55,6 +56,10 @@ spec:
   matchers: ['alertname =~ "{INGEST_ALERT_PREFIX}.+"', 'app =~ "model-[0-9]+"']
 {_TARGET}  mode: notify
 """
+
+
+class BenchError(RuntimeError):
+    """The harness could not measure (a process died, an incident did not roll back, a count is off)."""
 
 
 def write_policies(directory: Path) -> Path:

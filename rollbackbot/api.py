@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr, ValidationError
@@ -69,8 +69,9 @@ def create_app(
     service: Service,
     webhook_token: SecretStr,
     readiness: dict[str, ReadinessCheck] | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """The FastAPI application; the service is started and stopped with it."""
+    """The FastAPI application; the service is started and stopped with it, ``routers`` mounted (Slack)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -154,4 +155,6 @@ def create_app(
         """Prometheus metrics."""
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    for router in routers:
+        app.include_router(router)  # its lifespan runs inside the service's
     return app

@@ -47,8 +47,10 @@ def policy_check(directory: Path) -> int:
 
 
 def policy_for_app(policies: Sequence[Policy], app: str) -> tuple[Policy, ResolvedTarget]:
-    """The first policy whose target, resolved for ``app``, names that app."""
+    """The first policy whose ``app`` matchers accept ``app`` and whose target, resolved for it, names it."""
     for policy in policies:
+        if not all(m.matches({"app": app}) for m in policy.spec.matchers if m.name == "app"):
+            continue
         try:
             target = resolve_target(policy, {"app": app})
         except AlertRefused:

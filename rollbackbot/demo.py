@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from rollbackbot import procs
+from rollbackbot import demo_propose, procs
+from rollbackbot.testing import slack as fake_slack
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
 
@@ -48,6 +49,7 @@ def _policies_dir(work: Path) -> Path:
     embedded = work / "policies"
     embedded.mkdir(exist_ok=True)
     (embedded / "10-docsum-llm-injection.yaml").write_text(EMBEDDED_POLICY)
+    (embedded / "20-support-llm-refusal.yaml").write_text(demo_propose.EMBEDDED_POLICY)
     return embedded
 
 
@@ -67,7 +69,8 @@ def _build(work: Path) -> Any:
                     Release("1.2.0", signed=False),  # never signed: must be skipped
                     Release("1.3.0", health="Degraded"),  # deployed now, and compromised
                 ],
-            )
+            ),
+            demo_propose.releases(),
         ],
     )
 
@@ -104,7 +107,7 @@ async def run_demo(workdir: Path | None = None) -> int:
                 "subject": "proj:ml-prod:rollbackbot",
                 "repo": str(sandbox.remote_path),
                 "branch": sandbox.branch,
-                "apps": [{"name": APP, "project": "ml-prod", "path": f"apps/{APP}"}],
+                "apps": [{"name": app, "project": "ml-prod", "path": f"apps/{app}"} for app in (APP, demo_propose.APP)],
             }
         )
     )
@@ -112,6 +115,9 @@ async def run_demo(workdir: Path | None = None) -> int:
         log = stack.enter_context(open(work / "processes.log", "wb"))
         argo_proc, argo_url = procs.start_fake_argocd(config, log)
         stack.callback(procs.stop, argo_proc)
+        users = {demo_propose.APPROVER_ID: demo_propose.APPROVER_NAME}
+        slack_proc, slack_url = fake_slack.start_process(log, token=demo_propose.SLACK_BOT_TOKEN, users=users)
+        stack.callback(procs.stop, slack_proc)
         port = procs.free_port()
         env = {
             "ROLLBACKBOT_GIT_URL": sandbox.remote_url,
@@ -124,14 +130,27 @@ async def run_demo(workdir: Path | None = None) -> int:
             "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
             "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{work}/state/state.db",
             "ROLLBACKBOT_EVIDENCE_URL": f"file://{work}/state/evidence",
+            **demo_propose.slack_env(slack_url),
         }
         service = procs.start_service(env, port, log, cwd=work)
         stack.callback(procs.stop, service)
         base = f"http://127.0.0.1:{port}"
         procs.wait_ready(f"{base}/readyz", service)
-        _say(f"\n2. fake Argo CD at {argo_url}; rollbackbot serving at {base}")
+        _say(f"\n2. fake Argo CD at {argo_url}; fake Slack at {slack_url}; rollbackbot serving at {base}")
         async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
-            return await _deliver_and_follow(client, sandbox, argo_url, work, started)
+            auto = await _deliver_and_follow(client, sandbox, argo_url, work, started)
+            setting = demo_propose.Setting(
+                client,
+                WEBHOOK_TOKEN,
+                slack_url,
+                argo_url,
+                sandbox.remote_path,
+                env["ROLLBACKBOT_DATABASE_URL"],
+                Path(env["ROLLBACKBOT_POLICIES"]),
+            )
+            proposed = await demo_propose.propose_act(setting)
+            _say(f"\ndemo {'OK' if auto == proposed == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s")
+            return auto or proposed
 
 
 async def _deliver_and_follow(

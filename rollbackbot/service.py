@@ -186,8 +186,8 @@ class Service:
 
     def wake(self, incident_id: str) -> None:
         """Cut short a wait (debounce, approval deadline, verification) so the incident is looked at now."""
-        if event := self._wake.get(incident_id):
-            event.set()
+        if event := self._wake.pop(incident_id, None):
+            event.set()  # popped: until the worker runs again it counts as busy, not asleep (idle())
 
     async def start(self) -> None:
         """Resume every unfinished incident and pending verification (after a restart or crash)."""

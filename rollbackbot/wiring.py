@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from rollbackbot.adapters.argocd import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
 from rollbackbot.adapters.git_repo import GitOpsRepository
+from rollbackbot.adapters.slack_api import SlackApi
+from rollbackbot.adapters.slack_chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
+from rollbackbot.core.policy import Policy, PolicyMode
 from rollbackbot.errors import ConfigError, PolicyError
 from rollbackbot.metrics import INCIDENTS
 from rollbackbot.policy_files import load_policies
@@ -25,6 +29,7 @@ class Wired:
     git: GitOpsRepository
     argocd: ArgoCDClient
     store: SqlIncidentStore
+    slack: SlackChat | None = None
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Wired:
@@ -38,6 +43,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     if not policies:
         raise ConfigError(f"ROLLBACKBOT_POLICIES: no policy files in {settings.policies}")
     store = SqlIncidentStore(settings.database_url)
+    clock = clock or SystemClock()
+    slack = _slack_chat(settings, store, policies, clock)
     INCIDENTS.count = store.count_by_app_state
     git = GitOpsRepository(settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers)
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
@@ -47,15 +54,68 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         git=git,
         argocd=argocd,
         policies=policies,
-        clock=clock or SystemClock(),
+        clock=clock,
         evidence=evidence,
+        chat=slack,
     )
-    return Wired(service=service, git=git, argocd=argocd, store=store)
+    return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
+
+
+def check_slack_settings(settings: Settings, policies: Sequence[Policy]) -> None:
+    """Serving propose mode needs both Slack credentials; one without the other is a mistake either way."""
+    token, secret = settings.slack_bot_token, settings.slack_signing_secret
+    missing = [
+        name
+        for name, value in (("ROLLBACKBOT_SLACK_BOT_TOKEN", token), ("ROLLBACKBOT_SLACK_SIGNING_SECRET", secret))
+        if value is None or not value.get_secret_value().strip()
+    ]
+    proposing = [p.name for p in policies if p.spec.mode is PolicyMode.propose]
+    if missing and proposing:
+        raise ConfigError(f"{missing[0]} is required by policy {proposing[0]} (mode propose) but not set")
+    if len(missing) == 1:
+        raise ConfigError(f"{missing[0]} is required when the other Slack credential is set, but not set")
+
+
+def _slack_chat(
+    settings: Settings, store: SqlIncidentStore, policies: Sequence[Policy], clock: Clock
+) -> SlackChat | None:
+    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+        return None
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from rollbackbot.adapters.slack_store import SlackMessageStore
+
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[],  # SlackApi retries, honouring Retry-After and counting
+    )
+    return SlackChat(
+        SlackApi(client),
+        SlackMessageStore(store.engine),
+        policies={p.name: p for p in policies},
+        store=store,
+        clock=clock,
+    )
+
+
+def _slack_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
+    if wired.slack is None or settings.slack_signing_secret is None:
+        return []
+    from rollbackbot.adapters.slack_app import SlackActions, build_bolt_app, slack_router
+    from rollbackbot.adapters.slack_approvers import ApproverCheck
+
+    api = wired.slack.api
+    actions = SlackActions(wired.service, api, ApproverCheck(api, wired.service.clock))
+    bolt = build_bolt_app(settings.slack_signing_secret, api, actions)
+    return [slack_router(bolt, wired.slack, actions)]
 
 
 def build_app(settings: Settings) -> FastAPI:
     """The HTTP application of ``rollbackbot serve``."""
     wired = build(settings)
+    check_slack_settings(settings, wired.service.policies)
     wired.git.ensure_clone()
 
     def store_ready() -> str | None:
@@ -72,4 +132,5 @@ def build_app(settings: Settings) -> FastAPI:
         wired.service,
         settings.webhook_token,
         readiness={"store": store_ready, "git": git_ready, "policies": policies_ready},
+        routers=_slack_routers(settings, wired),
     )

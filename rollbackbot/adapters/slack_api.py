@@ -124,7 +124,7 @@ class SlackApi:
                 SLACK_CALLS.labels(method, "transient").inc()
                 if attempt == self.attempts:
                     raise TransientError(f"slack {method}: {type(exc).__name__}") from None
-                delay = self.backoff_seconds * 2 ** (attempt - 1)
+                delay = self.backoff_seconds * float(2 ** (attempt - 1))
                 log.warning("slack unreachable, retrying", extra={"method": method, "attempt": attempt})
             else:
                 SLACK_CALLS.labels(method, "ok").inc()
@@ -150,13 +150,13 @@ class SlackApi:
             if attempt == self.attempts:
                 raise TransientError(f"slack {method}: {error}")
             log.warning("slack error, retrying", extra={"method": method, "error": error, "attempt": attempt})
-            return self.backoff_seconds * 2 ** (attempt - 1)
+            return self.backoff_seconds * float(2 ** (attempt - 1))
         SLACK_CALLS.labels(method, "error").inc()
         raise PermanentError(f"slack {method}: {error}")
 
 
 def _retry_after(headers: Any) -> float:
     try:
-        return max(0.0, float(headers.get("Retry-After", 1)))
+        return max(0.0, float(str(headers.get("Retry-After", 1))))
     except (TypeError, ValueError, AttributeError):
         return 1.0

@@ -52,7 +52,7 @@ def escape(text: str) -> str:
 
 def code(text: str) -> str:
     """Inline code; backticks inside would end it early, so they become quotes."""
-    return f"`{escape(text).replace('`', "'")}`"
+    return "`" + escape(text).replace("`", "'") + "`"
 
 
 def clip(text: str, limit: int) -> str:
@@ -100,7 +100,7 @@ def message_blocks(message: IncidentMessage) -> list[Block]:
     if message.diff_stat.strip():
         stat = clip(escape(message.diff_stat.strip("\n")), TEXT_LIMIT - 20)
         blocks.append(_section(f"*Changes*\n```{stat}```"))
-    if message.reason and message.kind is not MessageKind.proposal:
+    if message.reason:
         blocks.append(_section(f"*Reason*\n{escape(message.reason)}"))
     blocks.append(_context(message))
     if message.asks_for_decision:

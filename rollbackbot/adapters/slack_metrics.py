@@ -14,8 +14,13 @@ SLACK_CALLS = Counter(
 )
 SLACK_UNDELIVERED = Counter(
     "rollbackbot_slack_messages_undelivered_total",
-    "Messages given up on after their retries, by message kind",
+    "Messages other than proposals given up on after their retries, by kind",
     ["kind"],
+    registry=REGISTRY,
+)
+SLACK_PROPOSAL_FAILURES = Counter(
+    "rollbackbot_slack_proposal_post_failures_total",
+    "Failed attempts to post a proposal; each one is retried until posted or decided",
     registry=REGISTRY,
 )
 SLACK_PROPOSALS_PENDING = Gauge(

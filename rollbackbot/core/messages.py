@@ -114,6 +114,7 @@ class Notices:
 
     @property
     def empty(self) -> bool:
+        """Nothing to say."""
         return self.post is None and self.update is None and self.reply is None
 
 
@@ -130,7 +131,10 @@ def notices_for(incident: Incident, previous: IncidentState | None, policy: Poli
         text = f"Writing the rollback commit to {_branch(incident)}: {_from_tag(incident)} → {incident.to_ref.tag}"
         return Notices(reply=ThreadNote(NoteKind.progress, incident.id, text))
     if state is S.syncing:
-        return Notices(reply=ThreadNote(NoteKind.progress, incident.id, _last_detail(incident)))
+        apps = ", ".join(incident.target.get("apps", ())) or incident.app
+        detail = _last_detail(incident)
+        text = f"{detail[:1].upper()}{detail[1:]}; Argo CD is syncing {apps}"
+        return Notices(reply=ThreadNote(NoteKind.progress, incident.id, text))
     if state is S.rolled_back and previous is S.rolled_back and incident.verification == "still firing":
         text = f"Verification failed: {incident.alert.name} is still firing after the rollback. A person must look."
         return Notices(reply=ThreadNote(NoteKind.verification_failed, incident.id, text, broadcast=True))
@@ -175,8 +179,18 @@ def incident_message(incident: Incident, policy: Policy | None, kind: MessageKin
         on_timeout=approval.on_timeout.value if approval else "expire",
         approvers=tuple(approval.approvers) if approval else (),
         decision=decision_of(incident),
-        reason=incident.reason if incident.state.terminal else _last_detail(incident),
+        reason=_reason(incident, kind),
     )
+
+
+def _reason(incident: Incident, kind: MessageKind) -> str:
+    if kind is MessageKind.proposal:
+        # A policy in propose mode explains itself; an automatic rollback held back for a person says why.
+        proposed = next((e.detail for e in incident.events if e.state is S.awaiting_approval), "")
+        return "" if incident.mode == "propose" else proposed
+    if kind is MessageKind.decided and incident.state is not S.failed:
+        return ""  # the decision line says who decided
+    return incident.reason if incident.state.terminal else _last_detail(incident)
 
 
 def decision_of(incident: Incident) -> Decision | None:
@@ -226,7 +240,7 @@ def _last_detail(incident: Incident) -> str:
 def _rolled_back_text(incident: Incident) -> str:
     started = next((e.at for e in incident.events if e.state is S.rolling_back), incident.created_at)
     seconds = (incident.events[-1].at - started).total_seconds()
-    return f"Rolled back in {seconds:.1f} s to {incident.to_ref.tag}: {_last_detail(incident)}"
+    return f"Rolled back to {incident.to_ref.tag} in {seconds:.1f} s: {_last_detail(incident)}"
 
 
 # --- plain text: how a person reads the message without Slack (demo, logs, fallback) -----------
@@ -281,7 +295,7 @@ def as_text(message: IncidentMessage) -> str:
     for index, stat in enumerate(message.diff_stat.strip("\n").splitlines()):
         lines.append(f"{'Diff:' if index == 0 else '':<11}{stat.strip()}")
     lines += [f"Evidence:  {message.evidence_url}"] if message.evidence_url else []
-    if message.reason and message.kind is not MessageKind.proposal:
+    if message.reason:
         lines.append(f"Reason:    {message.reason}")
     if message.expires_at:
         then = "rolls back anyway" if message.on_timeout == "rollback" else "nothing changes"

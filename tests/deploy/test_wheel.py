@@ -135,6 +135,10 @@ def test_wheel_in_a_fresh_virtualenv_runs_the_image_entrypoint(tmp_path: Path) -
         "ROLLBACKBOT_ARGOCD_URL": "http://127.0.0.1:9",  # not called before an incident
         "ROLLBACKBOT_ARGOCD_TOKEN": "argocd-token-for-the-wheel-test",
         "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        # The shipped policies include mode propose, which needs Slack (never called before an incident).
+        "ROLLBACKBOT_SLACK_BOT_TOKEN": "xoxb-wheel-test",
+        "ROLLBACKBOT_SLACK_SIGNING_SECRET": "wheel-test-signing-secret",
+        "ROLLBACKBOT_SLACK_API_URL": "http://127.0.0.1:9/api/",
     }
     port = str(procs.free_port())
     local = [*command[:-4], "--host", "127.0.0.1", "--port", port]

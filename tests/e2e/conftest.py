@@ -16,11 +16,28 @@ import httpx
 import pytest
 
 from rollbackbot import procs
+from rollbackbot.testing import slack as fake_slack
 from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
 
 WEBHOOK_TOKEN = "e2e-webhook-token-0123456789abcdef"
 ARGOCD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOm1sLXByb2Q6cm9sbGJhY2tib3QifQ.ZTJl"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SLACK_BOT_TOKEN = "xoxb-e2e-bot-token-0123456789abcdef"
+SLACK_SIGNING_SECRET = "e2e-slack-signing-secret-0123456789"
+SLACK_USERS = {"U012ABC": "Dana Ops"}  # an approver of policies/20-support-llm-refusal.yaml
+
+
+def slack_env(slack_url: str = "http://127.0.0.1:9") -> dict[str, str]:
+    """Slack settings for a service process: the shipped policies include mode propose, which needs them.
+
+    Point it at a fake Slack process (``fake_slack.start_process``); the default is a closed port,
+    for tests that never look at Slack (posting fails fast and never holds up a rollback).
+    """
+    return {
+        "ROLLBACKBOT_SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
+        "ROLLBACKBOT_SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
+        "ROLLBACKBOT_SLACK_API_URL": f"{slack_url}/api/",
+    }
 
 
 def _wait_port(port: int, timeout: float = 10.0) -> None:
@@ -52,6 +69,16 @@ class Stack:
     work: Path
     log: Path
     service: subprocess.Popen[bytes]
+    slack_url: str = ""  # the fake Slack process; the service's ROLLBACKBOT_SLACK_API_URL is slack_url + "/api/"
+
+    def slack_calls(self) -> list[dict[str, object]]:
+        return list(httpx.get(f"{self.slack_url}/_fake/calls", timeout=5).json())
+
+    def slack_click(self, action: str, incident_id: str, user: str = "U012ABC") -> httpx.Response:
+        """Press a Slack button as Slack would deliver it, correctly signed."""
+        payload = fake_slack.block_actions(action, incident_id, user, user_name="dana.ops")
+        body, headers = fake_slack.signed_request(SLACK_SIGNING_SECRET, payload)
+        return httpx.post(f"{self.service_url}/slack/actions", content=body, headers=headers, timeout=5)
 
     def incident(self, incident_id: str) -> dict[str, object]:
         return dict(httpx.get(f"{self.service_url}/api/incidents/{incident_id}", timeout=5).json())
@@ -91,9 +118,14 @@ def docsum_releases() -> list[AppSpec]:
     ]
 
 
+def support_llm_releases() -> AppSpec:
+    """A propose-mode app (policies/20-support-llm-refusal.yaml): 1.2.0 is deployed and misbehaving."""
+    return AppSpec("support-llm", [Release("1.0.0"), Release("1.1.0"), Release("1.2.0", health="Degraded")])
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    sandbox = build_sandbox(tmp_path / "gitops", docsum_releases())
+    sandbox = build_sandbox(tmp_path / "gitops", [*docsum_releases(), support_llm_releases()])
     log_path = tmp_path / "processes.log"
     started: list[subprocess.Popen[bytes]] = []
     with open(log_path, "wb") as log:
@@ -133,12 +165,15 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                                 "project": "ml-prod",
                                 "path": "apps/badge-vision-features",
                             },
+                            {"name": "support-llm", "project": "ml-prod", "path": "apps/support-llm"},
                         ],
                     }
                 )
             )
             argo, argo_url = procs.start_fake_argocd(config, log)
             started.append(argo)
+            slack, slack_url = fake_slack.start_process(log, token=SLACK_BOT_TOKEN, users=SLACK_USERS)
+            started.append(slack)
             port = procs.free_port()
             env = {
                 "ROLLBACKBOT_GIT_URL": git_url,
@@ -151,12 +186,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                 "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
                 "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{tmp_path}/state/state.db",
                 "ROLLBACKBOT_EVIDENCE_URL": f"file://{tmp_path}/state/evidence",
+                **slack_env(slack_url),
             }
             service = procs.start_service(env, port, log, cwd=tmp_path)
             started.append(service)
             url = f"http://127.0.0.1:{port}"
             procs.wait_ready(f"{url}/readyz", service)
-            yield Stack(sandbox, url, argo_url, git_url, tmp_path, log_path, service)
+            yield Stack(sandbox, url, argo_url, git_url, tmp_path, log_path, service, slack_url=slack_url)
         finally:
             for proc in reversed(started):
                 procs.stop(proc)

@@ -15,7 +15,7 @@ from rollbackbot import procs
 from rollbackbot.failpoints import POINTS
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import build_sandbox
-from tests.e2e.conftest import ARGOCD_TOKEN, REPO_ROOT, WEBHOOK_TOKEN, docsum_releases
+from tests.e2e.conftest import ARGOCD_TOKEN, REPO_ROOT, WEBHOOK_TOKEN, docsum_releases, slack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +49,7 @@ def test_sigkill_at_each_step_then_restart_gives_one_commit(tmp_path: Path, poin
         "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{tmp_path}/state/state.db",
         "ROLLBACKBOT_EVIDENCE_URL": f"file://{tmp_path}/state/evidence",
+        **slack_env(),
     }
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "processes.log", "wb") as log:

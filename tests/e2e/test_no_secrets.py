@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from rollbackbot.testing.alertmanager import alert, notification
-from tests.e2e.conftest import ARGOCD_TOKEN, WEBHOOK_TOKEN, Stack
+from tests.e2e.conftest import ARGOCD_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, WEBHOOK_TOKEN, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +50,6 @@ def test_full_run_leaks_no_secret(stack: Stack, abuse_report) -> None:  # type: 
     assert "incident opened" in logs  # the service really logged this run
     seen.append(logs)
     everything = "\n".join(seen)
-    for secret in (WEBHOOK_TOKEN, ARGOCD_TOKEN, WEBHOOK_TOKEN[:-1]):
+    for secret in (WEBHOOK_TOKEN, ARGOCD_TOKEN, WEBHOOK_TOKEN[:-1], SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET):
         assert secret not in everything
     abuse_report.add("secrets", inputs=len(seen), rollbacks=1)

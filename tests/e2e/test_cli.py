@@ -1,0 +1,93 @@
+"""The CLI against real git, the fake Argo CD process and the service's own database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARGOCD_TOKEN, REPO_ROOT, WEBHOOK_TOKEN, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLBACKBOT_")} | {
+        "ROLLBACKBOT_GIT_URL": stack.git_url,
+        "ROLLBACKBOT_GIT_WORKDIR": str(stack.work / "cli-repo"),
+        "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(stack.sandbox.allowed_signers),
+        "ROLLBACKBOT_POLICIES": str(REPO_ROOT / "policies"),
+        "ROLLBACKBOT_ARGOCD_URL": stack.argocd_url,
+        "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
+        "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{stack.work}/state/state.db",
+        "ROLLBACKBOT_EVIDENCE_URL": f"file://{stack.work}/state/evidence",
+        "USER": "dana",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "rollbackbot", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=stack.work,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_plan_is_a_dry_run(stack: Stack) -> None:
+    head = stack.sandbox.head()
+    result = _cli(stack, "plan", "--app", "docsum-llm")
+    assert result.returncode == 0, result.stderr
+    assert "current:  docsum-llm/v1.3.0" in result.stdout
+    assert "target:   docsum-llm/v1.1.0" in result.stdout
+    assert "skipped:  docsum-llm/v1.2.0" in result.stdout
+    assert "apps/docsum-llm/deployment.yaml" in result.stdout  # the diff stat
+    assert stack.sandbox.head() == head
+
+
+def test_manual_rollback_to_a_tag_restores_both_paths(stack: Stack) -> None:
+    head = stack.sandbox.head()
+    result = _cli(stack, "rollback", "--app", "badge-vision", "--to", "badge-vision/v3.0.0")
+    assert result.returncode == 0, result.stderr
+    incident = json.loads(result.stdout)
+    assert incident["state"] == "rolled_back" and incident["mode"] == "manual"
+    assert incident["approved_by"] == "dana (cli)"
+    commit = incident["rollback_commit"]
+    changed = subprocess.run(
+        ["git", "--git-dir", str(stack.sandbox.remote_path), "diff", "--name-only", head, commit],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {p.split("/")[1] for p in changed if p.startswith("apps/")} == {"badge-vision", "badge-vision-features"}
+    requests = stack.argocd_requests()
+    synced = [r["path"] for r in requests if r["method"] == "POST" and str(r["path"]).endswith("/sync")]
+    assert synced == ["/api/v1/applications/badge-vision/sync", "/api/v1/applications/badge-vision-features/sync"]
+
+    listed = _cli(stack, "incidents")
+    assert incident["id"] in listed.stdout and "rolled_back" in listed.stdout
+    shown = _cli(stack, "incidents", incident["id"])
+    assert "manual rollback badge-vision/v3.1.0 -> badge-vision/v3.0.0 by dana" in shown.stdout
+
+
+def test_rollback_to_an_unverified_tag_is_refused(stack: Stack) -> None:
+    head = stack.sandbox.head()
+    result = _cli(stack, "rollback", "--app", "docsum-llm", "--to", "docsum-llm/v1.2.0")
+    assert result.returncode == 2
+    assert "docsum-llm/v1.2.0 is not verified" in result.stderr and "signature" in result.stderr
+    assert stack.sandbox.head() == head
+
+
+def test_policy_check_reports_file_and_line(tmp_path: Path, stack: Stack) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: rollbackbot/v1\nkind: RollbackPolicy\nmetadata: {name: x}\nspec:\n  mode: sometimes\n"
+    )
+    result = _cli(stack, "policy", "check", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}:5" in result.stderr or "bad.yaml:5" in result.stderr
+    assert _cli(stack, "policy", "check", str(REPO_ROOT / "policies")).returncode == 0
