@@ -96,8 +96,12 @@ class IncidentStore(Protocol):
 
     def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]: ...
 
-    def app_history(self, app: str, exclude_id: str, budget_since: datetime) -> AppHistory:
-        """Active incident, last rollback and rollbacks since ``budget_since`` for the app."""
+    def create_many(self, new: list[Incident]) -> set[str]:
+        """Insert those not stored yet, in one transaction; the ids inserted."""
+        ...
+
+    def app_history(self, incident: Incident, budget_since: datetime) -> AppHistory:
+        """The app's active incident opened before ``incident``, last rollback, rollbacks since ``budget_since``."""
         ...
 
     def ping(self) -> None:

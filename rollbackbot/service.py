@@ -81,9 +81,10 @@ class Service:
     # ---- intake: fast, synchronous, no external calls but the store ----
 
     def receive(self, payload: AlertmanagerPayload) -> Received:
-        """Map each alert to its incident (creating it once) and schedule the work."""
+        """Map each alert to its incident (creating it once, in one transaction) and schedule the work."""
         ids: list[str] = []
-        created = ignored = 0
+        fresh: list[Incident] = []
+        ignored = 0
         for alert in payload.alerts:
             policy = select_policy(self.policies, alert.labels)
             if policy is None:
@@ -95,15 +96,16 @@ class Service:
                 continue
             incident = self._incident_for(alert, policy)
             ids.append(incident.id)
-            if self.store.create(incident):
-                created += 1
-                log.info("incident opened", extra={"incident_id": incident.id, "app": incident.app})
-                INCIDENT_TRANSITIONS.labels(incident.app, incident.state.value).inc()
-                if incident.state.terminal:
-                    self._tell(incident, None)
-                else:
-                    self.schedule(incident.id)
-        return Received(incidents=ids, created=created, ignored=ignored)
+            fresh.append(incident)
+        inserted = self.store.create_many(fresh)
+        for incident in {i.id: i for i in fresh if i.id in inserted}.values():
+            log.info("incident opened", extra={"incident_id": incident.id, "app": incident.app})
+            INCIDENT_TRANSITIONS.labels(incident.app, incident.state.value).inc()
+            if incident.state.terminal:
+                self._tell(incident, None)
+            else:
+                self.schedule(incident.id)
+        return Received(incidents=list(dict.fromkeys(ids)), created=len(inserted), ignored=ignored)
 
     def _incident_for(self, alert: Alert, policy: Policy) -> Incident:
         ref = AlertRef(
@@ -243,6 +245,7 @@ class Service:
                 log.info("another worker or a human moved the incident; re-reading")
                 continue
             self._after_save(incident, updated)
+            await asyncio.sleep(0)  # let webhook requests in between steps: answering fast comes first
 
     def _after_save(self, before: Incident, after: Incident) -> None:
         self.workflow.saved(before, after)

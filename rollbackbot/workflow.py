@@ -74,7 +74,7 @@ class Workflow:
     async def _received(self, incident: Incident, policy: Policy) -> Incident:
         now = self.clock.now()
         rules = rules_of(policy)
-        history = self.store.app_history(incident.app, incident.id, now - rules.budget_per)
+        history = self.store.app_history(incident, now - rules.budget_per)
         decision = decide(
             rules,
             alert_firing=incident.resolved_at is None,

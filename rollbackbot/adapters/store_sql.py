@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -82,6 +83,48 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+_TERMINAL = [s.value for s in TERMINAL_STATES]
+_ROLLED = [s.value for s in _ROLLBACK_STATES]
+_c = incidents.c
+
+# Statements are built once: building SQLAlchemy expressions per call costs more than SQLite itself.
+_INSERT = insert(incidents)
+_GET = select(_c.record).where(_c.id == bindparam("id"))
+_EXISTING = select(_c.id).where(_c.id.in_(bindparam("ids", expanding=True)))
+_SAVE = (
+    update(incidents)
+    .where(_c.id == bindparam("match_id"), _c.state == bindparam("expected"))
+    .values(
+        app=bindparam("app"),
+        state=bindparam("state"),
+        rollback_started_at=bindparam("rollback_started_at"),
+        record=bindparam("record"),
+    )
+)
+_OF_APP = (_c.app == bindparam("app")) & (_c.id != bindparam("exclude"))
+# Only incidents opened before this one count as "the active one": two alerts arriving together
+# must not each see the other and both stand down.
+_OPENED_BEFORE = (_c.created_at < bindparam("created_at")) | (
+    (_c.created_at == bindparam("created_at")) & (_c.id < bindparam("exclude"))
+)
+_ACTIVE = select(_c.id).where(_OF_APP, _OPENED_BEFORE, _c.state.not_in(_TERMINAL)).order_by(_c.created_at).limit(1)
+_LAST_ROLLBACK = select(func.max(_c.rollback_started_at)).where(_OF_APP, _c.state.in_(_ROLLED))
+_ROLLBACKS_SINCE = (
+    select(func.count())
+    .select_from(incidents)
+    .where(_OF_APP, _c.state.in_(_ROLLED), _c.rollback_started_at >= bindparam("since"))
+)
+
+
+def _insert_values(incident: Incident) -> dict[str, Any]:
+    return _row_values(incident) | {
+        "id": incident.id,
+        "fingerprint": incident.alert.fingerprint,
+        "starts_at": incident.alert.starts_at,
+        "created_at": incident.created_at,
+    }
+
+
 class SqlIncidentStore:
     """IncidentStore over a SQLAlchemy engine."""
 
@@ -90,82 +133,76 @@ class SqlIncidentStore:
         metadata.create_all(self.engine)
 
     def create(self, incident: Incident) -> bool:
-        values = _row_values(incident) | {
-            "id": incident.id,
-            "fingerprint": incident.alert.fingerprint,
-            "starts_at": incident.alert.starts_at,
-            "created_at": incident.created_at,
-        }
+        return incident.id in self.create_many([incident])
+
+    def create_many(self, new: list[Incident]) -> set[str]:
+        """Insert the incidents not stored yet, in one transaction; return the ids inserted."""
+        if not new:
+            return set()
+        unique = list({i.id: i for i in new}.values())
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(incidents).values(**values))
+                existing = set(conn.execute(_EXISTING, {"ids": [i.id for i in unique]}).scalars())
+                fresh = [i for i in unique if i.id not in existing]
+                if fresh:
+                    conn.execute(_INSERT, [_insert_values(i) for i in fresh])
+            return {i.id for i in fresh}
         except IntegrityError:
-            return False
+            # Another replica inserted one of them between our check and our insert: go one by one.
+            return {i.id for i in unique if self._create_one(i)}
         except SQLAlchemyError as exc:
             raise TransientError(f"incident store: {type(exc).__name__}") from exc
+
+    def _create_one(self, incident: Incident) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_INSERT, [_insert_values(incident)])
+        except IntegrityError:
+            return False
         return True
 
     def get(self, incident_id: str) -> Incident | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(incidents.c.record).where(incidents.c.id == incident_id)).first()
+            row = conn.execute(_GET, {"id": incident_id}).first()
         return incident_from_record(json.loads(row[0])) if row else None
 
     def save(self, incident: Incident, expected_state: IncidentState) -> None:
-        stmt = (
-            update(incidents)
-            .where(incidents.c.id == incident.id, incidents.c.state == expected_state.value)
-            .values(**_row_values(incident))
-        )
+        params = _row_values(incident) | {"match_id": incident.id, "expected": expected_state.value}
         with self.engine.begin() as conn:
-            result = conn.execute(stmt)
+            result = conn.execute(_SAVE, params)
         if result.rowcount != 1:
             raise StaleIncident(f"{incident.id} is no longer {expected_state.value}")
 
     def recent(self, limit: int = 100) -> list[Incident]:
-        stmt = select(incidents.c.record).order_by(incidents.c.created_at.desc(), incidents.c.id).limit(limit)
+        stmt = select(_c.record).order_by(_c.created_at.desc(), _c.id).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [incident_from_record(json.loads(r[0])) for r in rows]
 
     def unfinished(self) -> list[Incident]:
-        terminal = [s.value for s in TERMINAL_STATES]
-        stmt = select(incidents.c.record).where(incidents.c.state.not_in(terminal)).order_by(incidents.c.created_at)
+        stmt = select(_c.record).where(_c.state.not_in(_TERMINAL)).order_by(_c.created_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [incident_from_record(json.loads(r[0])) for r in rows]
 
     def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]:
-        stmt = select(incidents.c.record).where(
-            incidents.c.fingerprint == fingerprint, incidents.c.starts_at == starts_at
-        )
+        stmt = select(_c.record).where(_c.fingerprint == fingerprint, _c.starts_at == starts_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [incident_from_record(json.loads(r[0])) for r in rows]
 
-    def app_history(self, app: str, exclude_id: str, budget_since: datetime) -> AppHistory:
-        terminal = [s.value for s in TERMINAL_STATES]
-        rolled = [s.value for s in _ROLLBACK_STATES]
-        of_app = (incidents.c.app == app) & (incidents.c.id != exclude_id)
+    def app_history(self, incident: Incident, budget_since: datetime) -> AppHistory:
+        """The app's active incident opened before this one, its last rollback, and rollbacks since then."""
+        params = {"app": incident.app, "exclude": incident.id, "created_at": incident.created_at}
         with self.engine.connect() as conn:
-            active = conn.execute(
-                select(incidents.c.id)
-                .where(of_app, incidents.c.state.not_in(terminal), incidents.c.created_at.is_not(None))
-                .order_by(incidents.c.created_at)
-                .limit(1)
-            ).scalar()
-            last = conn.execute(
-                select(func.max(incidents.c.rollback_started_at)).where(of_app, incidents.c.state.in_(rolled))
-            ).scalar()
-            count = conn.execute(
-                select(func.count())
-                .select_from(incidents)
-                .where(of_app, incidents.c.state.in_(rolled), incidents.c.rollback_started_at >= budget_since)
-            ).scalar_one()
+            active = conn.execute(_ACTIVE, params).scalar()
+            last = conn.execute(_LAST_ROLLBACK, params).scalar()
+            count = conn.execute(_ROLLBACKS_SINCE, params | {"since": budget_since}).scalar_one()
         return AppHistory(other_active_incident=active, last_rollback_at=_aware(last), rollbacks_in_budget_window=count)
 
     def count_by_app_state(self) -> dict[tuple[str, str], int]:
         """Incidents per (app, state), for the metrics gauge."""
-        stmt = select(incidents.c.app, incidents.c.state, func.count()).group_by(incidents.c.app, incidents.c.state)
+        stmt = select(_c.app, _c.state, func.count()).group_by(_c.app, _c.state)
         with self.engine.connect() as conn:
             return {(app, state): count for app, state, count in conn.execute(stmt).all()}
 

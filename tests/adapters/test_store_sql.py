@@ -78,12 +78,30 @@ def test_app_history(db_url: str) -> None:
     store.create(active)
     other_app = _incident(app="badge-vision", fp="03").with_state(S.rolling_back, NOW)
     store.create(other_app)
-    mine = _incident(fp="04")
-    history = store.app_history("docsum-llm", mine.id, NOW - timedelta(hours=24))
+    mine = _incident(fp="04", at=NOW + timedelta(minutes=1))
+    history = store.app_history(mine, NOW - timedelta(hours=24))
     assert history.other_active_incident == active.id
     assert history.last_rollback_at == NOW - timedelta(hours=2)
     assert history.rollbacks_in_budget_window == 1
-    assert store.app_history("docsum-llm", mine.id, NOW - timedelta(hours=1)).rollbacks_in_budget_window == 0
+    assert store.app_history(mine, NOW - timedelta(hours=1)).rollbacks_in_budget_window == 0
+
+
+def test_only_an_earlier_incident_is_the_active_one(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    first, second = _incident(fp="0a"), _incident(fp="0b")  # opened in the same instant
+    assert store.create_many([first, second]) == {first.id, second.id}
+    earlier, later = sorted([first, second], key=lambda i: i.id)
+    assert store.app_history(later, NOW).other_active_incident == earlier.id
+    assert store.app_history(earlier, NOW).other_active_incident is None
+
+
+def test_create_many_skips_existing_and_repeats(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    a, b = _incident(fp="0a"), _incident(fp="0b")
+    assert store.create_many([a]) == {a.id}
+    assert store.create_many([a, b, b]) == {b.id}
+    assert store.create_many([]) == set()
+    assert len(store.recent()) == 2
 
 
 def test_counts_for_the_incident_gauge(db_url: str) -> None:

@@ -214,6 +214,7 @@ async def test_further_alert_attaches_to_the_active_incident(
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     first = service.receive(_payload(SUPPORT, clock)).incidents[0]  # propose: stays awaiting_approval
     await service.idle()
+    clock.advance(1)
     second = service.receive(_payload({**SUPPORT, "pod": "b"}, clock, ago=60)).incidents[0]
     await service.idle()
     await service.stop()
