@@ -96,9 +96,8 @@ class Measured:
                 "webhook_answer_ms": summary([r.answer for r in reaction.service]),
                 "floor_ms": summary([f.total for f in reaction.floor]),
                 "floor_steps_ms": steps,
-                "runs (first: warm-up, not counted)": [
-                    {"service": asdict(s), "floor": asdict(f)} for s, f in reaction.pairs
-                ],
+                "runs": [{"service": asdict(s), "floor": asdict(f)} for s, f in reaction.pairs],
+                "runs_note": "runs[0] is the warm-up (another app), not counted in the figures above",
             },
             "ingest": {
                 "alerts": ingest.alerts,

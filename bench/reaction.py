@@ -99,7 +99,10 @@ async def service_incident(client: httpx.AsyncClient, app: str) -> ServiceRun:
     answered = time.time()
     if answer.status_code != 202:
         raise BenchError(f"webhook for {app} answered {answer.status_code}: {answer.text[:200]}")
-    incident_id = answer.json()["incidents"][0]
+    ids = answer.json().get("incidents") or []
+    if len(ids) != 1:
+        raise BenchError(f"webhook for {app} opened {ids!r}, expected one incident (do the bench policies load?)")
+    incident_id = ids[0]
     incident = await _wait_terminal(client, incident_id)
     if incident["state"] != "rolled_back":
         raise BenchError(f"incident {incident_id} of {app} ended {incident['state']}: {incident['reason']}")

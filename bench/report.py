@@ -51,21 +51,19 @@ class Check:
 
     @property
     def target_text(self) -> str:
-        return f"{'>=' if self.higher_is_better else '<='} {_num(self.target)} {self.unit}".rstrip()
+        return f"{'>=' if self.higher_is_better else '<='} {_num(self.target)} {self.unit}"
 
     def row(self) -> tuple[str, str, str, str]:
         return (
             self.metric,
-            f"{_num(self.value)} {self.unit}".rstrip(),
+            f"{self.value:.2f} x" if self.unit == "x" else f"{_num(self.value)} {self.unit}",
             self.target_text,
             "PASS" if self.passed else "FAIL",
         )
 
 
 def _num(value: float) -> str:
-    if value >= 100 or value == int(value):
-        return f"{value:,.0f}"
-    return f"{value:.2f}".rstrip("0").rstrip(".") if value < 10 else f"{value:.1f}"
+    return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:.1f}"
 
 
 def table(checks: list[Check], notes: list[tuple[str, str]]) -> str:

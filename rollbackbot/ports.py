@@ -96,6 +96,10 @@ class IncidentStore(Protocol):
 
     def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]: ...
 
+    def mark_resolved(self, incident_id: str, at: datetime) -> bool:
+        """Record the alert's resolution once, without racing a step's save."""
+        ...
+
     def create_many(self, new: list[Incident]) -> set[str]:
         """Insert those not stored yet, in one transaction; the ids inserted."""
         ...

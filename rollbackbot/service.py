@@ -76,6 +76,7 @@ class Service:
         self._wake: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._holding: set[str] = set()  # incidents whose worker holds a slot right now
         self._stopping = False
 
     # ---- intake: fast, synchronous, no external calls but the store ----
@@ -131,17 +132,9 @@ class Service:
         ids = []
         for incident in self.store.find_by_alert(alert.fingerprint, alert.starts_at):
             ids.append(incident.id)
-            if incident.resolved_at is not None:
-                continue
-            resolved = incident.with_resolved(alert.ends_at or self.clock.now())
-            if incident.state is S.rolled_back and incident.verification == "":
-                resolved = resolved.with_verification(None, "cleared")
-            try:
-                self.store.save(resolved, incident.state)
-            except StaleIncident:
-                log.info("resolution raced a state change; retried by re-delivery", extra={"incident_id": incident.id})
-                continue
-            self.wake(incident.id)
+            if self.store.mark_resolved(incident.id, alert.ends_at or self.clock.now()):
+                append_event(self.store, incident.id, self.clock.now(), "alert resolved")
+                self.wake(incident.id)  # debounce or verification may be waiting for exactly this
         return ids
 
     # ---- human decisions (Slack buttons, CLI) ----
@@ -215,8 +208,14 @@ class Service:
     async def _drive(self, incident_id: str) -> None:
         token = current_incident.set(incident_id)
         try:
-            async with self._slots:
+            await self._slots.acquire()
+            self._holding.add(incident_id)
+            try:
                 await self.run_incident(incident_id)
+            finally:
+                if incident_id in self._holding:
+                    self._holding.discard(incident_id)
+                    self._slots.release()
         except Exception:
             log.exception("incident worker crashed; it resumes at the next start")
         finally:
@@ -283,12 +282,21 @@ class Service:
         event = self._wake.setdefault(incident_id, asyncio.Event())
         event.clear()
         seconds = max(0.0, (when - self.clock.now()).total_seconds())
+        # A waiting incident (debounce, approval deadline, verification window) gives its slot back,
+        # else eight of them would starve every new rollback.
+        holding = incident_id in self._holding
+        if holding:
+            self._holding.discard(incident_id)
+            self._slots.release()
         try:
             await asyncio.wait_for(event.wait(), timeout=seconds)
         except TimeoutError:
             pass
         finally:
             self._wake.pop(incident_id, None)
+            if holding:
+                await self._slots.acquire()
+                self._holding.add(incident_id)
 
 
 def _already_decided(incident: Incident) -> str:

@@ -34,7 +34,9 @@ class Workflow:
         """When the incident next needs a step; None when only a human (or nothing) can move it."""
         state = incident.state
         if state is S.rolled_back:
-            return incident.verify_by if incident.verify_by and not incident.verification else None
+            if not incident.verify_by or incident.verification:
+                return None
+            return self.clock.now() if incident.resolved_at else incident.verify_by
         if state.terminal:
             return None
         if state in (S.received, S.awaiting_approval) and incident.not_before:

@@ -62,7 +62,7 @@ class _Releases:
     """What one ref listing and one tree lookup tell about an app's releases at the head."""
 
     head: str
-    head_body: str  # the head commit's message body, for its trailers
+    head_body: str  # message of the last commit touching the policy paths, for its trailers
     candidates: list[Candidate]
     ignored: list[SkippedTag]
     trees: TreeFacts
@@ -225,7 +225,10 @@ class GitOpsRepository:
             merged = plumbing.run("for-each-ref", f"--merged={head.object_id}", "--format=%(*objectname)", prefix)
             ancestors = set(merged.split())
         quarantine = self._read_quarantine(head.object_id, objects[f"{head.object_id}:{QUARANTINE_PATH}"])
-        return _Releases(head.object_id, head.body, candidates, ignored, trees, quarantine, current, ancestors)
+        # "Is the app already rolled back?" is about the last commit that touched its paths, not the
+        # branch head: another app's rollback on top must not turn this app's rollback into a proposal.
+        last_change = plumbing.run("log", "-1", "--format=%B", head.object_id, "--", *paths)
+        return _Releases(head.object_id, last_change, candidates, ignored, trees, quarantine, current, ancestors)
 
     def _plan(
         self, target: ResolvedTarget, found: _Releases, choice: TargetChoice, skipped: tuple[SkippedTag, ...]

@@ -7,6 +7,7 @@ is a compare-and-set on the previous state, which is what makes approvals and re
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ incidents = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("rollback_started_at", DateTime(timezone=True), nullable=True),
     Column("record", Text, nullable=False),
+    # Kept out of the JSON record: a resolution arriving while a step runs must not be overwritten
+    # by that step's save, which compares the state only.
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
     Index("ix_incidents_app_state", "app", "state"),
     Index("ix_incidents_alert", "fingerprint", "starts_at"),
     Index("ix_incidents_created", "created_at"),
@@ -89,7 +93,12 @@ _c = incidents.c
 
 # Statements are built once: building SQLAlchemy expressions per call costs more than SQLite itself.
 _INSERT = insert(incidents)
-_GET = select(_c.record).where(_c.id == bindparam("id"))
+_GET = select(_c.record, _c.resolved_at).where(_c.id == bindparam("id"))
+_MARK_RESOLVED = (
+    update(incidents)
+    .where(_c.id == bindparam("match_id"), _c.resolved_at.is_(None))
+    .values(resolved_at=bindparam("at"))
+)
 _EXISTING = select(_c.id).where(_c.id.in_(bindparam("ids", expanding=True)))
 _SAVE = (
     update(incidents)
@@ -164,7 +173,12 @@ class SqlIncidentStore:
     def get(self, incident_id: str) -> Incident | None:
         with self.engine.connect() as conn:
             row = conn.execute(_GET, {"id": incident_id}).first()
-        return incident_from_record(json.loads(row[0])) if row else None
+        return _load(row) if row else None
+
+    def mark_resolved(self, incident_id: str, at: datetime) -> bool:
+        """Record that the incident's alert resolved (first time only); never races a step's save."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(_MARK_RESOLVED, {"match_id": incident_id, "at": at}).rowcount)
 
     def save(self, incident: Incident, expected_state: IncidentState) -> None:
         params = _row_values(incident) | {"match_id": incident.id, "expected": expected_state.value}
@@ -174,22 +188,22 @@ class SqlIncidentStore:
             raise StaleIncident(f"{incident.id} is no longer {expected_state.value}")
 
     def recent(self, limit: int = 100) -> list[Incident]:
-        stmt = select(_c.record).order_by(_c.created_at.desc(), _c.id).limit(limit)
+        stmt = select(_c.record, _c.resolved_at).order_by(_c.created_at.desc(), _c.id).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [incident_from_record(json.loads(r[0])) for r in rows]
+        return [_load(r) for r in rows]
 
     def unfinished(self) -> list[Incident]:
-        stmt = select(_c.record).where(_c.state.not_in(_TERMINAL)).order_by(_c.created_at)
+        stmt = select(_c.record, _c.resolved_at).where(_c.state.not_in(_TERMINAL)).order_by(_c.created_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [incident_from_record(json.loads(r[0])) for r in rows]
+        return [_load(r) for r in rows]
 
     def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]:
-        stmt = select(_c.record).where(_c.fingerprint == fingerprint, _c.starts_at == starts_at)
+        stmt = select(_c.record, _c.resolved_at).where(_c.fingerprint == fingerprint, _c.starts_at == starts_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [incident_from_record(json.loads(r[0])) for r in rows]
+        return [_load(r) for r in rows]
 
     def app_history(self, incident: Incident, budget_since: datetime) -> AppHistory:
         """The app's active incident opened before this one, its last rollback, and rollbacks since then."""
@@ -209,6 +223,14 @@ class SqlIncidentStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+
+def _load(row: Any) -> Incident:
+    incident = incident_from_record(json.loads(row[0]))
+    resolved = _aware(row[1])
+    if resolved is not None and incident.resolved_at is None:
+        incident = replace(incident, resolved_at=resolved)
+    return incident
 
 
 def _aware(value: datetime | None) -> datetime | None:

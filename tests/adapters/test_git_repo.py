@@ -204,6 +204,9 @@ def test_rollback_commit_restores_paths_exactly_and_nothing_else(
 
     replan = repo.plan(FRAUD)  # the abandoned release is never a target again
     assert replan.head_is_rollback
+    # Another app's paths were last changed by a release, not by this rollback on top of the branch.
+    chat = ResolvedTarget(apps=("chat",), project="ml-prod", paths=("apps/chat",), tag_pattern="chat/v*")
+    assert not repo.plan(chat).head_is_rollback
     assert replan.current is not None and replan.current.name == "fraud-llm/v2.2.0"
     assert replan.target is not None and replan.target.name == "fraud-llm/v2.1.0"
 

@@ -122,3 +122,17 @@ def test_counts_for_the_incident_gauge(db_url: str) -> None:
     finally:
         INCIDENTS.count = None
     assert samples[("docsum-llm", "suppressed")] == 1
+
+
+def test_resolution_survives_a_concurrent_step(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    inc = _incident().with_state(S.rolling_back, NOW)
+    store.create(inc)
+    in_flight = store.get(inc.id)  # a worker read it, then works for a while
+    assert in_flight is not None
+    assert store.mark_resolved(inc.id, NOW + timedelta(minutes=1)) is True
+    assert store.mark_resolved(inc.id, NOW + timedelta(minutes=2)) is False  # first resolution wins
+    store.save(in_flight.with_state(S.syncing, NOW), S.rolling_back)  # its save knows nothing of it
+    stored = store.get(inc.id)
+    assert stored is not None and stored.state is S.syncing
+    assert stored.resolved_at == NOW + timedelta(minutes=1)

@@ -259,3 +259,27 @@ async def test_verification_window(tmp_path: Path, policies: list[Policy], clock
     assert incident is not None and incident.state.value == "rolled_back"
     assert incident.verification == "still firing"
     assert "did not remove the anomaly" in incident.events[-1].detail
+
+
+async def test_waiting_incidents_do_not_starve_new_rollbacks(tmp_path: Path, clock: FakeClock) -> None:
+    policies = load_policies(REPO / "policies")
+    git = FakeGit()
+    service = Service(
+        store=SqlIncidentStore(f"sqlite:///{tmp_path}/s.db"),
+        git=git,
+        argocd=FakeArgo(),
+        policies=policies,
+        clock=clock,
+        max_concurrency=2,
+    )
+    # Two rollbacks finish and then wait in their 10-minute verification windows, holding no slot.
+    for app_alert in ("PromptInjectionSpike", "ModelCanaryLeak"):
+        service.receive(_payload({**DOCSUM, "alertname": app_alert, "app": "docsum-llm"}, clock))
+        await service.idle()
+        clock.advance(3600)
+    badge = service.receive(_payload(BADGE, clock, ago=600)).incidents[0]
+    await asyncio.wait_for(service.idle(), timeout=5)
+    await service.stop()
+    incident = service.store.get(badge)
+    assert incident is not None and incident.state.value == "rolled_back", incident.reason
+    assert len(git.commits) == 3
