@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import CLIENTS, IngestResult, run_ingest
+from bench.ingest import CLIENTS, PACED_RATE, IngestResult, run_ingest, run_paced
 from bench.reaction import REACTION_APPS, WARMUP_APP, ReactionResult, floor_clone, run_reaction
 from bench.repo import APPS, CACHE_VERSION, RELEASES, SyntheticRepo, counts, ensure_repo, fresh_copy
 from bench.report import RESULTS, Check, machine, summary, table, write_results
@@ -41,6 +41,7 @@ class Measured:
     stack: Stack
     reaction: ReactionResult
     ingest: IngestResult
+    paced_ms: list[float]
     memory_kib: dict[str, int]
 
     def checks(self) -> list[Check]:
@@ -70,6 +71,10 @@ class Measured:
             ("ingest webhook answer p50", f"{summary(ingest.latencies_ms)['p50']:.1f} ms"),
             ("ingest incidents / distinct alerts", f"{ingest.incidents} / {ingest.distinct}"),
             ("ingest incidents all final after", f"{ingest.drain_seconds:.1f} s"),
+            (
+                f"answer p50 / p99 at {PACED_RATE:,} alerts/s paced",
+                f"{summary(self.paced_ms)['p50']:.1f} / {summary(self.paced_ms)['p99']:.1f} ms",
+            ),
         ]
 
     def data(self) -> dict[str, Any]:
@@ -111,6 +116,8 @@ class Measured:
                 "distinct_incident_keys": ingest.distinct_keys,
                 "redelivery_answer_mismatches": ingest.redelivery_mismatches,
                 "all_final_after_seconds": round(ingest.drain_seconds, 2),
+                "paced_rate_alerts_per_second": PACED_RATE,
+                "paced_webhook_answer_ms": summary(self.paced_ms),
             },
             "memory_kib": self.memory_kib,
         }
@@ -133,18 +140,20 @@ def _measure(repo: SyntheticRepo, work: Path) -> Measured:
         rss.start()
         stack.callback(rss.stop)
 
-        async def both() -> tuple[ReactionResult, IngestResult]:
+        async def both() -> tuple[ReactionResult, IngestResult, list[float]]:
             rss.phase = "reaction"
             _say(f"reaction: 1 warm-up + {len(REACTION_APPS)} incidents, each followed by bench/floor.sh ...")
             reaction = await run_reaction(running.url, remotes, floor_dir, repo.allowed_signers)
             rss.phase = "ingest"
             _say(f"ingest: 10,000 alerts from {CLIENTS} concurrent clients ...")
-            return reaction, await run_ingest(running.url, running.database)
+            ingest = await run_ingest(running.url, running.database)
+            _say(f"ingest: the same kind of webhooks at a steady {PACED_RATE:,} alerts/s ...")
+            return reaction, ingest, await run_paced(running.url)
 
-        reaction, ingest = asyncio.run(both())
+        reaction, ingest, paced = asyncio.run(both())
         memory = rss_kib(running.pid) | {f"VmRSS_peak_{phase}": kib for phase, kib in rss.peaks.items()}
     _verify(ingest)
-    return Measured(repo, running, reaction, ingest, memory)
+    return Measured(repo, running, reaction, ingest, paced, memory)
 
 
 def run(keep: bool) -> int:

@@ -53,7 +53,7 @@ def _alert(rng: random.Random, name: str, number: int, now: datetime) -> dict[st
     return alert(labels, started, annotations={"summary": f"{name} on {labels['app']}"})
 
 
-def build_webhooks(seed: int = SEED) -> tuple[list[Webhook], int]:
+def build_webhooks(seed: int = SEED, first_number: int = 0) -> tuple[list[Webhook], int]:
     """The burst, in send order, and the number of distinct alerts in it."""
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -63,7 +63,7 @@ def build_webhooks(seed: int = SEED) -> tuple[list[Webhook], int]:
     while made < distinct:
         size = min(rng.randint(1, MAX_GROUP), distinct - made)
         name = rng.choice(ALERTNAMES)
-        group = [_alert(rng, name, made + i, now) for i in range(size)]
+        group = [_alert(rng, name, first_number + made + i, now) for i in range(size)]
         originals.append(Webhook(json.dumps(notification(group)).encode(), size, len(originals), False))
         made += size
     burst = list(originals)
@@ -161,3 +161,39 @@ async def run_ingest(url: str, database: Path, drain_timeout: float = 120.0) -> 
         redelivery_mismatches=mismatches,
         drain_seconds=time.perf_counter() - drain_started,
     )
+
+
+PACED_RATE = 2_000  # alerts/s: the throughput target, offered at a steady pace
+PACED_SECONDS = 3.0
+
+
+async def run_paced(url: str, rate: float = PACED_RATE, seconds: float = PACED_SECONDS) -> list[float]:
+    """Answer times when webhooks arrive at ``rate`` alerts/s (open loop: no client waits for another).
+
+    The burst measures capacity; with 32 clients sending back to back, every answer waits behind the
+    other 31 (answer time = concurrency / throughput). This measures the answer time Alertmanager
+    sees at the target rate.
+    """
+    webhooks, _ = build_webhooks(seed=SEED + 1, first_number=1_000_000)
+    schedule: list[tuple[float, Webhook]] = []
+    offset = 0.0
+    for webhook in webhooks:
+        if offset > seconds:
+            break
+        schedule.append((offset, webhook))
+        offset += webhook.alerts / rate
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=httpx.Limits(max_connections=64)) as client:
+        await client.get("/healthz")
+        start = time.perf_counter()
+
+        async def send(at: float, webhook: Webhook) -> None:
+            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+            sent = time.perf_counter()
+            answer = await client.post("/webhook/alertmanager", content=webhook.body, headers=HEADERS)
+            latencies.append(1000 * (time.perf_counter() - sent))
+            if answer.status_code != 202:
+                raise BenchError(f"paced webhook answered {answer.status_code}")
+
+        await asyncio.gather(*(send(at, w) for at, w in schedule))
+    return latencies
