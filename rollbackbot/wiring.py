@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,11 +17,13 @@ from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
 from rollbackbot.core.policy import Policy, PolicyMode
-from rollbackbot.errors import ConfigError, PolicyError
+from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.metrics import INCIDENTS
 from rollbackbot.policy_files import load_policies
 from rollbackbot.service import Service
 from rollbackbot.settings import Settings
+
+log = logging.getLogger("rollbackbot.wiring")
 
 
 @dataclass
@@ -116,13 +119,26 @@ def build_app(settings: Settings) -> FastAPI:
     """The HTTP application of ``rollbackbot serve``."""
     wired = build(settings)
     check_slack_settings(settings, wired.service.policies)
-    wired.git.ensure_clone()
+    git_problem: list[str] = []
+    try:
+        wired.git.ensure_clone()
+    except RollbackBotError as exc:
+        # Serve anyway: alerts are still received and recorded, the first incident retries the fetch,
+        # and /readyz says what is wrong instead of the pod crash-looping.
+        git_problem.append(str(exc))
+        log.warning("git remote not reachable at start; serving, not ready", extra={"error": str(exc)})
 
     def store_ready() -> str | None:
         wired.store.ping()
         return None
 
     def git_ready() -> str | None:
+        if git_problem:
+            try:
+                wired.git.ensure_clone()
+                git_problem.clear()
+            except RollbackBotError as exc:
+                return f"git remote not reachable: {exc}"
         return None if settings.git_workdir.exists() else "git clone missing"
 
     def policies_ready() -> str | None:
