@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from rollbackbot import demo_propose, procs
+from rollbackbot.core.incidents import TERMINAL_STATES
 from rollbackbot.testing import slack as fake_slack
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
@@ -28,7 +29,7 @@ from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
 APP = "docsum-llm"
 WEBHOOK_TOKEN = "demo-webhook-token-0123456789abcdef"
 ARGOCD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOm1sLXByb2Q6cm9sbGJhY2tib3QifQ.ZGVtbw"
-TERMINAL = {"suppressed", "rejected", "expired", "rolled_back", "failed", "notified"}
+TERMINAL = {state.value for state in TERMINAL_STATES}
 
 EMBEDDED_POLICY = """\
 apiVersion: rollbackbot/v1
@@ -119,19 +120,16 @@ async def run_demo(workdir: Path | None = None) -> int:
         slack_proc, slack_url = fake_slack.start_process(log, token=demo_propose.SLACK_BOT_TOKEN, users=users)
         stack.callback(procs.stop, slack_proc)
         port = procs.free_port()
-        env = {
-            "ROLLBACKBOT_GIT_URL": sandbox.remote_url,
-            "ROLLBACKBOT_GIT_BRANCH": sandbox.branch,
-            "ROLLBACKBOT_GIT_WORKDIR": str(work / "state" / "repo"),
-            "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(sandbox.allowed_signers),
-            "ROLLBACKBOT_POLICIES": str(_policies_dir(work)),
-            "ROLLBACKBOT_ARGOCD_URL": argo_url,
-            "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
-            "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-            "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{work}/state/state.db",
-            "ROLLBACKBOT_EVIDENCE_URL": f"file://{work}/state/evidence",
-            **demo_propose.slack_env(slack_url),
-        }
+        env = procs.service_env(
+            git_url=sandbox.remote_url,
+            branch=sandbox.branch,
+            allowed_signers=sandbox.allowed_signers,
+            policies=_policies_dir(work),
+            argocd_url=argo_url,
+            argocd_token=ARGOCD_TOKEN,
+            webhook_token=WEBHOOK_TOKEN,
+            state=work / "state",
+        ) | demo_propose.slack_env(slack_url)
         service = procs.start_service(env, port, log, cwd=work)
         stack.callback(procs.stop, service)
         base = f"http://127.0.0.1:{port}"

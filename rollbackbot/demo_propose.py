@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.core.incidents import TERMINAL_STATES
 from rollbackbot.core.messages import MessageKind, as_text, incident_message
 from rollbackbot.policy_files import load_policies
 from rollbackbot.testing.alertmanager import alert, notification
@@ -27,7 +28,7 @@ APP = "support-llm"
 SLACK_BOT_TOKEN = "xoxb-demo-bot-token-0123456789abcdef"
 SLACK_SIGNING_SECRET = "demo-slack-signing-secret-0123456789"
 APPROVER_ID, APPROVER_NAME = "U012ABC", "Dana Ops"  # an approver in policies/20-support-llm-refusal.yaml
-DONE = {"suppressed", "rejected", "expired", "rolled_back", "failed", "notified"}
+DONE = {state.value for state in TERMINAL_STATES}
 
 EMBEDDED_POLICY = """\
 apiVersion: rollbackbot/v1

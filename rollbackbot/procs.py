@@ -20,19 +20,47 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_fake_argocd(config_file: Path, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
-    """Run the fake Argo CD API server as its own process; return it and its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rollbackbot.testing.argocd", "--config", str(config_file), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=log,
-    )
+def start_announced(args: list[str], log: IO[bytes], name: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Run a fake that prints ``... listening on URL`` once ready; return the process and the URL."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode().strip()
     if "listening on " not in line:
         proc.kill()
-        raise RuntimeError(f"fake Argo CD did not start: {line!r}")
+        raise RuntimeError(f"{name} did not start: {line!r}")
     return proc, line.rsplit(" ", 1)[-1]
+
+
+def start_fake_argocd(config_file: Path, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
+    """Run the fake Argo CD API server as its own process; return it and its base URL."""
+    args = [sys.executable, "-m", "rollbackbot.testing.argocd", "--config", str(config_file), "--port", "0"]
+    return start_announced(args, log, "fake Argo CD")
+
+
+def service_env(
+    *,
+    git_url: str,
+    allowed_signers: Path,
+    policies: Path,
+    argocd_url: str,
+    argocd_token: str,
+    webhook_token: str,
+    state: Path,
+    branch: str = "main",
+) -> dict[str, str]:
+    """ROLLBACKBOT_* settings for a service process keeping its clone, database and evidence in ``state``."""
+    return {
+        "ROLLBACKBOT_GIT_URL": git_url,
+        "ROLLBACKBOT_GIT_BRANCH": branch,
+        "ROLLBACKBOT_GIT_WORKDIR": str(state / "repo"),
+        "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(allowed_signers),
+        "ROLLBACKBOT_POLICIES": str(policies),
+        "ROLLBACKBOT_ARGOCD_URL": argocd_url,
+        "ROLLBACKBOT_ARGOCD_TOKEN": argocd_token,
+        "ROLLBACKBOT_WEBHOOK_TOKEN": webhook_token,
+        "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{state}/state.db",
+        "ROLLBACKBOT_EVIDENCE_URL": f"file://{state}/evidence",
+    }
 
 
 def start_service(env: dict[str, str], port: int, log: IO[bytes], cwd: Path) -> subprocess.Popen[bytes]:

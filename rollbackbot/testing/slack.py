@@ -201,13 +201,9 @@ def start_process(
     args += ["--token", token] if token else []
     args += [arg for group, ids in (usergroups or {}).items() for arg in ("--usergroup", f"{group}={','.join(ids)}")]
     args += [arg for user, name in (users or {}).items() for arg in ("--user", f"{user}={name}")]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
-    if "listening on " not in line:
-        proc.kill()
-        raise RuntimeError(f"fake Slack did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[-1]
+    from rollbackbot.procs import start_announced
+
+    return start_announced(args, log, "fake Slack")
 
 
 async def _serve(fake: FakeSlack, host: str, port: int) -> int:

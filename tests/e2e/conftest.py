@@ -27,6 +27,19 @@ SLACK_SIGNING_SECRET = "e2e-slack-signing-secret-0123456789"
 SLACK_USERS = {"U012ABC": "Dana Ops"}  # an approver of policies/20-support-llm-refusal.yaml
 
 
+def service_env(git_url: str, allowed_signers: Path, argocd_url: str, state: Path) -> dict[str, str]:
+    """The service settings every end-to-end test uses: shipped policies, the test tokens."""
+    return procs.service_env(
+        git_url=git_url,
+        allowed_signers=allowed_signers,
+        policies=REPO_ROOT / "policies",
+        argocd_url=argocd_url,
+        argocd_token=ARGOCD_TOKEN,
+        webhook_token=WEBHOOK_TOKEN,
+        state=state,
+    )
+
+
 def slack_env(slack_url: str = "http://127.0.0.1:9") -> dict[str, str]:
     """Slack settings for a service process: the shipped policies include mode propose, which needs them.
 
@@ -175,19 +188,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             slack, slack_url = fake_slack.start_process(log, token=SLACK_BOT_TOKEN, users=SLACK_USERS)
             started.append(slack)
             port = procs.free_port()
-            env = {
-                "ROLLBACKBOT_GIT_URL": git_url,
-                "ROLLBACKBOT_GIT_BRANCH": sandbox.branch,
-                "ROLLBACKBOT_GIT_WORKDIR": str(tmp_path / "state" / "repo"),
-                "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(sandbox.allowed_signers),
-                "ROLLBACKBOT_POLICIES": str(REPO_ROOT / "policies"),
-                "ROLLBACKBOT_ARGOCD_URL": argo_url,
-                "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
-                "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-                "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{tmp_path}/state/state.db",
-                "ROLLBACKBOT_EVIDENCE_URL": f"file://{tmp_path}/state/evidence",
-                **slack_env(slack_url),
-            }
+            env = service_env(git_url, sandbox.allowed_signers, argo_url, tmp_path / "state") | slack_env(slack_url)
             service = procs.start_service(env, port, log, cwd=tmp_path)
             started.append(service)
             url = f"http://127.0.0.1:{port}"

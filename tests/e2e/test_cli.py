@@ -10,22 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ARGOCD_TOKEN, REPO_ROOT, WEBHOOK_TOKEN, Stack
+from tests.e2e.conftest import REPO_ROOT, Stack, service_env
 
 pytestmark = pytest.mark.e2e
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLBACKBOT_")} | {
-        "ROLLBACKBOT_GIT_URL": stack.git_url,
-        "ROLLBACKBOT_GIT_WORKDIR": str(stack.work / "cli-repo"),
-        "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(stack.sandbox.allowed_signers),
-        "ROLLBACKBOT_POLICIES": str(REPO_ROOT / "policies"),
-        "ROLLBACKBOT_ARGOCD_URL": stack.argocd_url,
-        "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
-        "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-        "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{stack.work}/state/state.db",
-        "ROLLBACKBOT_EVIDENCE_URL": f"file://{stack.work}/state/evidence",
+        **service_env(stack.git_url, stack.sandbox.allowed_signers, stack.argocd_url, stack.work / "state"),
+        "ROLLBACKBOT_GIT_WORKDIR": str(stack.work / "cli-repo"),  # its own clone beside the service's
         "USER": "dana",
     }
     return subprocess.run(

@@ -15,7 +15,7 @@ from rollbackbot import procs
 from rollbackbot.failpoints import POINTS
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import build_sandbox
-from tests.e2e.conftest import ARGOCD_TOKEN, REPO_ROOT, WEBHOOK_TOKEN, docsum_releases, slack_env
+from tests.e2e.conftest import ARGOCD_TOKEN, WEBHOOK_TOKEN, docsum_releases, service_env, slack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -40,21 +40,10 @@ def test_sigkill_at_each_step_then_restart_gives_one_commit(tmp_path: Path, poin
         )
     )
     port = procs.free_port()
-    env = {
-        "ROLLBACKBOT_GIT_URL": sandbox.remote_url,
-        "ROLLBACKBOT_GIT_WORKDIR": str(tmp_path / "state/repo"),
-        "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(sandbox.allowed_signers),
-        "ROLLBACKBOT_POLICIES": str(REPO_ROOT / "policies"),
-        "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
-        "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-        "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{tmp_path}/state/state.db",
-        "ROLLBACKBOT_EVIDENCE_URL": f"file://{tmp_path}/state/evidence",
-        **slack_env(),
-    }
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "processes.log", "wb") as log:
         argo, argo_url = procs.start_fake_argocd(config, log)
-        env["ROLLBACKBOT_ARGOCD_URL"] = argo_url
+        env = service_env(sandbox.remote_url, sandbox.allowed_signers, argo_url, tmp_path / "state") | slack_env()
         service = procs.start_service(env | {"ROLLBACKBOT_FAILPOINTS": point}, port, log, cwd=tmp_path)
         try:
             procs.wait_ready(f"{base}/readyz", service)

@@ -12,7 +12,7 @@ import pytest
 from rollbackbot import procs
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
-from tests.e2e.conftest import ARGOCD_TOKEN, REPO_ROOT, WEBHOOK_TOKEN, slack_env
+from tests.e2e.conftest import WEBHOOK_TOKEN, service_env, slack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -20,18 +20,8 @@ pytestmark = pytest.mark.e2e
 def test_git_remote_down_at_start(tmp_path: Path) -> None:
     sandbox = build_sandbox(tmp_path / "gitops", [AppSpec("docsum-llm", [Release("1.0.0")])])
     port = procs.free_port()
-    env = {
-        "ROLLBACKBOT_GIT_URL": "https://bot:hunter2-secret@127.0.0.1:9/gitops.git",
-        "ROLLBACKBOT_GIT_WORKDIR": str(tmp_path / "state/repo"),
-        "ROLLBACKBOT_GIT_ALLOWED_SIGNERS": str(sandbox.allowed_signers),
-        "ROLLBACKBOT_POLICIES": str(REPO_ROOT / "policies"),
-        "ROLLBACKBOT_ARGOCD_URL": "http://127.0.0.1:9",
-        "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
-        "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-        "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{tmp_path}/state/state.db",
-        "ROLLBACKBOT_EVIDENCE_URL": f"file://{tmp_path}/state/evidence",
-        **slack_env(),
-    }
+    down = "https://bot:hunter2-secret@127.0.0.1:9/gitops.git"
+    env = service_env(down, sandbox.allowed_signers, "http://127.0.0.1:9", tmp_path / "state") | slack_env()
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "service.log", "wb") as log:
         service = procs.start_service(env, port, log, cwd=tmp_path)
