@@ -7,15 +7,13 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from rollbackbot.core.incident_json import incident_to_api
 from rollbackbot.core.incidents import AlertRef, IncidentState, new_incident
-from rollbackbot.core.model import ResolvedTarget, target_to_dict
-from rollbackbot.core.policy import Policy
-from rollbackbot.core.policy_select import resolve_target
-from rollbackbot.errors import AlertRefused, ConfigError, NoTargetError
+from rollbackbot.core.model import target_to_dict
+from rollbackbot.core.policy_select import policy_for_app
+from rollbackbot.errors import NoTargetError
 from rollbackbot.settings import load_settings
 
 
@@ -44,20 +42,6 @@ def policy_check(directory: Path) -> int:
         return 1
     print(f"policies in {directory}: OK")
     return 0
-
-
-def policy_for_app(policies: Sequence[Policy], app: str) -> tuple[Policy, ResolvedTarget]:
-    """The first policy whose ``app`` matchers accept ``app`` and whose target, resolved for it, names it."""
-    for policy in policies:
-        if not all(m.matches({"app": app}) for m in policy.spec.matchers if m.name == "app"):
-            continue
-        try:
-            target = resolve_target(policy, {"app": app})
-        except AlertRefused:
-            continue
-        if app in target.apps:
-            return policy, target
-    raise ConfigError(f"no policy targets app {app!r}")
 
 
 def plan(app: str) -> int:

@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from rollbackbot.core.incident_json import incident_to_api
 from rollbackbot.core.incidents import Incident
 from rollbackbot.core.model import target_from_dict
@@ -28,26 +26,13 @@ REQUESTS_CAP = 8 << 20  # requests.jsonl: the last requests, as much as fits
 SNAPSHOT_CAP = 64 << 20  # snapshot.bin: the model server's own state dump
 MAX_PODS = 10
 
-Fetch = Callable[[str, int], Awaitable[tuple[bytes, bool]]]
+Fetch = Callable[[str, int], Awaitable[tuple[bytes, bool]]]  # (url, cap) -> (body, truncated)
 
 
 @dataclass(frozen=True)
 class Evidence:
     url: str | None
     missing: list[str] = field(default_factory=list)
-
-
-async def fetch_capped(url: str, cap: int) -> tuple[bytes, bool]:
-    """GET ``url``, keeping at most ``cap`` bytes; returns (body, truncated)."""
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as client:
-        async with client.stream("GET", url) as response:
-            response.raise_for_status()
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > cap:
-                    return bytes(body[:cap]), True
-            return bytes(body), False
 
 
 def _json(data: Any) -> bytes:
@@ -73,7 +58,7 @@ class Capture:
     async def _try(self, name: str, work: Awaitable[bytes]) -> None:
         try:
             self.files[name] = await work
-        except (RollbackBotError, OSError, httpx.HTTPError, ValueError) as exc:
+        except (RollbackBotError, OSError, ValueError) as exc:
             self.missing.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
 
     async def _as_json(self, call: Awaitable[Any]) -> bytes:
@@ -116,9 +101,7 @@ async def _encoded(text: Awaitable[str]) -> bytes:
     return (await text).encode()
 
 
-async def capture(
-    incident: Incident, policy: Policy, argocd: ArgoCD, sink: EvidenceSink, fetch: Fetch = fetch_capped
-) -> Evidence:
+async def capture(incident: Incident, policy: Policy, argocd: ArgoCD, sink: EvidenceSink, fetch: Fetch) -> Evidence:
     """Gather alert, git, Argo CD, logs and model-server state into one bundle within the budget."""
     budget = policy.spec.forensics.budget.total_seconds()
     bundle = Capture(incident, argocd, fetch)

@@ -13,8 +13,8 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from rollbackbot import forensics
+from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.clock import Clock
-from rollbackbot.core.decide import Mode, Rules
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import ResolvedTarget, RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import Policy
@@ -29,18 +29,6 @@ S = IncidentState
 
 COMMIT_ATTEMPTS = 3
 COMMIT_BACKOFF_SECONDS = 1.0
-
-
-def rules_of(policy: Policy) -> Rules:
-    """The decision rules a policy carries."""
-    spec = policy.spec
-    return Rules(
-        mode=Mode(spec.mode.value),
-        debounce=spec.debounce,
-        cooldown=spec.cooldown,
-        budget_max=spec.budget.max,
-        budget_per=spec.budget.per,
-    )
 
 
 async def _timed(operation: str, call: Awaitable[T]) -> T:
@@ -62,7 +50,7 @@ class Steps:
         argocd: ArgoCD,
         clock: Clock,
         evidence: EvidenceSink | None,
-        fetch: forensics.Fetch = forensics.fetch_capped,
+        fetch: forensics.Fetch = fetch_capped,
     ) -> None:
         self.fetch = fetch
         self.git = git

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from rollbackbot.clock import Clock
-from rollbackbot.core.decide import Action, Decision, decide, decide_with_plan
+from rollbackbot.core.decide import Action, Decision, decide, decide_with_plan, rules_of
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import plan_from_dict, target_from_dict
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.ports import IncidentStore, StaleIncident
-from rollbackbot.steps import Steps, rules_of
+from rollbackbot.steps import Steps
 
 S = IncidentState
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 60

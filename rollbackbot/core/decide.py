@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from rollbackbot.core.model import RollbackPlan
+from rollbackbot.core.policy import Policy
 
 
 class Mode(StrEnum):
@@ -97,3 +98,15 @@ def decide_with_plan(decision: Decision, plan: RollbackPlan) -> Decision:
         # Walking further back on our own could stack rollbacks; a human must decide.
         return Decision(Action.propose, "the branch head is already a rollbackbot rollback")
     return decision
+
+
+def rules_of(policy: Policy) -> Rules:
+    """The decision rules a policy carries."""
+    spec = policy.spec
+    return Rules(
+        mode=Mode(spec.mode.value),
+        debounce=spec.debounce,
+        cooldown=spec.cooldown,
+        budget_max=spec.budget.max,
+        budget_per=spec.budget.per,
+    )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from rollbackbot.core.model import ResolvedTarget
 from rollbackbot.core.policy import SAFE_VALUE, TEMPLATE, Policy, path_problem
-from rollbackbot.errors import AlertRefused
+from rollbackbot.errors import AlertRefused, PolicyError
 
 _SHOWN_CHARS = 64  # refusals quote the offending value, but not a megabyte of it
 
@@ -68,3 +68,17 @@ def _show(value: str) -> str:
     if len(value) > _SHOWN_CHARS:
         return repr(value[:_SHOWN_CHARS]) + f"… ({len(value)} chars)"
     return repr(value)
+
+
+def policy_for_app(policies: Sequence[Policy], app: str) -> tuple[Policy, ResolvedTarget]:
+    """The first policy whose ``app`` matchers accept ``app`` and whose target, resolved for it, names it."""
+    for policy in policies:
+        if not all(m.matches({"app": app}) for m in policy.spec.matchers if m.name == "app"):
+            continue
+        try:
+            target = resolve_target(policy, {"app": app})
+        except AlertRefused:
+            continue
+        if app in target.apps:
+            return policy, target
+    raise PolicyError(f"no policy targets app {app!r}")
