@@ -5,12 +5,15 @@ Each external system sits behind one of these; tests replace one with a fake, ne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from rollbackbot.core.decide import AppHistory
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import AppHealth, ResolvedTarget, RollbackPlan, RollbackRequest, RollbackResult
+from rollbackbot.core.policy import Policy
 
 
 class GitOpsRepo(Protocol):
@@ -127,3 +130,33 @@ class Chat(Protocol):
     async def incident_changed(self, incident: Incident, previous: IncidentState | None) -> None:
         """The incident moved to a new state or recorded something a human must know."""
         ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of an approval or rejection click."""
+
+    acted: bool
+    incident: Incident | None
+    message: str
+
+
+class Decisions(Protocol):
+    """What a chat front end needs from the service to turn a click into a decision."""
+
+    @property
+    def store(self) -> IncidentStore:
+        """Where incidents are read."""
+
+    @property
+    def policies(self) -> Sequence[Policy]:
+        """The active policies (for the approvers of an incident's policy)."""
+
+    def approve(self, incident_id: str, approver: str) -> Verdict:
+        """awaiting_approval → approved, exactly once."""
+
+    def reject(self, incident_id: str, approver: str) -> Verdict:
+        """awaiting_approval → rejected, exactly once."""
+
+    def record_event(self, incident_id: str, detail: str) -> None:
+        """Note something on the incident without changing its state."""

@@ -21,7 +21,7 @@ from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.errors import AlertRefused
 from rollbackbot.logs import current_incident
 from rollbackbot.metrics import INCIDENT_TRANSITIONS, REACTION_SECONDS
-from rollbackbot.ports import ArgoCD, Chat, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident
+from rollbackbot.ports import ArgoCD, Chat, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident, Verdict
 from rollbackbot.steps import Steps
 from rollbackbot.workflow import Workflow, append_event
 
@@ -36,15 +36,6 @@ class Received:
     incidents: list[str]
     created: int
     ignored: int
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of an approval or rejection click."""
-
-    acted: bool
-    incident: Incident | None
-    message: str
 
 
 class Service:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
 
-from rollbackbot.adapters.argocd import ArgoCDClient
+from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
-from rollbackbot.adapters.git_repo import GitOpsRepository
-from rollbackbot.adapters.slack_api import SlackApi
-from rollbackbot.adapters.slack_chat import SlackChat
+from rollbackbot.adapters.git.repo import GitOpsRepository
+from rollbackbot.adapters.slack.api import SlackApi
+from rollbackbot.adapters.slack.chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
@@ -86,7 +86,7 @@ def _slack_chat(
         return None
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from rollbackbot.adapters.slack_store import SlackMessageStore
+    from rollbackbot.adapters.slack.store import SlackMessageStore
 
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
@@ -106,8 +106,8 @@ def _slack_chat(
 def _slack_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
     if wired.slack is None or settings.slack_signing_secret is None:
         return []
-    from rollbackbot.adapters.slack_app import SlackActions, build_bolt_app, slack_router
-    from rollbackbot.adapters.slack_approvers import ApproverCheck
+    from rollbackbot.adapters.slack.app import SlackActions, build_bolt_app, slack_router
+    from rollbackbot.adapters.slack.approvers import ApproverCheck
 
     api = wired.slack.api
     actions = SlackActions(wired.service, api, ApproverCheck(api, wired.service.clock))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rollbackbot.adapters.git_repo import GitOpsRepository
+from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.core.model import ResolvedTarget
 from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
 

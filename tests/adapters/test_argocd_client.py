@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from rollbackbot.adapters.argocd import MAX_LOG_BYTES, ArgoCDClient
+from rollbackbot.adapters.argocd.client import MAX_LOG_BYTES, ArgoCDClient
 from rollbackbot.errors import PermanentError, TransientError
 from rollbackbot.ports import ArgoCD
 

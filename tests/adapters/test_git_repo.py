@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollbackbot.adapters.git_plumbing import tag_ref_prefix
-from rollbackbot.adapters.git_repo import GitOpsRepository
+from rollbackbot.adapters.git.plumbing import tag_ref_prefix
+from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.core.commit_message import parse_commit_trailers
 from rollbackbot.core.model import ResolvedTarget, RollbackPlan, RollbackRequest
 from rollbackbot.core.releases import QUARANTINE_PATH

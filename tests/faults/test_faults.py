@@ -17,8 +17,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from rollbackbot.adapters.argocd import ArgoCDClient
-from rollbackbot.adapters.git_repo import GitOpsRepository
+from rollbackbot.adapters.argocd.client import ArgoCDClient
+from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.clock import SystemClock
 from rollbackbot.core.alerts import AlertmanagerPayload
@@ -28,7 +28,7 @@ from rollbackbot.core.policy import Policy
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.argocd import create_app, get_state
-from rollbackbot.testing.argocd_config import FakeArgoConfig, make_token
+from rollbackbot.testing.argocd.config import FakeArgoConfig, make_token
 from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
 
 TOKEN = make_token("proj:ml-prod:rollbackbot")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rollbackbot.adapters.git_repo import GitOpsRepository
+from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.clock import SystemClock
 from rollbackbot.core.alerts import AlertmanagerPayload

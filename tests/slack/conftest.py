@@ -19,11 +19,11 @@ import pytest
 from pydantic import SecretStr
 
 from rollbackbot.adapters.evidence import FileEvidenceSink
-from rollbackbot.adapters.slack_api import SlackApi
-from rollbackbot.adapters.slack_app import SlackActions, build_bolt_app, slack_router
-from rollbackbot.adapters.slack_approvers import ApproverCheck
-from rollbackbot.adapters.slack_chat import SlackChat
-from rollbackbot.adapters.slack_store import SlackMessageStore
+from rollbackbot.adapters.slack.api import SlackApi
+from rollbackbot.adapters.slack.app import SlackActions, build_bolt_app, slack_router
+from rollbackbot.adapters.slack.approvers import ApproverCheck
+from rollbackbot.adapters.slack.chat import SlackChat
+from rollbackbot.adapters.slack.store import SlackMessageStore
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import FakeClock

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from rollbackbot.adapters.slack_app import SlackActions
-from rollbackbot.adapters.slack_approvers import safe_name
+from rollbackbot.adapters.slack.app import SlackActions
+from rollbackbot.adapters.slack.approvers import safe_name
 from rollbackbot.core.incidents import IncidentState
 from rollbackbot.testing.slack import block_actions, signed_request
 from tests.slack.conftest import APPROVER, SECOPS_MEMBER, SECRET, STRANGER, SUPPORT, Harness

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rollbackbot.adapters.slack_blocks import ActionId, fallback_text, message_blocks, note_text
+from rollbackbot.adapters.slack.blocks import ActionId, fallback_text, message_blocks, note_text
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
 from rollbackbot.core.messages import MessageKind, Notices, as_text, incident_message, notices_for
 from rollbackbot.core.model import ReleaseTag, RollbackPlan

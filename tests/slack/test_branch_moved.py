@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollbackbot.adapters.git_repo import GitOpsRepository
+from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.core.commit_message import parse_commit_trailers
 from rollbackbot.core.incidents import IncidentState
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollbackbot.adapters.slack_metrics import SLACK_CALLS, SLACK_PROPOSAL_FAILURES, SLACK_PROPOSALS_PENDING
+from rollbackbot.adapters.slack.metrics import SLACK_CALLS, SLACK_PROPOSAL_FAILURES, SLACK_PROPOSALS_PENDING
 from rollbackbot.core.incidents import IncidentState
 from rollbackbot.metrics import REGISTRY
 from tests.slack.conftest import DOCSUM, SUPPORT, Harness, make_harness, new_fake_slack

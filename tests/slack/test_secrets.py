@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rollbackbot.adapters.slack_api import SlackApi
+from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.errors import AdapterError
 from rollbackbot.settings import load_settings
 from rollbackbot.testing.slack import FakeSlack, create_app, in_process_client

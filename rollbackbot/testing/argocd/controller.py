@@ -11,10 +11,10 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rollbackbot.testing.argocd_config import FakeAppConfig, FakeArgoConfig
-from rollbackbot.testing.argocd_git import WORKLOAD_KINDS, GitError, GitReader, Manifest
-from rollbackbot.testing.argocd_model import AppSim, Stage
-from rollbackbot.testing.argocd_wire import (
+from rollbackbot.testing.argocd.config import FakeAppConfig, FakeArgoConfig
+from rollbackbot.testing.argocd.git import WORKLOAD_KINDS, GitError, GitReader, Manifest
+from rollbackbot.testing.argocd.model import AppSim, Stage
+from rollbackbot.testing.argocd.wire import (
     JSON,
     Key,
     auto_operation,

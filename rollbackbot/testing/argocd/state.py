@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rollbackbot.testing.argocd_config import AppFaults, FakeArgoConfig, make_token, normalise_subject
-from rollbackbot.testing.argocd_controller import Controller
-from rollbackbot.testing.argocd_decode import ArgoError
-from rollbackbot.testing.argocd_git import GitError, GitReader
-from rollbackbot.testing.argocd_model import AppSim, Stage
-from rollbackbot.testing.argocd_patch import apply_patch
-from rollbackbot.testing.argocd_wire import (
+from rollbackbot.testing.argocd.config import AppFaults, FakeArgoConfig, make_token, normalise_subject
+from rollbackbot.testing.argocd.controller import Controller
+from rollbackbot.testing.argocd.decode import ArgoError
+from rollbackbot.testing.argocd.git import GitError, GitReader
+from rollbackbot.testing.argocd.model import AppSim, Stage
+from rollbackbot.testing.argocd.patch import apply_patch
+from rollbackbot.testing.argocd.wire import (
     ARGOCD_NAMESPACE,
     JSON,
     auto_sync_enabled,

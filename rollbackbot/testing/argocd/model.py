@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from rollbackbot.testing.argocd_config import AppFaults, FakeAppConfig
-from rollbackbot.testing.argocd_git import Manifest
-from rollbackbot.testing.argocd_wire import JSON, Key
+from rollbackbot.testing.argocd.config import AppFaults, FakeAppConfig
+from rollbackbot.testing.argocd.git import Manifest
+from rollbackbot.testing.argocd.wire import JSON, Key
 
 
 class Stage(StrEnum):

@@ -14,10 +14,10 @@ import logging
 import weakref
 from collections.abc import Mapping, Sequence
 
-from rollbackbot.adapters.slack_api import Posted, RateLimited, SlackApi, Sleep
-from rollbackbot.adapters.slack_blocks import fallback_text, message_blocks, note_text
-from rollbackbot.adapters.slack_metrics import SLACK_PROPOSAL_FAILURES, SLACK_PROPOSALS_PENDING, SLACK_UNDELIVERED
-from rollbackbot.adapters.slack_store import SlackMessageStore
+from rollbackbot.adapters.slack.api import Posted, RateLimited, SlackApi, Sleep
+from rollbackbot.adapters.slack.blocks import fallback_text, message_blocks, note_text
+from rollbackbot.adapters.slack.metrics import SLACK_PROPOSAL_FAILURES, SLACK_PROPOSALS_PENDING, SLACK_UNDELIVERED
+from rollbackbot.adapters.slack.store import SlackMessageStore
 from rollbackbot.clock import Clock
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.messages import IncidentMessage, MessageKind, Notices, incident_message, notices_for

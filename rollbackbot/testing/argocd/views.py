@@ -7,9 +7,9 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 
-from rollbackbot.testing.argocd_git import Manifest
-from rollbackbot.testing.argocd_model import AppSim
-from rollbackbot.testing.argocd_wire import ARGOCD_NAMESPACE, JSON, app_uid, drop_empty, ref_fields
+from rollbackbot.testing.argocd.git import Manifest
+from rollbackbot.testing.argocd.model import AppSim
+from rollbackbot.testing.argocd.wire import ARGOCD_NAMESPACE, JSON, app_uid, drop_empty, ref_fields
 
 VERSION = "v3.5.1+109ca7c"
 FULL_VERSION = {

@@ -17,8 +17,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from rollbackbot.testing import argocd_views as views
-from rollbackbot.testing.argocd_decode import (
+from rollbackbot.testing.argocd import views
+from rollbackbot.testing.argocd.decode import (
     HTTP_TO_GRPC,
     PATCH_REQUEST,
     ROLLBACK_REQUEST,
@@ -28,10 +28,10 @@ from rollbackbot.testing.argocd_decode import (
     Struct,
     decode_body,
 )
-from rollbackbot.testing.argocd_git import GitError
-from rollbackbot.testing.argocd_model import AppSim
-from rollbackbot.testing.argocd_state import Caller, FakeArgoState
-from rollbackbot.testing.argocd_wire import JSON
+from rollbackbot.testing.argocd.git import GitError
+from rollbackbot.testing.argocd.model import AppSim
+from rollbackbot.testing.argocd.state import Caller, FakeArgoState
+from rollbackbot.testing.argocd.wire import JSON
 
 SSE_KEEPALIVE_SECONDS = 15.0
 RECORD_BODY_LIMIT = 65536

@@ -31,10 +31,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rollbackbot.testing.argocd_config import AppFaults, FakeAppConfig, FakeArgoConfig, make_token
-from rollbackbot.testing.argocd_git import GitError
-from rollbackbot.testing.argocd_routes import handle_api, record, text_response
-from rollbackbot.testing.argocd_state import FakeArgoState
+from rollbackbot.testing.argocd.config import AppFaults, FakeAppConfig, FakeArgoConfig, make_token
+from rollbackbot.testing.argocd.git import GitError
+from rollbackbot.testing.argocd.routes import handle_api, record, text_response
+from rollbackbot.testing.argocd.state import FakeArgoState
 
 __all__ = [
     "AppFaults",

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from rollbackbot.testing.argocd_config import FakeAppConfig
-from rollbackbot.testing.argocd_git import WORKLOAD_KINDS, Manifest
+from rollbackbot.testing.argocd.config import FakeAppConfig
+from rollbackbot.testing.argocd.git import WORKLOAD_KINDS, Manifest
 
 Key = tuple[str, str, str, str]
 JSON = dict[str, Any]

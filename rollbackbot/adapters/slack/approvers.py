@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from rollbackbot.adapters.slack_api import SlackApi
+from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.clock import Clock
 from rollbackbot.errors import AdapterError
 

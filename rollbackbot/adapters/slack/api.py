@@ -17,7 +17,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from rollbackbot.adapters.slack_metrics import SLACK_CALLS
+from rollbackbot.adapters.slack.metrics import SLACK_CALLS
 from rollbackbot.errors import PermanentError, TransientError
 
 log = logging.getLogger("rollbackbot.slack")

@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 
-from rollbackbot import demo_propose, procs
+from rollbackbot import procs
 from rollbackbot.core.incidents import TERMINAL_STATES
+from rollbackbot.demo import propose as demo_propose
 from rollbackbot.testing import slack as fake_slack
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox

@@ -17,7 +17,7 @@ from pathlib import Path
 import git
 import yaml
 
-from rollbackbot.adapters.git_plumbing import (
+from rollbackbot.adapters.git.plumbing import (
     NETWORK_TIMEOUT_SECONDS,
     GitObject,
     Plumbing,

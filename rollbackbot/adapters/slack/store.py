@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from rollbackbot.adapters.slack_api import Posted
+from rollbackbot.adapters.slack.api import Posted
 from rollbackbot.errors import TransientError
 
 metadata = MetaData()

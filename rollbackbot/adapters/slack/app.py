@@ -22,15 +22,15 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from rollbackbot.adapters.slack_api import SlackApi
-from rollbackbot.adapters.slack_approvers import ApproverCheck, safe_name
-from rollbackbot.adapters.slack_blocks import ActionId, date, mention
-from rollbackbot.adapters.slack_chat import SlackChat
-from rollbackbot.adapters.slack_metrics import SLACK_ACTIONS
+from rollbackbot.adapters.slack.api import SlackApi
+from rollbackbot.adapters.slack.approvers import ApproverCheck, safe_name
+from rollbackbot.adapters.slack.blocks import ActionId, date, mention
+from rollbackbot.adapters.slack.chat import SlackChat
+from rollbackbot.adapters.slack.metrics import SLACK_ACTIONS
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.messages import decision_of
 from rollbackbot.errors import AdapterError
-from rollbackbot.service import Service
+from rollbackbot.ports import Decisions
 
 __all__ = ["ActionId", "SlackActions", "build_bolt_app", "slack_router"]
 
@@ -77,7 +77,7 @@ class BlockActions(BaseModel):
 class SlackActions:
     """Turns button clicks into the service's decisions, after the ack."""
 
-    def __init__(self, service: Service, api: SlackApi, approvers: ApproverCheck) -> None:
+    def __init__(self, service: Decisions, api: SlackApi, approvers: ApproverCheck) -> None:
         self.service = service
         self.api = api
         self.approvers = approvers

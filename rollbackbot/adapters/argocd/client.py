@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from rollbackbot.adapters.argocd_http import ArgoHTTP, OperationInProgress
+from rollbackbot.adapters.argocd.http import ArgoHTTP, OperationInProgress
 from rollbackbot.core.argo_status import (
     app_health,
     is_auto_sync,

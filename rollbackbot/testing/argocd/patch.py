@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from rollbackbot.testing.argocd_decode import ArgoError
+from rollbackbot.testing.argocd.decode import ArgoError
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

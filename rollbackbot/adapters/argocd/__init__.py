@@ -1,0 +1,1 @@
+"""Argo CD: the REST client (``client``) over an HTTP layer with retries and deadlines (``http``)."""

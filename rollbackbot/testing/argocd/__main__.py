@@ -1,0 +1,5 @@
+import sys
+
+from rollbackbot.testing.argocd.server import main
+
+sys.exit(main())
