@@ -1,4 +1,4 @@
-"""HTTP interface (DESIGN §4): the Alertmanager webhook, the incident API, health and metrics."""
+"""HTTP interface (docs/http-api.md): the Alertmanager webhook, the incident API, health and metrics."""
 
 from __future__ import annotations
 

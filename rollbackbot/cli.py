@@ -1,4 +1,4 @@
-"""Command line (DESIGN §5): rollbackbot serve | demo | policy check|schema | plan | rollback | incidents."""
+"""Command line (docs/cli.md): rollbackbot serve | demo | policy check|schema | plan | rollback | incidents."""
 
 from __future__ import annotations
 

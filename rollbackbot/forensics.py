@@ -1,4 +1,4 @@
-"""Capture the forensic bundle before the rollback changes anything (DESIGN §9).
+"""Capture the forensic bundle before the rollback changes anything (docs/evidence.md).
 
 Exposure time matters more than completeness: capture runs under a time budget, and what could
 not be gathered is listed in the bundle and on the incident instead of holding the rollback back.

@@ -1,4 +1,4 @@
-"""Service settings (DESIGN §3): environment variables with the ROLLBACKBOT_ prefix.
+"""Service settings (docs/configuration.md): environment variables with the ROLLBACKBOT_ prefix.
 
 Settings are an object built once at start-up and passed down; nothing reads the environment at import.
 """

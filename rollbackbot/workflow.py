@@ -1,4 +1,4 @@
-"""Which step an incident takes next, by state: the flow of DESIGN §1 read top to bottom.
+"""Which step an incident takes next, by state: the flow of docs/architecture.md read top to bottom.
 
 received → (debounce) → plan → evidence → rolling_back | awaiting_approval | suppressed | notified
 awaiting_approval → approved | rejected (a human) | expired / approved (at the deadline)

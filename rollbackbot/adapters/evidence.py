@@ -1,4 +1,4 @@
-"""Forensic bundles (DESIGN §9): files written once under ``<incident-id>/`` with a sha256 manifest.
+"""Forensic bundles (docs/evidence.md): files written once under ``<incident-id>/`` with a sha256 manifest.
 
 ``file://DIR`` writes read-only files locally; ``s3://bucket/prefix`` writes objects with SHA-256
 checksums and, where the bucket has Object Lock, a retention period so nobody can delete them.

@@ -1,8 +1,8 @@
 """Rules over Argo CD Application JSON: is auto-sync on, and has the sync of a revision finished.
 
 Purely computational: no I/O, no clock reads. Every field is optional because older Argo CD servers
-omit many of them (API-NOTES §10) and fresh applications lack others; a missing field means "not
-known yet", never a KeyError. Wire facts are from ../shared/argocd/API-NOTES.md §0.5, §4 and §6.
+omit many of them (docs/argocd-wire.md §10) and fresh applications lack others; a missing field means "not
+known yet", never a KeyError. Wire facts are from docs/argocd-wire.md §0.5, §4 and §6.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 from rollbackbot.core.model import AppHealth
 
 # "Terminating" counts as failed: it only ends as Failed/"Operation terminated", and an op parked by a
-# sync window can sit in Terminating until the window opens (API-NOTES §3.4), so waiting is pointless.
+# sync window can sit in Terminating until the window opens (docs/argocd-wire.md §3.4), so waiting is pointless.
 _FAILED_PHASES = frozenset({"Failed", "Error", "Terminating"})
 _SHORT_SHA = 12
 _MAX_DETAILS = 3
@@ -184,7 +184,7 @@ def app_health(app_json: Mapping[str, Any] | Application) -> AppHealth:
 
 
 def judge_sync(app_json: Mapping[str, Any] | Application, revision: str) -> SyncVerdict:
-    """Apply the "done" rule of API-NOTES §0.5 (the `argocd app wait` rule) for ``revision``."""
+    """Apply the "done" rule of docs/argocd-wire.md §0.5 (the `argocd app wait` rule) for ``revision``."""
     app = parse_application(app_json)
     health = app_health(app)
     failed, reason = _judge(app, revision)
@@ -237,7 +237,7 @@ def _running_reason(app: Application, state: OperationState | None, revision: st
         return "sync requested, not started yet"
     message = state.message or "no message"
     if state.finished_at is not None:
-        # Running + finishedAt = a failed attempt waiting for its retry (API-NOTES §4).
+        # Running + finishedAt = a failed attempt waiting for its retry (docs/argocd-wire.md §4).
         return f"sync attempt failed, retrying: {message}"
     if "blocked by sync window" in message:
         return "sync blocked by sync window"

@@ -1,4 +1,4 @@
-"""Incidents to and from plain JSON: the store's record and the API's answer (DESIGN §4)."""
+"""Incidents to and from plain JSON: the store's record and the API's answer (docs/http-api.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _dt(value: str | None) -> datetime | None:
 
 
 def incident_to_api(incident: Incident) -> dict[str, Any]:
-    """The public incident JSON of DESIGN §4."""
+    """The public incident JSON of docs/http-api.md."""
     return {
         "id": incident.id,
         "app": incident.app,

@@ -16,7 +16,7 @@ from rollbackbot.core.model import RollbackPlan, plan_to_dict
 
 
 class IncidentState(StrEnum):
-    """The states of DESIGN §2; API, metrics and messages use these words."""
+    """The states of docs/incidents.md; API, metrics and messages use these words."""
 
     received = "received"
     suppressed = "suppressed"

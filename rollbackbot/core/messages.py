@@ -119,7 +119,7 @@ class Notices:
 
 
 def notices_for(incident: Incident, previous: IncidentState | None, policy: Policy | None) -> Notices:
-    """The messages a state change calls for (table of DESIGN §2 transitions)."""
+    """The messages a state change calls for (table of docs/incidents.md transitions)."""
     state = incident.state
     if previous is S.awaiting_approval and state is not S.awaiting_approval:
         return Notices(update=incident_message(incident, policy, MessageKind.decided))

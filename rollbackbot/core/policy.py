@@ -1,4 +1,4 @@
-"""The ``RollbackPolicy`` document (DESIGN §6) as frozen pydantic models.
+"""The ``RollbackPolicy`` document (docs/policies.md) as frozen pydantic models.
 
 Purely computational: validation only, no YAML and no file access (that lives in
 ``rollbackbot.policy_files``). Key names are the public contract, so every model forbids
@@ -339,5 +339,5 @@ def policy_json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,
         "title": KIND,
-        "description": "A rollbackbot policy file (policies/*.yaml); see DESIGN.md §6.",
+        "description": "A rollbackbot policy file (policies/*.yaml); see docs/policies.md.",
     }

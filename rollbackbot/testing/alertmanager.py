@@ -1,4 +1,4 @@
-"""Webhook bodies exactly as Alertmanager 0.25 sends them (see shared/alertmanager/*.json)."""
+"""Webhook bodies exactly as Alertmanager 0.25 sends them (see tests/fixtures/alertmanager/*.json)."""
 
 from __future__ import annotations
 

@@ -20,9 +20,7 @@ from rollbackbot.adapters.argocd.client import MAX_LOG_BYTES, ArgoCDClient
 from rollbackbot.errors import PermanentError, TransientError
 from rollbackbot.ports import ArgoCD
 
-EXAMPLES = Path(
-    os.environ.get("ROLLBACKBOT_ARGOCD_EXAMPLES", Path(__file__).resolve().parents[3] / "shared/argocd/examples")
-)
+EXAMPLES = Path(Path(__file__).resolve().parents[1] / "fixtures" / "argocd" / "examples")
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOnBheW1lbnRzOnJvbGxiYWNrLWJvdCJ9.c2VjcmV0LXNpZ25hdHVyZS14eXo"
 BASE = "https://argocd.test"
 APP, PROJECT = "payments-api", "payments"

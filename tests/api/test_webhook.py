@@ -20,7 +20,7 @@ from rollbackbot.testing.alertmanager import alert, notification
 from tests.service.fakes import FakeArgo, FakeGit
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
+ALERTMANAGER_CAPTURES = REPO / "tests" / "fixtures" / "alertmanager"
 TOKEN = "test-webhook-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DOCSUM = {"alertname": "PromptInjectionSpike", "app": "docsum-llm", "severity": "critical"}
@@ -95,7 +95,7 @@ async def test_malformed_payloads_are_422(client, content: bytes) -> None:  # ty
 async def test_real_captured_payloads_are_accepted(client) -> None:  # type: ignore[no-untyped-def]
     http, _, _ = client
     for name in ("firing.json", "resolved.json"):
-        content = (SHARED / "alertmanager" / name).read_bytes()
+        content = (ALERTMANAGER_CAPTURES / name).read_bytes()
         answer = await http.post(
             "/webhook/alertmanager", content=content, headers={**AUTH, "Content-Type": "application/json"}
         )

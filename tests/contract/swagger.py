@@ -1,9 +1,9 @@
-"""Validate JSON documents against the Argo CD v3.5.1 swagger (../shared/argocd/swagger.json).
+"""Validate JSON documents against the Argo CD v3.5.1 swagger (tests/fixtures/argocd/swagger.json).
 
 The swagger is generated from protobuf while the wire format is Go ``encoding/json``, so the schemas
 are converted once: ``allOf`` is merged, every object with declared properties becomes strict
 (``additionalProperties: false`` -- otherwise a typo'd or invented key would pass silently), ``v1Time``
-must be second-precision UTC, and the documented wire-vs-swagger differences (API-NOTES §8) are
+must be second-precision UTC, and the documented wire-vs-swagger differences (docs/argocd-wire.md §8) are
 whitelisted.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import jsonschema
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "argocd"
-SWAGGER_PATH = SHARED / "swagger.json"
-EXAMPLES = SHARED / "examples"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "argocd"
+SWAGGER_PATH = FIXTURES / "swagger.json"
+EXAMPLES = FIXTURES / "examples"
 
 # Go's time.Time marshals metav1.Time as RFC 3339 with second precision in UTC.
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
@@ -131,5 +131,5 @@ def _brief(item: Any) -> str:
 
 
 def load_example(name: str) -> Any:
-    """One recorded example payload from ../shared/argocd/examples."""
+    """One recorded example payload from tests/fixtures/argocd/examples."""
     return json.loads((EXAMPLES / name).read_text())

@@ -19,9 +19,7 @@ from rollbackbot.core.argo_status import (
     op_in_progress,
 )
 
-EXAMPLES = Path(
-    os.environ.get("ROLLBACKBOT_ARGOCD_EXAMPLES", Path(__file__).resolve().parents[3] / "shared/argocd/examples")
-)
+EXAMPLES = Path(Path(__file__).resolve().parents[1] / "fixtures" / "argocd" / "examples")
 X = "c41d7e2a9f0b3c6d8e1f4a7b0c3d6e9f2a5b8c1d"  # the rollback commit in every example
 B = "9b1e4c7a2d5f8e0b3c6a9d2f5e8b1c4a7d0f3e6b"  # the bad commit the incident deployed
 DELETE = object()

@@ -1,4 +1,4 @@
-"""The RollbackPolicy model (DESIGN §6), policy selection and target substitution."""
+"""The RollbackPolicy model (docs/policies.md), policy selection and target substitution."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ RULES = MONITORING / "model-anomaly-rules.yml"
 RULE_TESTS = MONITORING / "model-anomaly-rules.test.yml"
 ALERTMANAGER = MONITORING / "alertmanager-rollbackbot.yml"
 
-# DESIGN.md §10: the observer's metrics; histograms as their _bucket/_sum/_count series.
+# docs/model-signals.md: the observer's metrics; histograms as their _bucket/_sum/_count series.
 OBSERVER_METRICS = {
     "model_observer_requests_total",
     "model_observer_responses_total",
@@ -125,7 +125,7 @@ def test_rules_read_only_the_observer_metrics() -> None:
         # not the recorded series (level:metric:operations), only raw metric names
         used |= set(re.findall(r"(?<![\w:])model_observer_[a-z_]+(?![\w:])", rule["expr"]))
     assert used, "no observer metric used"
-    assert used <= OBSERVER_METRICS, f"not in DESIGN.md §10: {sorted(used - OBSERVER_METRICS)}"
+    assert used <= OBSERVER_METRICS, f"not in docs/model-signals.md: {sorted(used - OBSERVER_METRICS)}"
 
 
 def test_rollback_alerts_are_what_the_policies_match() -> None:

@@ -1,4 +1,4 @@
-"""The kustomize base renders, is valid Kubernetes, and runs rollbackbot the way DESIGN §3 and §4 need."""
+"""The kustomize base renders, is valid Kubernetes, and runs rollbackbot the way docs/configuration.md and docs/http-api.md need."""
 
 from __future__ import annotations
 

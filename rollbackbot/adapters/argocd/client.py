@@ -1,7 +1,7 @@
 """The Argo CD API server behind ``rollbackbot.ports.ArgoCD``: refresh, sync, wait, evidence reads.
 
 The rules (auto-sync, "done") live in ``rollbackbot.core.argo_status``; the wire (headers, errors,
-retries) in ``argocd_http``. This module is the choreography of API-NOTES §6.
+retries) in ``argocd_http``. This module is the choreography of docs/argocd-wire.md §6.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class ArgoCDClient:
         """Ask Argo CD to compare with Git now; a refresh that hangs falls back to a plain read."""
         try:
             # The server blocks until the controller has reconciled, with no deadline of its own
-            # (API-NOTES §3.1); one bounded attempt, since a retry would just hang again.
+            # (docs/argocd-wire.md §3.1); one bounded attempt, since a retry would just hang again.
             data = await self._http.get_json(
                 _app_path(app),
                 {"refresh": "normal", "project": project},
@@ -136,7 +136,7 @@ class ArgoCDClient:
             await self._sleep(self._poll_interval)
 
     async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
-        """Poll until the sync of ``revision`` finished, reconciled, Synced and Healthy (API-NOTES §0.5)."""
+        """Poll until the sync of ``revision`` finished, reconciled, Synced and Healthy (docs/argocd-wire.md §0.5)."""
         deadline = self._monotonic() + timeout
         last_reason = "no answer from Argo CD yet"
         while True:

@@ -1,6 +1,6 @@
 """One exchange with the Argo CD API server: auth, exact headers, error mapping, retries, logging.
 
-Wire facts (API-NOTES §1, §7.4): success is always 200 + JSON; errors are JSON
+Wire facts (docs/argocd-wire.md §1, §7.4): success is always 200 + JSON; errors are JSON
 ``{"error","code","message"}`` except 404/405/415 from the gateway, which are text/plain; every
 non-GET request must carry exactly ``Content-Type: application/json`` or the server answers 415.
 """

@@ -29,7 +29,7 @@ FALLBACK_LIMIT = 300  # the notification preview; the blocks carry the rest
 
 
 class ActionId(StrEnum):
-    """The buttons' action ids (DESIGN §4); their value is the incident id."""
+    """The buttons' action ids (docs/http-api.md); their value is the incident id."""
 
     approve_rollback = "approve_rollback"
     reject_rollback = "reject_rollback"

@@ -45,7 +45,7 @@ class FakeAppConfig(BaseModel):
 
 
 class Delays(BaseModel):
-    """Controller delays in seconds, each counted from the previous step (δ1..δ4 of API-NOTES §8.6)."""
+    """Controller delays in seconds, each counted from the previous step (δ1..δ4 of docs/argocd-wire.md §8.6)."""
 
     model_config = ConfigDict(extra="forbid")
 

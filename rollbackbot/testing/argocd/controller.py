@@ -1,4 +1,4 @@
-"""The simulated application controller (API-NOTES §5.1, §8.6): operations, reconciles, health.
+"""The simulated application controller (docs/argocd-wire.md §5.1, §8.6): operations, reconciles, health.
 
 Time is virtual (``Controller.t`` seconds since start): a background task moves it with the wall
 clock when served, tests move it with ``advance()``. Each tick reads the app record, decides, acts —

@@ -1,7 +1,7 @@
 """Request-body decoding the way grpc-gateway + Go ``encoding/json`` do it, with Go's error texts.
 
 Unknown keys are dropped, keys match case-insensitively, ``null`` leaves a field unset, an empty body
-is ``{}``; a type mismatch is ``400 {"code":3,"error":"json: cannot unmarshal …"}`` (API-NOTES §1).
+is ``{}``; a type mismatch is ``400 {"code":3,"error":"json: cannot unmarshal …"}`` (docs/argocd-wire.md §1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HTTP surface of the fake, in the real server's middleware order (API-NOTES §8.1, §1):
+"""HTTP surface of the fake, in the real server's middleware order (docs/argocd-wire.md §8.1, §1):
 
 Content-Type (415 text) → gateway routing (404/405 text, before auth) → forced faults (``failNext``)
 → body decoding (400 code 3) → auth (401) → handler (RBAC 403/404, business errors).

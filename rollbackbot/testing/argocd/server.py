@@ -1,4 +1,4 @@
-"""A faithful fake Argo CD v3.5.1 API server for tests and ``rollbackbot demo`` (API-NOTES §8).
+"""A faithful fake Argo CD v3.5.1 API server for tests and ``rollbackbot demo`` (docs/argocd-wire.md §8).
 
 In process::
 

@@ -1,6 +1,6 @@
 """State of the fake Argo CD: apps, sessions, recorded requests, virtual time, and the API operations.
 
-API operations validate in the real server's order (API-NOTES §3.2–3.4) and hand work to the
+API operations validate in the real server's order (docs/argocd-wire.md §3.2–3.4) and hand work to the
 Controller; nothing here sleeps except ``get(..., refresh=...)`` which blocks like the real server.
 """
 

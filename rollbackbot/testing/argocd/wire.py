@@ -1,4 +1,4 @@
-"""Go ``encoding/json``-faithful pieces of the Application object (API-NOTES §4, §8.11).
+"""Go ``encoding/json``-faithful pieces of the Application object (docs/argocd-wire.md §4, §8.11).
 
 Empty ``omitempty`` fields are left out; fields without ``omitempty`` (``syncResult.resources[].group``,
 ``status.sync.status``, ``summary``, ``sourceHydrator``, ``operation.retry``…) are always written.
@@ -133,7 +133,7 @@ def result_resources(
 
 
 def sync_operation(request: Mapping[str, Any], revision: str, spec: Mapping[str, Any], user: str) -> JSON:
-    """The ``operation`` a POST /sync stores (API-NOTES §3.2)."""
+    """The ``operation`` a POST /sync stores (docs/argocd-wire.md §3.2)."""
     strategy = {
         kind: ({"force": True} if (request.get("strategy") or {}).get(kind, {}).get("force") else {})
         for kind in ("apply", "hook")
