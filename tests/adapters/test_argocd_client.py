@@ -6,7 +6,6 @@ import copy
 import inspect
 import json
 import logging
-import os
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
