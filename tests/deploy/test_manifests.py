@@ -1,4 +1,4 @@
-"""The kustomize base renders, is valid Kubernetes, and runs rollbackbot the way docs/configuration.md and docs/http-api.md need."""
+"""The kustomize base renders, is valid Kubernetes, and runs rollbackbot as docs/configuration.md and http-api.md say."""
 
 from __future__ import annotations
 
