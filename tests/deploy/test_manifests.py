@@ -1,4 +1,4 @@
-"""The kustomize base renders, is valid Kubernetes, and runs rollbackbot as docs/configuration.md and http-api.md say."""
+"""The kustomize base renders, is valid Kubernetes, and runs rollbackbot as docs/configuration.md says."""
 
 from __future__ import annotations
 
