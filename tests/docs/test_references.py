@@ -1,0 +1,129 @@
+"""Every name the documentation mentions exists: settings, routes, CLI commands, linked files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import ModuleType
+
+from rollbackbot.cli import _parser
+from rollbackbot.settings import Settings
+from tests.docs.conftest import DOCS, REPO, markdown_files
+
+VARIABLE = re.compile(r"\bROLLBACKBOT_[A-Z0-9_]*[A-Z0-9]")
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+ROUTE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/\S*)")
+COMMAND = re.compile(r"^(?:\$ )?rollbackbot ([a-z][\w-]*)(?: ([a-z][\w-]*))?")
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+# Argo CD's own routes are documented in these two, not ours.
+ARGO_DOCS = {"argocd.md", "argocd-wire.md"}
+
+
+def _code(path: Path) -> list[tuple[int, str]]:
+    """(line number, code) of every inline code span and every line of a fenced block."""
+    found: list[tuple[int, str]] = []
+    fenced = False
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            found.append((number, line.strip()))
+        else:
+            found.extend((number, span.strip()) for span in CODE_SPAN.findall(line))
+    return found
+
+
+def test_every_variable_mentioned_is_a_setting() -> None:
+    known = {f"ROLLBACKBOT_{name.upper()}" for name in Settings.model_fields}
+    unknown = [
+        f"{path.relative_to(REPO)}:{number}: {variable}"
+        for path in markdown_files()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        for variable in VARIABLE.findall(line)
+        if variable not in known
+    ]
+    assert not unknown, "documented variables that rollbackbot/settings.py does not have:\n" + "\n".join(unknown)
+
+
+def _route_pattern(path: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$")
+
+
+def test_every_route_mentioned_exists(gen: ModuleType) -> None:
+    operations = gen.openapi_document()["paths"]
+    routes = [(method.upper(), _route_pattern(path)) for path, ops in operations.items() for method in ops]
+    unknown = []
+    for path in markdown_files():
+        if path.name in ARGO_DOCS:
+            continue
+        for number, code in _code(path):
+            found = ROUTE.match(code)
+            if not found:
+                continue
+            method, route = found.group(1), found.group(2).split("?")[0].rstrip(".,;:")
+            if not any(method == m and pattern.match(route) for m, pattern in routes):
+                unknown.append(f"{path.relative_to(REPO)}:{number}: {method} {route}")
+    assert not unknown, "documented routes the app does not serve:\n" + "\n".join(unknown)
+
+
+def _commands() -> dict[str, set[str]]:
+    """Each subcommand and the names of its own subcommands."""
+    import argparse
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    return {name: set(subcommands(sub)) for name, sub in subcommands(_parser()).items()}
+
+
+def test_every_command_mentioned_exists() -> None:
+    commands = _commands()
+    unknown = []
+    for path in markdown_files():
+        for number, code in _code(path):
+            found = COMMAND.match(code)
+            if not found:
+                continue
+            first, second = found.groups()
+            nested = commands.get(first)
+            if nested is None or (nested and second is not None and second not in nested):
+                unknown.append(f"{path.relative_to(REPO)}:{number}: {code}")
+    assert not unknown, "documented commands rollbackbot does not have:\n" + "\n".join(unknown)
+
+
+def test_relative_links_resolve() -> None:
+    broken = []
+    for path in markdown_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for target in LINK.findall(line):
+                if "://" in target or target.startswith("mailto:"):
+                    continue
+                if not (path.parent / target).exists():
+                    broken.append(f"{path.relative_to(REPO)}:{number}: {target}")
+    assert not broken, "links to files that do not exist:\n" + "\n".join(broken)
+
+
+def test_every_operator_doc_exists() -> None:
+    expected = {
+        "architecture.md",
+        "incidents.md",
+        "policies.md",
+        "http-api.md",
+        "openapi.json",
+        "cli.md",
+        "configuration.md",
+        "git-conventions.md",
+        "argocd.md",
+        "argocd-wire.md",
+        "evidence.md",
+        "model-signals.md",
+        "security.md",
+        "operations.md",
+        "development.md",
+    }
+    missing = sorted(name for name in expected if not (DOCS / name).is_file())
+    assert not missing, f"docs missing: {missing}"
