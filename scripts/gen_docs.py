@@ -514,6 +514,32 @@ def render_routes(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- operations.md: the metrics ------------------------------------------------------------------------
+
+
+def metric_rows() -> list[tuple[str, str, str, str]]:
+    """(name, type, labels, help) of every metric in rollbackbot's registry, sorted by name."""
+    import rollbackbot.wiring  # noqa: F401 - importing every adapter registers every metric
+    from rollbackbot.metrics import REGISTRY
+
+    rows = {}
+    for collector in list(REGISTRY._collector_to_names):
+        describe = getattr(collector, "describe", None)
+        families = describe() if describe is not None else list(collector.collect())
+        for family in families:
+            labels = getattr(collector, "_labelnames", ()) or getattr(family, "_labelnames", ())
+            suffix = "_total" if family.type == "counter" else ""
+            rows[family.name + suffix] = (family.type, ", ".join(labels), family.documentation)
+    return [(name, *rows[name]) for name in sorted(rows)]
+
+
+def render_metrics() -> str:
+    lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for name, kind, labels, documentation in metric_rows():
+        lines.append(f"| `{name}` | {kind} | {_cell(labels)} | {_cell(documentation)} |")
+    return "\n".join(lines) + "\n"
+
+
 # ---- incidents.md: the state machine ------------------------------------------------------------------
 
 TRANSITION_LABELS: dict[tuple[str, str], str] = {
@@ -558,6 +584,7 @@ def generated() -> dict[Path, str]:
         DOCS / "cli.md": [("commands", render_cli)],
         DOCS / "http-api.md": [("routes", lambda: render_routes(document))],
         DOCS / "incidents.md": [("states", render_states)],
+        DOCS / "operations.md": [("metrics", render_metrics)],
     }
     files = {
         DOCS / "policies.md": render_policies(policy_json_schema()),
