@@ -15,7 +15,8 @@ CODE_SPAN = re.compile(r"`([^`\n]+)`")
 ROUTE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/\S*)")
 COMMAND = re.compile(r"^(?:\$ )?rollbackbot ([a-z][\w-]*)(?: ([a-z][\w-]*))?")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
-# Argo CD's own API (docs/argocd.md, docs/argocd-wire.md, evidence) is not ours.
+# Argo CD's own API (described in these two files, and cited by path elsewhere) is not ours.
+ARGO_DOCS = {"argocd.md", "argocd-wire.md"}
 ARGO_API = "/api/v1/"
 
 
@@ -34,8 +35,14 @@ def _code(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+def _variables_read_directly() -> set[str]:
+    """``ROLLBACKBOT_*`` variables the code reads with os.environ (test hooks, CLI fallbacks)."""
+    read = re.compile(r"os\.environ(?:\.get\(|\[)\"(ROLLBACKBOT_[A-Z0-9_]+)\"")
+    return {name for path in (REPO / "rollbackbot").rglob("*.py") for name in read.findall(path.read_text())}
+
+
 def test_every_variable_mentioned_is_a_setting() -> None:
-    known = {f"ROLLBACKBOT_{name.upper()}" for name in Settings.model_fields}
+    known = {f"ROLLBACKBOT_{name.upper()}" for name in Settings.model_fields} | _variables_read_directly()
     unknown = [
         f"{path.relative_to(REPO)}:{number}: {variable}"
         for path in markdown_files()
@@ -55,11 +62,13 @@ def test_every_route_mentioned_exists(gen: ModuleType) -> None:
     routes = [(method.upper(), _route_pattern(path)) for path, ops in operations.items() for method in ops]
     unknown = []
     for path in markdown_files():
+        if path.name in ARGO_DOCS:
+            continue
         for number, code in _code(path):
             found = ROUTE.match(code)
             if not found or found.group(2).startswith(ARGO_API):
                 continue
-            method, route = found.group(1), found.group(2).split("?")[0].rstrip(".,;:")
+            method, route = found.group(1), found.group(2).split("?")[0].rstrip(".,;:…")
             if not any(method == m and pattern.match(route) for m, pattern in routes):
                 unknown.append(f"{path.relative_to(REPO)}:{number}: {method} {route}")
     assert not unknown, "documented routes the app does not serve:\n" + "\n".join(unknown)
@@ -97,7 +106,7 @@ def test_relative_links_resolve() -> None:
     broken = []
     for path in markdown_files():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            for target in LINK.findall(line):
+            for target in LINK.findall(CODE_SPAN.sub("", line)):
                 if "://" in target or target.startswith("mailto:"):
                     continue
                 if not (path.parent / target).exists():
