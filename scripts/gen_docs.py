@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import typing
 from collections.abc import Callable, Iterator
@@ -94,7 +93,10 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
     "apiVersion": ("Document version.", "rollbackbot/v1"),
     "kind": ("Document kind.", "RollbackPolicy"),
     "metadata": ("Identifies the policy.", ""),
-    "metadata.name": ("Policy name, recorded on every incident it opens; unique across all files.", "docsum-llm-injection"),
+    "metadata.name": (
+        "Policy name, recorded on every incident it opens; unique across all files.",
+        "docsum-llm-injection",
+    ),
     "spec": ("What the policy covers and does.", ""),
     "spec.matchers": (
         "Alertmanager matchers (`=`, `!=`, `=~`, `!~`); all must hold. Regexes are fully anchored; a missing"
@@ -189,12 +191,16 @@ SETTING_NOTES: dict[str, str] = {
     "git_url": "GitOps repository remote (`file://`, `ssh://`, `git@host:path`, `https://`, `git://`).",
     "git_branch": "Deploy branch Argo CD tracks; rollback commits are pushed here, never forced.",
     "git_workdir": "The service's own bare clone (created on first start).",
-    "git_allowed_signers": "ssh allowed-signers file; `git verify-tag` against it decides which release tags are verified.",
+    "git_allowed_signers": (
+        "ssh allowed-signers file; `git verify-tag` against it decides which release tags are verified."
+    ),
     "policies": "Directory of policy files (`*.yaml`, `*.yml`).",
     "argocd_url": "Argo CD API server base URL.",
     "argocd_token": "Argo CD bearer token (a project-role token, see argocd.md).",
     "webhook_token": "Bearer token Alertmanager must send on `POST /webhook/alertmanager`; at least 16 characters.",
-    "slack_bot_token": "Slack bot token (`xoxb-…`); with the signing secret, enables Slack. Required by `mode: propose`.",
+    "slack_bot_token": (
+        "Slack bot token (`xoxb-…`); with the signing secret, enables Slack. Required by `mode: propose`."
+    ),
     "slack_signing_secret": "Slack signing secret; verifies `POST /slack/actions`. Required by `mode: propose`.",
     "slack_api_url": "Slack Web API base URL.",
     "database_url": "Incident store, as a SQLAlchemy URL (SQLite by default).",
@@ -291,8 +297,8 @@ class _Schema:
         items = self.resolve(node["items"]) if isinstance(node.get("items"), dict) else {}
         parts = []
         for source, prefix in ((node, ""), (items, "each: ")):
-            for option in [source, *source.get("anyOf", [])]:
-                option = self.resolve(option)
+            for raw in [source, *source.get("anyOf", [])]:
+                option = self.resolve(raw)
                 if option.get("description") and option.get("type") == "string" and "enum" not in option:
                     parts.append(f"{prefix}{option['description']}")
                 pattern = option.get("pattern")
@@ -334,11 +340,7 @@ def _policy_sections(schema: _Schema) -> Iterator[tuple[str, dict[str, Any]]]:
 def policy_fields(schema: dict[str, Any]) -> list[str]:
     """Every field's dotted path in the schema (what POLICY_FIELDS must describe)."""
     walker = _Schema(schema)
-    return [
-        f"{path}.{name}".lstrip(".")
-        for path, node in _policy_sections(walker)
-        for name in node["properties"]
-    ]
+    return [f"{path}.{name}".lstrip(".") for path, node in _policy_sections(walker) for name in node["properties"]]
 
 
 def render_policies(schema: dict[str, Any]) -> str:
@@ -436,7 +438,7 @@ def _options(parser: argparse.ArgumentParser, command: str) -> list[str]:
             continue
         value = "{" + ",".join(str(c) for c in action.choices) + "}" if action.choices else ""
         if action.option_strings:
-            value = value or (action.metavar or action.dest.upper() if action.nargs != 0 else "")
+            value = value or (str(action.metavar or action.dest.upper()) if action.nargs != 0 else "")
             names = f"{', '.join(action.option_strings)} {value}".strip()
         else:
             names = str(action.metavar or action.dest)
