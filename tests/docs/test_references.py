@@ -151,3 +151,18 @@ def test_model_signals_cover_every_rule_and_metric() -> None:
     missing = [f"alert {name}" for name in alerts if f"`{name}`" not in text]
     missing += [f"metric {name}" for name in sorted(metrics) if f"`{name}`" not in text]
     assert not missing, "docs/model-signals.md does not describe:\n" + "\n".join(missing)
+
+
+def test_every_doc_the_repository_cites_exists() -> None:
+    import subprocess
+
+    listing = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    cited = re.compile(r"(?<![\w/.-])docs/([\w.-]+\.(?:md|json))")
+    missing = []
+    for name in filter(None, listing.decode().split("\0")):
+        try:
+            text = (REPO / name).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        missing += [f"{name}: docs/{doc}" for doc in set(cited.findall(text)) if not (DOCS / doc).is_file()]
+    assert not missing, "files cite docs that do not exist:\n" + "\n".join(sorted(missing))
