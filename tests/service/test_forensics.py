@@ -19,7 +19,7 @@ import pytest
 from rollbackbot.adapters.evidence import FileEvidenceSink
 from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.clock import FakeClock
-from rollbackbot.core.incidents import AlertRef, new_incident
+from rollbackbot.core.incidents import AlertRef, Incident, new_incident
 from rollbackbot.core.policy import Policy
 from rollbackbot.forensics import capture
 from tests.service.fakes import FakeArgo
@@ -48,7 +48,7 @@ def _policy(forensics: dict[str, Any]) -> Policy:
     )
 
 
-def _incident():  # type: ignore[no-untyped-def]
+def _incident() -> Incident:
     alert = AlertRef("PromptInjectionSpike", "a509e5702057cd45", NOW - timedelta(minutes=1), {"app": "docsum-llm"})
     target = {
         "apps": ["docsum-llm"],
