@@ -17,6 +17,7 @@ Self-monitoring (manifests/monitoring/rollbackbot-rules.yml alerts on these):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from rollbackbot.core.incidents import IncidentState
+
+log = logging.getLogger("rollbackbot.metrics")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -119,7 +122,12 @@ class OverdueGauge:
             labels=["state"],
         )
         if self.count is not None:
-            counted = self.count()
+            try:
+                counted = self.count()
+            except Exception:  # the store is down: say nothing rather than fail the whole scrape
+                log.warning("overdue incidents could not be counted", exc_info=True)
+                yield family
+                return
             for state in IncidentState:
                 if not state.terminal:
                     family.add_metric([state.value], counted.get(state.value, 0))

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -143,8 +144,7 @@ class SqlIncidentStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = _make_engine(url)
         metadata.create_all(self.engine)
-        for index in incidents.indexes:  # create_all adds no index to a table made by an older version
-            index.create(self.engine, checkfirst=True)
+        _add_missing_indexes(self.engine)
 
     def create(self, incident: Incident) -> bool:
         return incident.id in self.create_many([incident])
@@ -230,6 +230,16 @@ class SqlIncidentStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+
+def _add_missing_indexes(engine: Engine) -> None:
+    """create_all adds no index to a table an older version made; a replica may add one at the same time."""
+    for index in incidents.indexes:
+        try:
+            index.create(engine, checkfirst=True)
+        except SQLAlchemyError:
+            if index.name not in {i["name"] for i in inspect(engine).get_indexes(incidents.name)}:
+                raise
 
 
 def _load(row: Any) -> Incident:

@@ -215,3 +215,13 @@ async def test_webhook_answers_are_counted_by_status_code(tmp_path: Path, clock:
     await service.stop()
     after = {code: sample("rollbackbot_webhook_responses_total", code=code) for code in ("202", "401", "500")}
     assert {code: after[code] - before[code] for code in after} == {"202": 1, "401": 1, "500": 1}
+
+
+def test_a_store_outage_does_not_fail_the_scrape() -> None:
+    def store_down() -> dict[str, int]:
+        raise RollbackBotError("incident store: OperationalError")
+
+    INCIDENTS_OVERDUE.count = store_down
+    scraped = generate_latest(REGISTRY)
+    assert b"rollbackbot_webhook_responses_total" in scraped
+    assert b"rollbackbot_incidents_overdue{" not in scraped  # no number rather than a wrong 0
