@@ -62,6 +62,11 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters")
         return value
 
+    @field_validator("evidence_object_lock_mode", mode="before")
+    @classmethod
+    def _lock_mode_upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("git_allowed_signers", mode="before")
     @classmethod
     def _path_not_empty(cls, value: Any) -> Any:

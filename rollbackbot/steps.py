@@ -34,7 +34,7 @@ COMMIT_BACKOFF_SECONDS = 1.0
 async def _timed(operation: str, call: Awaitable[T]) -> T:
     started = time.monotonic()
     ok = False
-    reachable = False
+    reachable: bool | None = None  # unknown after an unexpected error: it says nothing about the remote
     try:
         result = await call
         ok = reachable = True

@@ -240,3 +240,19 @@ def test_s3_manifest_matches_the_stored_objects_after_a_resume(moto_url: str, tm
     for name, entry in listed.items():
         stored = client.get_object(Bucket=bucket, Key=f"inc-4/{name}")["Body"].read()
         assert entry == {"sha256": _sha256(stored), "bytes": len(stored)}, name
+
+
+def test_object_lock_mode_setting(tmp_path: Path) -> None:
+    from rollbackbot.settings import load_settings
+
+    required = {
+        "git_url": "file:///srv/gitops.git",
+        "git_allowed_signers": tmp_path / "allowed_signers",
+        "argocd_url": "https://argocd.example",
+        "argocd_token": "argocd-token",
+        "webhook_token": "webhook-token-0123456789",
+    }
+    assert load_settings(**required).evidence_object_lock_mode == "GOVERNANCE"
+    assert load_settings(**required, evidence_object_lock_mode="compliance").evidence_object_lock_mode == "COMPLIANCE"
+    with pytest.raises(ConfigError, match="ROLLBACKBOT_EVIDENCE_OBJECT_LOCK_MODE is invalid"):
+        load_settings(**required, evidence_object_lock_mode="LEGAL_HOLD")
