@@ -15,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incident_json import incident_to_api
-from rollbackbot.metrics import ALERTS_RECEIVED, REGISTRY, WEBHOOK_REQUESTS
+from rollbackbot.metrics import ALERTS_RECEIVED, REGISTRY, WEBHOOK_REQUESTS, WebhookResponseMetrics
 from rollbackbot.service import Service
 
 log = logging.getLogger("rollbackbot.api")
@@ -80,6 +80,7 @@ def create_app(
         await service.stop()
 
     app = FastAPI(title="rollbackbot", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(WebhookResponseMetrics)  # rollbackbot_webhook_responses_total{code}, 500s included
     checks = readiness or {}
 
     @app.post(

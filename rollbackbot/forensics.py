@@ -2,6 +2,9 @@
 
 Exposure time matters more than completeness: capture runs under a time budget, and what could
 not be gathered is listed in the bundle and on the incident instead of holding the rollback back.
+
+Large bodies (the snapshot) arrive as a temporary file from the fetch and are streamed to the sink,
+never held in memory whole; the temporary files are deleted once the bundle is written (or not).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rollbackbot.core.incident_json import incident_to_api
@@ -26,7 +30,8 @@ REQUESTS_CAP = 8 << 20  # requests.jsonl: the last requests, as much as fits
 SNAPSHOT_CAP = 64 << 20  # snapshot.bin: the model server's own state dump
 MAX_PODS = 10
 
-Fetch = Callable[[str, int], Awaitable[tuple[bytes, bool]]]  # (url, cap) -> (body, truncated)
+# (url, cap) -> (body, truncated); the body is bytes or a temporary file this module deletes
+Fetch = Callable[[str, int], Awaitable[tuple[bytes | Path, bool]]]
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,10 @@ class Capture:
         self.incident = incident
         self.argocd = argocd
         self.fetch = fetch
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, bytes | Path] = {}
         self.missing: list[str] = []
 
-    async def _try(self, name: str, work: Awaitable[bytes]) -> None:
+    async def _try(self, name: str, work: Awaitable[bytes | Path]) -> None:
         try:
             self.files[name] = await work
         except (RollbackBotError, OSError, ValueError) as exc:
@@ -77,13 +82,19 @@ class Capture:
             await self._try(f"{prefix}logs/{pod}.log", _encoded(logs))
 
     async def _url(self, name: str, url: str, cap: int) -> None:
-        async def get() -> bytes:
+        async def get() -> bytes | Path:
             body, truncated = await self.fetch(url, cap)
             if truncated:
                 self.missing.append(f"{name}: truncated at {cap} bytes")
             return body
 
         await self._try(name, get())
+
+    def discard_spooled(self) -> None:
+        """Delete the temporary files large bodies were spooled to."""
+        for content in self.files.values():
+            if isinstance(content, Path):
+                content.unlink(missing_ok=True)
 
     async def gather(self, policy: Policy) -> None:
         target = target_from_dict(self.incident.target)
@@ -123,4 +134,6 @@ async def capture(incident: Incident, policy: Policy, argocd: ArgoCD, sink: Evid
     except (RollbackBotError, OSError) as exc:
         log.warning("evidence could not be written", extra={"error": str(exc)})
         return Evidence(url=None, missing=[*bundle.missing, f"bundle not written: {exc}"])
+    finally:
+        bundle.discard_spooled()
     return Evidence(url=url, missing=bundle.missing)

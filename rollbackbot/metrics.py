@@ -1,11 +1,33 @@
-"""Prometheus metrics of the service (served at /metrics)."""
+"""Prometheus metrics of the service (served at /metrics).
+
+Self-monitoring (manifests/monitoring/rollbackbot-rules.yml alerts on these):
+
+- ``rollbackbot_incidents_overdue{state}``: non-terminal incidents past their deadline (see
+  ``rollbackbot.core.overdue``), computed from the store at scrape time with an indexed query over
+  non-terminal incidents only. Every non-terminal state is always reported, 0 when none is late.
+- ``rollbackbot_dependency_up{dependency}``: 1 when the latest call to ``git`` or ``argocd``
+  reached it, 0 when it did not (transport error, timeout, 5xx, or refused credentials). The bot
+  only calls them while handling an incident, so the value is reported for
+  ``DEPENDENCY_FRESH_SECONDS`` after the latest call and then disappears (unknown) instead of
+  holding a stale verdict for ever.
+- ``rollbackbot_webhook_responses_total{code}``: answers of the Alertmanager webhook by HTTP status
+  code, including 500s from unexpected errors (``rollbackbot_webhook_requests_total{outcome}``
+  counts only the answers the handler chose).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+from rollbackbot.core.incidents import IncidentState
+
+log = logging.getLogger("rollbackbot.metrics")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -49,11 +71,24 @@ EXTERNAL_CALL_ERRORS = Counter(
 )
 
 
-def observe_call(system: str, operation: str, seconds: float, ok: bool) -> None:
-    """Record one external call."""
+WEBHOOK_RESPONSES = Counter(
+    "rollbackbot_webhook_responses_total",
+    "Alertmanager webhook answers by HTTP status code (5xx: alerts not taken; 401: a wrong token)",
+    ["code"],
+    registry=REGISTRY,
+)
+WEBHOOK_PATH = "/webhook/alertmanager"
+for _code in ("202", "401", "413", "422", "500"):
+    WEBHOOK_RESPONSES.labels(_code)  # exported at 0 from the start, so the first error is an increase
+
+
+def observe_call(system: str, operation: str, seconds: float, ok: bool, reachable: bool | None = None) -> None:
+    """Record one external call; ``reachable`` (when known) feeds ``rollbackbot_dependency_up``."""
     EXTERNAL_CALL_SECONDS.labels(system, operation).observe(seconds)
     if not ok:
         EXTERNAL_CALL_ERRORS.labels(system, operation).inc()
+    if reachable is not None:
+        DEPENDENCIES.record(system, reachable)
 
 
 class IncidentGauge:
@@ -72,3 +107,94 @@ class IncidentGauge:
 
 INCIDENTS = IncidentGauge()
 REGISTRY.register(INCIDENTS)
+
+
+class OverdueGauge:
+    """``rollbackbot_incidents_overdue{state}``: non-terminal incidents past their deadline, at scrape time."""
+
+    def __init__(self) -> None:
+        self.count: Callable[[], dict[str, int]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "rollbackbot_incidents_overdue",
+            "Non-terminal incidents past their deadline (stuck), by state",
+            labels=["state"],
+        )
+        if self.count is not None:
+            try:
+                counted = self.count()
+            except Exception:  # the store is down: say nothing rather than fail the whole scrape
+                log.warning("overdue incidents could not be counted", exc_info=True)
+                yield family
+                return
+            for state in IncidentState:
+                if not state.terminal:
+                    family.add_metric([state.value], counted.get(state.value, 0))
+        yield family
+
+
+INCIDENTS_OVERDUE = OverdueGauge()
+REGISTRY.register(INCIDENTS_OVERDUE)
+
+DEPENDENCY_FRESH_SECONDS = 15 * 60
+
+
+class DependencyGauge:
+    """``rollbackbot_dependency_up{dependency}``: whether the latest call reached git / Argo CD."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._latest: dict[str, tuple[bool, float]] = {}
+
+    def record(self, dependency: str, reachable: bool) -> None:
+        """Note the outcome of one call."""
+        self._latest[dependency] = (reachable, self._monotonic())
+
+    def forget(self) -> None:
+        """Drop every recorded outcome (tests)."""
+        self._latest.clear()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "rollbackbot_dependency_up",
+            f"1 if the latest call reached the dependency, 0 if not; absent {DEPENDENCY_FRESH_SECONDS}s after it",
+            labels=["dependency"],
+        )
+        now = self._monotonic()
+        for dependency, (reachable, at) in sorted(self._latest.items()):
+            if now - at <= DEPENDENCY_FRESH_SECONDS:
+                family.add_metric([dependency], 1.0 if reachable else 0.0)
+        yield family
+
+
+DEPENDENCIES = DependencyGauge()
+REGISTRY.register(DEPENDENCIES)
+
+
+class WebhookResponseMetrics:
+    """ASGI middleware counting the webhook's answers by status code, a crash as 500."""
+
+    def __init__(self, app: Any, path: str = WEBHOOK_PATH) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        answered: list[int] = []
+
+        async def send_counting(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                answered.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counting)
+        except Exception:
+            if not answered:
+                WEBHOOK_RESPONSES.labels("500").inc()
+            raise
+        if answered:
+            WEBHOOK_RESPONSES.labels(str(answered[0])).inc()

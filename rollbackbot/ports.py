@@ -5,9 +5,10 @@ Each external system sits behind one of these; tests replace one with a fake, ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from rollbackbot.core.decide import AppHistory
@@ -119,8 +120,8 @@ class IncidentStore(Protocol):
 class EvidenceSink(Protocol):
     """Where forensic bundles go (file:// or s3://)."""
 
-    def write(self, incident_id: str, files: dict[str, bytes]) -> str:
-        """Store the bundle write-once and return its URL."""
+    def write(self, incident_id: str, files: Mapping[str, bytes | Path]) -> str:
+        """Store the bundle write-once and return its URL (a Path: a file holding the content)."""
         ...
 
 

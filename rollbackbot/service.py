@@ -10,12 +10,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
 from rollbackbot.core.model import target_to_dict
+from rollbackbot.core.overdue import overdue_by_state
 from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.errors import AlertRefused
@@ -127,6 +128,11 @@ class Service:
                 append_event(self.store, incident.id, self.clock.now(), "alert resolved")
                 self.wake(incident.id)  # debounce or verification may be waiting for exactly this
         return ids
+
+    def overdue_by_state(self, grace: timedelta) -> dict[str, int]:
+        """Non-terminal incidents past their deadline, by state (gauge ``rollbackbot_incidents_overdue``)."""
+        sync_timeouts = {name: policy.spec.sync.timeout for name, policy in self.workflow.policies.items()}
+        return overdue_by_state(self.store.unfinished(), sync_timeouts, now=self.clock.now(), grace=grace)
 
     # ---- human decisions (Slack buttons, CLI) ----
 

@@ -6,7 +6,7 @@ Settings are an object built once at start-up and passed down; nothing reads the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     database_url: str = "sqlite:///.rollbackbot/state.db"
     evidence_url: str = "file://.rollbackbot/evidence"
+    evidence_object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        default="GOVERNANCE",
+        description="S3 Object Lock mode of evidence objects in a bucket with Object Lock: COMPLIANCE "
+        "binds everyone including the root user; GOVERNANCE can be lifted by principals with "
+        "s3:BypassGovernanceRetention",
+    )
+    incident_stuck_grace_seconds: float = Field(
+        default=900,
+        gt=0,
+        description="How long past its deadline (rollbackbot.core.overdue) a non-terminal incident counts "
+        "as stuck in the gauge rollbackbot_incidents_overdue",
+    )
 
     @field_validator("argocd_token")
     @classmethod
@@ -49,6 +61,11 @@ class Settings(BaseSettings):
         if len(value.get_secret_value().strip()) < MIN_WEBHOOK_TOKEN_LENGTH:
             raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters")
         return value
+
+    @field_validator("evidence_object_lock_mode", mode="before")
+    @classmethod
+    def _lock_mode_upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("git_allowed_signers", mode="before")
     @classmethod

@@ -34,12 +34,16 @@ COMMIT_BACKOFF_SECONDS = 1.0
 async def _timed(operation: str, call: Awaitable[T]) -> T:
     started = time.monotonic()
     ok = False
+    reachable: bool | None = None  # unknown after an unexpected error: it says nothing about the remote
     try:
         result = await call
-        ok = True
+        ok = reachable = True
         return result
+    except AdapterError as exc:
+        reachable = not isinstance(exc, TransientError)  # the git adapter raises TransientError for the network
+        raise
     finally:
-        observe_call("git", operation, time.monotonic() - started, ok)
+        observe_call("git", operation, time.monotonic() - started, ok, reachable=reachable)
 
 
 class Steps:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
 
 from fastapi import APIRouter, FastAPI
 
@@ -18,7 +20,7 @@ from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
 from rollbackbot.core.policy import Policy, PolicyMode
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
-from rollbackbot.metrics import INCIDENTS
+from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
 from rollbackbot.policy_files import load_policies
 from rollbackbot.service import Service
 from rollbackbot.settings import Settings
@@ -51,7 +53,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     INCIDENTS.count = store.count_by_app_state
     git = GitOpsRepository(settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers)
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
-    evidence = evidence_sink_for(settings.evidence_url)
+    evidence = evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode)
     service = Service(
         store=store,
         git=git,
@@ -60,6 +62,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         clock=clock,
         evidence=evidence,
         chat=slack,
+    )
+    INCIDENTS_OVERDUE.count = partial(
+        service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
     )
     return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
 

@@ -107,3 +107,152 @@ def test_s3_sink_without_object_lock_and_missing_bucket(moto_url: str) -> None:
     assert "ObjectLockMode" not in client.head_object(Bucket=bucket, Key="inc-2/alert.json")
     with pytest.raises(PermanentError, match="refused"):
         S3EvidenceSink("no-such-bucket", "x", client=client).write("inc-3", FILES)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_resumed_capture_manifest_describes_the_files_on_disk(tmp_path: Path) -> None:
+    """An attempt died after some files and before the manifest; the next one seals what is stored."""
+    bundle = tmp_path / "inc-1"
+    (bundle / "logs").mkdir(parents=True)
+    (bundle / "alert.json").write_bytes(b'{"from": "the attempt that died"}')
+    (bundle / "alert.json").chmod(0o444)
+    (bundle / "snapshot.bin").write_bytes(b"\x00state gathered only by the first attempt")
+    FileEvidenceSink(tmp_path).write("inc-1", FILES)
+    listed = json.loads((bundle / "manifest.json").read_text())["files"]
+    on_disk = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    del on_disk["manifest.json"]
+    assert set(listed) == set(on_disk) == {*FILES, "snapshot.bin"}
+    for name, data in on_disk.items():
+        assert listed[name] == {"sha256": _sha256(data), "bytes": len(data)}, name
+    assert on_disk["alert.json"] == FILES["alert.json"]  # rewritten by the capture that sealed the bundle
+
+
+def test_file_sink_leaves_no_half_written_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails (disk full at fsync) leaves neither the file nor its temporary copy."""
+    import errno
+    import os
+
+    def disk_full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        FileEvidenceSink(tmp_path).write("inc-1", FILES)
+    monkeypatch.undo()
+    leftovers = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []  # no alert.json, no temporary name, no manifest: the next attempt starts clean
+    FileEvidenceSink(tmp_path).write("inc-1", FILES)
+    assert json.loads((tmp_path / "inc-1/manifest.json").read_text())["files"].keys() == FILES.keys()
+
+
+def test_file_sink_copies_file_backed_content(tmp_path: Path) -> None:
+    spooled = tmp_path / "spool.bin"
+    data = bytes(range(256)) * (12 * 1024)  # 3 MiB, more than one copy chunk
+    spooled.write_bytes(data)
+    FileEvidenceSink(tmp_path / "evidence").write("inc-1", {"snapshot.bin": spooled})
+    bundle = tmp_path / "evidence/inc-1"
+    assert (bundle / "snapshot.bin").read_bytes() == data
+    listed = json.loads((bundle / "manifest.json").read_text())["files"]
+    assert listed == {"snapshot.bin": {"sha256": _sha256(data), "bytes": len(data)}}
+
+
+def test_the_manifest_name_is_the_sinks(tmp_path: Path) -> None:
+    with pytest.raises(PermanentError, match="manifest"):
+        FileEvidenceSink(tmp_path).write("inc-1", {"manifest.json": b"{}"})
+
+
+def _bucket(client: object, prefix: str, locked: bool) -> str:
+    bucket = f"{prefix}-{time.time_ns()}"
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=locked)  # type: ignore[attr-defined]
+    return bucket
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(("mode", "bypass_deletes"), [("GOVERNANCE", True), ("COMPLIANCE", False)])
+def test_s3_object_lock_mode_is_configurable(moto_url: str, mode: str, bypass_deletes: bool) -> None:
+    client = _client(moto_url)
+    bucket = _bucket(client, "lock", locked=True)
+    sink = evidence_sink_for(f"s3://{bucket}/rollbackbot", lock_mode=mode)  # type: ignore[arg-type]
+    assert isinstance(sink, S3EvidenceSink)
+    sink._client = client
+    sink.write("inc-1", FILES)
+    head = client.head_object(Bucket=bucket, Key="rollbackbot/inc-1/alert.json")
+    assert head["ObjectLockMode"] == mode
+    # GOVERNANCE yields to s3:BypassGovernanceRetention (as the docstring says); COMPLIANCE to nobody.
+    delete = {"Bucket": bucket, "Key": "rollbackbot/inc-1/alert.json", "VersionId": head["VersionId"]}
+    if bypass_deletes:
+        client.delete_object(**delete, BypassGovernanceRetention=True)
+    else:
+        with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
+            client.delete_object(**delete, BypassGovernanceRetention=True)
+
+
+def test_object_lock_mode_is_checked() -> None:
+    with pytest.raises(ConfigError, match="OBJECT_LOCK_MODE"):
+        S3EvidenceSink("bucket", "x", client=object(), lock_mode="LEGAL_HOLD")  # type: ignore[arg-type]
+
+
+def _write_only(client: object) -> None:
+    """What a role with s3:PutObject only meets: 403 on reads. moto_server does not enforce IAM on
+    HeadObject, so the denial is raised where botocore raises it, before the request is sent."""
+    from botocore.exceptions import ClientError
+
+    def deny(model: object, **_kwargs: object) -> None:
+        operation = getattr(model, "name", "")
+        raise ClientError({"Error": {"Code": "403" if operation == "HeadObject" else "AccessDenied"}}, operation)
+
+    events = client.meta.events  # type: ignore[attr-defined]
+    events.register("before-call.s3.HeadObject", deny)
+    events.register("before-call.s3.GetObjectLockConfiguration", deny)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("locked", [True, False])
+def test_s3_write_only_role_still_writes_the_bundle(moto_url: str, locked: bool) -> None:
+    reader = _client(moto_url)
+    bucket = _bucket(reader, "writeonly", locked=locked)
+    writer = _client(moto_url)
+    _write_only(writer)
+    url = S3EvidenceSink(bucket, "rb", client=writer).write("inc-9", FILES)
+    assert url == f"s3://{bucket}/rb/inc-9/"
+    body = reader.get_object(Bucket=bucket, Key="rb/inc-9/manifest.json")["Body"].read()
+    assert body == manifest(FILES)
+    head = reader.head_object(Bucket=bucket, Key="rb/inc-9/alert.json")
+    # Not allowed to ask about Object Lock: it tried with the lock, and fell back only where refused.
+    assert head.get("ObjectLockMode") == ("GOVERNANCE" if locked else None)
+
+
+@pytest.mark.network
+def test_s3_manifest_matches_the_stored_objects_after_a_resume(moto_url: str, tmp_path: Path) -> None:
+    client = _client(moto_url)
+    bucket = _bucket(client, "resume", locked=False)
+    client.put_object(Bucket=bucket, Key="inc-4/alert.json", Body=b"from the attempt that died")
+    snapshot = tmp_path / "snapshot.bin"
+    snapshot.write_bytes(b"\x01" * (3 << 20))
+    S3EvidenceSink(bucket, "", client=client).write("inc-4", {**FILES, "snapshot.bin": snapshot})
+    listed = json.loads(client.get_object(Bucket=bucket, Key="inc-4/manifest.json")["Body"].read())["files"]
+    assert set(listed) == {*FILES, "snapshot.bin"}
+    for name, entry in listed.items():
+        stored = client.get_object(Bucket=bucket, Key=f"inc-4/{name}")["Body"].read()
+        assert entry == {"sha256": _sha256(stored), "bytes": len(stored)}, name
+
+
+def test_object_lock_mode_setting(tmp_path: Path) -> None:
+    from rollbackbot.settings import load_settings
+
+    required = {
+        "git_url": "file:///srv/gitops.git",
+        "git_allowed_signers": tmp_path / "allowed_signers",
+        "argocd_url": "https://argocd.example",
+        "argocd_token": "argocd-token",
+        "webhook_token": "webhook-token-0123456789",
+    }
+    assert load_settings(**required).evidence_object_lock_mode == "GOVERNANCE"
+    assert load_settings(**required, evidence_object_lock_mode="compliance").evidence_object_lock_mode == "COMPLIANCE"
+    with pytest.raises(ConfigError, match="ROLLBACKBOT_EVIDENCE_OBJECT_LOCK_MODE is invalid"):
+        load_settings(**required, evidence_object_lock_mode="LEGAL_HOLD")

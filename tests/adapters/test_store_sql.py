@@ -136,3 +136,34 @@ def test_resolution_survives_a_concurrent_step(db_url: str) -> None:
     stored = store.get(inc.id)
     assert stored is not None and stored.state is S.syncing
     assert stored.resolved_at == NOW + timedelta(minutes=1)
+
+
+def test_unfinished_reads_only_non_terminal_rows_through_an_index(db_url: str) -> None:
+    """Resume and the overdue gauge (every scrape) never scan the finished incidents."""
+    from sqlalchemy import text
+
+    store = SqlIncidentStore(db_url)
+    open_one = _incident(fp="open")
+    done = _incident(fp="done")
+    store.create_many([open_one, done])
+    store.save(done.with_state(IncidentState.suppressed, NOW, "cooldown"), IncidentState.received)
+    assert [i.id for i in store.unfinished()] == [open_one.id]
+    with store.engine.connect() as conn:
+        statement = "SELECT record FROM incidents WHERE state IN ('received', 'syncing') ORDER BY created_at"
+        plan = " ".join(str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {statement}")))
+    assert "ix_incidents_state_created" in plan and "SCAN incidents" not in plan, plan
+
+
+def test_an_existing_database_gets_the_new_index(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    store = SqlIncidentStore(f"sqlite:///{path}")
+    store.create(_incident())
+    store.engine.dispose()
+    with sqlite3.connect(path) as conn:  # as a database made before the index existed
+        conn.execute("DROP INDEX ix_incidents_state_created")
+    SqlIncidentStore(f"sqlite:///{path}").engine.dispose()
+    with sqlite3.connect(path) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "ix_incidents_state_created" in names

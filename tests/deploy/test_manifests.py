@@ -74,6 +74,7 @@ def test_base_renders_the_service_objects_in_one_namespace(rendered: list[dict[s
         ("Namespace", NAMESPACE),
         ("PersistentVolumeClaim", "rollbackbot-data"),
         ("PrometheusRule", "model-anomaly"),
+        ("PrometheusRule", "rollbackbot"),
         ("Service", "rollbackbot"),
         ("ServiceAccount", "rollbackbot"),
         ("ServiceMonitor", "rollbackbot"),

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import json
+import tempfile
+import tracemalloc
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from rollbackbot.adapters.evidence import FileEvidenceSink
+from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.clock import FakeClock
-from rollbackbot.core.incidents import AlertRef, new_incident
+from rollbackbot.core.incidents import AlertRef, Incident, new_incident
 from rollbackbot.core.policy import Policy
 from rollbackbot.forensics import capture
 from tests.service.fakes import FakeArgo
@@ -41,7 +48,7 @@ def _policy(forensics: dict[str, Any]) -> Policy:
     )
 
 
-def _incident():  # type: ignore[no-untyped-def]
+def _incident() -> Incident:
     alert = AlertRef("PromptInjectionSpike", "a509e5702057cd45", NOW - timedelta(minutes=1), {"app": "docsum-llm"})
     target = {
         "apps": ["docsum-llm"],
@@ -159,3 +166,66 @@ async def test_required_evidence_turns_auto_into_a_proposal(tmp_path: Path, requ
         assert git.commits == {}
     else:
         assert incident.state.value == "rolled_back" and incident.evidence_missing
+
+
+SNAPSHOT_BYTES = 64 << 20
+MiB = 1 << 20
+
+
+def _streaming(total: int, *, then_hang: bool = False) -> httpx.MockTransport:
+    """A model server streaming ``total`` bytes of snapshot in 64 KiB chunks (then hanging, if asked)."""
+    chunk = b"\xa5" * (64 << 10)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(total // len(chunk)):
+            yield chunk
+        if then_hang:
+            await asyncio.Event().wait()
+
+    return httpx.MockTransport(lambda request: httpx.Response(200, content=body()))
+
+
+@pytest.fixture
+def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary directory large downloads are spooled to."""
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+async def test_a_64_mib_snapshot_streams_to_the_sink(tmp_path: Path, spool: Path) -> None:
+    fetch = functools.partial(fetch_capped, transport=_streaming(SNAPSHOT_BYTES))
+    policy = _policy({"snapshotUrl": "http://docsum-llm:8080/debug/snapshot"})
+    tracemalloc.start()
+    try:
+        idle = tracemalloc.get_traced_memory()[0]
+        evidence = await capture(_incident(), policy, FakeArgo(), FileEvidenceSink(tmp_path / "ev"), fetch)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - idle < 100 * MiB, f"peak {(peak - idle) / MiB:.0f} MiB above idle"
+    assert evidence.url is not None and not any("snapshot" in m for m in evidence.missing)
+    bundle = Path(evidence.url.removeprefix("file://"))
+    listed = json.loads((bundle / "manifest.json").read_text())["files"]["snapshot.bin"]
+    assert listed == {"sha256": hashlib.sha256(b"\xa5" * SNAPSHOT_BYTES).hexdigest(), "bytes": SNAPSHOT_BYTES}
+    assert (bundle / "snapshot.bin").stat().st_size == SNAPSHOT_BYTES
+    assert list(spool.iterdir()) == []  # the spooled download is gone once the bundle is written
+
+
+async def test_a_download_cut_by_the_budget_leaves_no_spool_file(tmp_path: Path, spool: Path) -> None:
+    fetch = functools.partial(fetch_capped, transport=_streaming(4 * MiB, then_hang=True))
+    policy = _policy({"snapshotUrl": "http://docsum-llm:8080/debug/snapshot", "budget": "1s"})
+    evidence = await capture(_incident(), policy, FakeArgo(), FileEvidenceSink(tmp_path / "ev"), fetch)
+    assert "capture budget of 1s ran out" in evidence.missing
+    assert list(spool.iterdir()) == []
+
+
+async def test_spool_files_are_deleted_when_the_bundle_cannot_be_written(tmp_path: Path, spool: Path) -> None:
+    fetch = functools.partial(fetch_capped, transport=_streaming(2 * MiB))
+    policy = _policy({"snapshotUrl": "http://docsum-llm:8080/debug/snapshot"})
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the evidence directory should be")
+    evidence = await capture(_incident(), policy, FakeArgo(), FileEvidenceSink(blocked), fetch)
+    assert evidence.url is None and "bundle not written" in evidence.missing[-1]
+    assert list(spool.iterdir()) == []

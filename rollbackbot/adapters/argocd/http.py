@@ -225,7 +225,9 @@ class ArgoHTTP:
     def _log_call(self, endpoint: str, outcome: int | str, started: float) -> None:
         elapsed = self._monotonic() - started
         ok = isinstance(outcome, int) and outcome < 400
-        observe_call("argocd", endpoint.split(" ", 1)[0] + " " + _route(endpoint), elapsed, ok)
+        # Reached: any answer but a 5xx (a proxy's 502/503 too) or refused credentials.
+        reachable = isinstance(outcome, int) and outcome < 500 and outcome not in (401, 403)
+        observe_call("argocd", endpoint.split(" ", 1)[0] + " " + _route(endpoint), elapsed, ok, reachable=reachable)
         log.debug("argocd %s -> %s in %.0f ms", endpoint, outcome, elapsed * 1000)
 
 
