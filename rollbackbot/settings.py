@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     database_url: str = "sqlite:///.rollbackbot/state.db"
     evidence_url: str = "file://.rollbackbot/evidence"
+    shutdown_grace_seconds: float = Field(
+        default=25.0,
+        ge=0,
+        description="After SIGTERM: how long steps in flight may run before the process exits "
+        "(keep it below the pod's terminationGracePeriodSeconds)",
+    )
+    policy_poll_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the policy directory is checked for changes (0: only on SIGHUP)",
+    )
 
     @field_validator("argocd_token")
     @classmethod

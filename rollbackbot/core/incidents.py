@@ -6,13 +6,19 @@ new records, so the service can persist each step before acting on the next.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
 from rollbackbot.core.model import RollbackPlan, plan_to_dict
+from rollbackbot.core.policy import Policy
 
 
 class IncidentState(StrEnum):
@@ -117,6 +123,9 @@ class Incident:
     verify_by: datetime | None = None  # after rolled_back: the alert must resolve before this time
     verification: str = ""  # "", "cleared", "still firing"
     events: tuple[Event, ...] = ()
+    # The policy document as it was when the incident opened (policy_to_document()): the workflow acts on
+    # this, so reloading, editing or removing the policy file never changes or fails an incident in flight.
+    policy_document: dict[str, Any] = field(default_factory=dict)
 
     def with_state(self, state: IncidentState, at: datetime, detail: str = "") -> Incident:
         """Move to ``state`` (checked against the state machine) and record the event."""
@@ -162,9 +171,16 @@ def incident_id(app: str, fingerprint: str, starts_at: datetime) -> str:
 
 
 def new_incident(
-    *, app: str, policy: str, mode: str, alert: AlertRef, target: dict[str, Any], now: datetime
+    *,
+    app: str,
+    policy: str,
+    mode: str,
+    alert: AlertRef,
+    target: dict[str, Any],
+    now: datetime,
+    policy_document: dict[str, Any] | None = None,
 ) -> Incident:
-    """A freshly received incident with its first event."""
+    """A freshly received incident with its first event (``policy_document``: ``policy_to_document()``)."""
     return Incident(
         id=incident_id(app, alert.fingerprint, alert.starts_at),
         app=app,
@@ -175,4 +191,29 @@ def new_incident(
         created_at=now,
         target=target,
         events=(Event(now, IncidentState.received, f"alert {alert.name} fired at {alert.starts_at:%H:%M:%S}Z"),),
+        policy_document=dict(policy_document or {}),
     )
+
+
+def policy_to_document(policy: Policy) -> dict[str, Any]:
+    """The policy as plain JSON (the YAML keys), to be stored with an incident."""
+    document: dict[str, Any] = policy.model_dump(mode="json", by_alias=True)
+    return document
+
+
+def incident_policy(incident: Incident, loaded: Mapping[str, Policy]) -> Policy | None:
+    """The policy the incident acts on: the one stored with it, else (older records) the loaded one by name."""
+    if incident.policy_document:
+        stored = _stored_policy(json.dumps(incident.policy_document, sort_keys=True))
+        if stored is not None:
+            return stored
+    return loaded.get(incident.policy)
+
+
+@functools.lru_cache(maxsize=256)  # validated once per distinct document: every step asks for it
+def _stored_policy(canonical: str) -> Policy | None:
+    try:
+        return Policy.from_document(json.loads(canonical), source="(stored with the incident)")
+    except ValidationError:
+        # Written by a version with other policy fields: fall back to the loaded policy of that name.
+        return None
