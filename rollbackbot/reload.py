@@ -47,12 +47,14 @@ class PolicyReloader:
         *,
         check: Callable[[Sequence[Policy]], None] = lambda _policies: None,
         poll_seconds: float = 5.0,
+        loaded_fingerprint: str | None = None,
     ) -> None:
         self.directory = directory
         self.apply = apply
         self.check = check
         self.poll_seconds = poll_seconds
-        self._seen = policy_set_fingerprint(directory)  # the set loaded at start
+        # What the active set was loaded from (taken before loading it, so a change meanwhile is seen).
+        self._seen = loaded_fingerprint or policy_set_fingerprint(directory)
         self._asked = asyncio.Event()
         POLICY_LAST_RELOAD_SUCCESS.set(time.time())
 

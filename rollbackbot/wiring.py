@@ -20,7 +20,7 @@ from rollbackbot.clock import Clock, SystemClock
 from rollbackbot.core.policy import Policy, PolicyMode
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.metrics import INCIDENTS
-from rollbackbot.policy_files import load_policies
+from rollbackbot.policy_files import load_policies, policy_set_fingerprint
 from rollbackbot.reload import PolicyReloader
 from rollbackbot.service import Service
 from rollbackbot.settings import Settings
@@ -117,7 +117,7 @@ def _slack_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
     return [slack_router(bolt, wired.slack, actions)]
 
 
-def _policy_reload_router(settings: Settings, wired: Wired) -> APIRouter:
+def _policy_reload_router(settings: Settings, wired: Wired, loaded_fingerprint: str) -> APIRouter:
     """A router whose lifespan reloads the policies on SIGHUP and on a changed directory (rollbackbot.reload)."""
 
     def apply(policies: list[Policy]) -> None:
@@ -130,6 +130,7 @@ def _policy_reload_router(settings: Settings, wired: Wired) -> APIRouter:
         apply,
         check=lambda policies: check_slack_settings(settings, policies),
         poll_seconds=settings.policy_poll_seconds,
+        loaded_fingerprint=loaded_fingerprint,
     )
 
     @asynccontextmanager
@@ -142,6 +143,7 @@ def _policy_reload_router(settings: Settings, wired: Wired) -> APIRouter:
 
 def build_app(settings: Settings) -> FastAPI:
     """The HTTP application of ``rollbackbot serve``; ``app.state.service`` is the service (for shutdown)."""
+    loaded_fingerprint = policy_set_fingerprint(settings.policies)
     wired = build(settings)
     check_slack_settings(settings, wired.service.policies)
     git_problem: list[str] = []
@@ -176,7 +178,7 @@ def build_app(settings: Settings) -> FastAPI:
         wired.service,
         settings.webhook_token,
         readiness={"store": store_ready, "git": git_ready, "policies": policies_ready, "shutdown": intake_open},
-        routers=[*_slack_routers(settings, wired), _policy_reload_router(settings, wired)],
+        routers=[*_slack_routers(settings, wired), _policy_reload_router(settings, wired, loaded_fingerprint)],
     )
     app.state.service = wired.service
     return app
