@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from rollbackbot.core.incident_json import incident_to_api
-from rollbackbot.core.incidents import AlertRef, IncidentState, new_incident, policy_to_document
+from rollbackbot.core.incidents import AlertRef, IncidentState, new_incident
 from rollbackbot.core.model import target_to_dict
 from rollbackbot.core.policy_select import policy_for_app
 from rollbackbot.errors import NoTargetError
@@ -92,14 +92,8 @@ async def rollback(app: str, to_tag: str | None) -> int:
         labels={"app": app, "requested_by": user},
     )
     incident = new_incident(
-        app=target.app,
-        policy=policy.name,
-        mode="manual",
-        alert=ref,
-        target=target_to_dict(target),
-        now=now,
-        policy_document=policy_to_document(policy),
-    )
+        app=target.app, policy=policy.name, mode="manual", alert=ref, target=target_to_dict(target), now=now
+    ).with_policy(policy)
     current = result.current.name if result.current else f"untagged@{result.head[:12]}"
     incident = (
         incident.with_plan(result)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
-from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident, policy_to_document
+from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
 from rollbackbot.core.model import target_to_dict
 from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
@@ -117,14 +117,8 @@ class Service:
             refused = new_incident(app="unresolved", policy=policy.name, mode=mode, alert=ref, target={}, now=now)
             return refused.with_state(S.suppressed, now, f"alert refused: {exc}")
         return new_incident(
-            app=target.app,
-            policy=policy.name,
-            mode=mode,
-            alert=ref,
-            target=target_to_dict(target),
-            now=now,
-            policy_document=policy_to_document(policy),
-        )
+            app=target.app, policy=policy.name, mode=mode, alert=ref, target=target_to_dict(target), now=now
+        ).with_policy(policy)
 
     def _record_resolution(self, alert: Alert) -> list[str]:
         ids = []

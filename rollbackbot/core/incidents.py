@@ -123,7 +123,7 @@ class Incident:
     verify_by: datetime | None = None  # after rolled_back: the alert must resolve before this time
     verification: str = ""  # "", "cleared", "still firing"
     events: tuple[Event, ...] = ()
-    # The policy document as it was when the incident opened (policy_to_document()): the workflow acts on
+    # The policy document as it was when the incident opened (with_policy()): the workflow acts on
     # this, so reloading, editing or removing the policy file never changes or fails an incident in flight.
     policy_document: dict[str, Any] = field(default_factory=dict)
 
@@ -163,6 +163,10 @@ class Incident:
     def with_not_before(self, at: datetime | None) -> Incident:
         return replace(self, not_before=at)
 
+    def with_policy(self, policy: Policy) -> Incident:
+        """Store the policy the incident acts on, whatever later happens to its file (``incident_policy``)."""
+        return replace(self, policy=policy.name, policy_document=policy_to_document(policy))
+
 
 def incident_id(app: str, fingerprint: str, starts_at: datetime) -> str:
     """Deterministic id, so a re-delivered alert maps to the same incident on every replica."""
@@ -171,16 +175,9 @@ def incident_id(app: str, fingerprint: str, starts_at: datetime) -> str:
 
 
 def new_incident(
-    *,
-    app: str,
-    policy: str,
-    mode: str,
-    alert: AlertRef,
-    target: dict[str, Any],
-    now: datetime,
-    policy_document: dict[str, Any] | None = None,
+    *, app: str, policy: str, mode: str, alert: AlertRef, target: dict[str, Any], now: datetime
 ) -> Incident:
-    """A freshly received incident with its first event (``policy_document``: ``policy_to_document()``)."""
+    """A freshly received incident with its first event."""
     return Incident(
         id=incident_id(app, alert.fingerprint, alert.starts_at),
         app=app,
@@ -191,7 +188,6 @@ def new_incident(
         created_at=now,
         target=target,
         events=(Event(now, IncidentState.received, f"alert {alert.name} fired at {alert.starts_at:%H:%M:%S}Z"),),
-        policy_document=dict(policy_document or {}),
     )
 
 
