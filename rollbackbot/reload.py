@@ -111,12 +111,19 @@ class PolicyReloader:
             timeout = self.poll_seconds if self.poll_seconds > 0 else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._asked.wait(), timeout)
-            # Loading runs on the loop (a few small files): the swap must not interleave with an alert's intake.
-            if self._asked.is_set():
-                self._asked.clear()
-                self.reload("SIGHUP")
-            elif await asyncio.to_thread(self.changed):
-                self.reload("policy directory changed")
+            try:
+                await self._tick()
+            except Exception:  # the watcher must outlive any surprise; the active set stays as it is
+                POLICY_RELOADS.labels("failure").inc()
+                log.exception("policy reload failed unexpectedly; the previous policies stay active")
+
+    async def _tick(self) -> None:
+        # Loading runs on the loop (a few small files): the swap must not interleave with an alert's intake.
+        if self._asked.is_set():
+            self._asked.clear()
+            self.reload("SIGHUP")
+        elif await asyncio.to_thread(self.changed):
+            self.reload("policy directory changed")
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -115,3 +115,21 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_the_loop_survives_a_failing_apply(directory: Path) -> None:
+    calls: list[int] = []
+
+    def flaky(policies: list[Policy]) -> None:
+        calls.append(len(policies))
+        if len(calls) == 1:
+            raise RuntimeError("surprise")
+
+    before = _reloads("failure")
+    reloader = PolicyReloader(directory, flaky, poll_seconds=0.01)
+    async with reloader.running():
+        reloader.request()
+        await _until(lambda: len(calls) == 1)
+        reloader.request()
+        await _until(lambda: len(calls) == 2)
+    assert _reloads("failure") == before + 1
