@@ -21,6 +21,7 @@ from rollbackbot.service import Service
 log = logging.getLogger("rollbackbot.api")
 
 MAX_BODY_BYTES = 1024 * 1024
+SHUTDOWN_RETRY_AFTER_SECONDS = 5
 ReadinessCheck = Callable[[], str | None]  # returns a problem, or None when fine
 
 
@@ -92,13 +93,22 @@ def create_app(
                 "content": {"application/json": {"schema": _WEBHOOK_BODY_SCHEMA}},
             }
         },
-        responses={401: {"description": "missing or wrong bearer token"}, 413: {}, 422: {}},
+        responses={
+            401: {"description": "missing or wrong bearer token"},
+            413: {},
+            422: {},
+            503: {"description": "shutting down: deliver again later (Retry-After)"},
+        },
     )
     async def alertmanager_webhook(request: Request) -> JSONResponse:
         """Receive an Alertmanager notification (payload version 4); the work runs after the answer."""
         if not _authorized(request.headers.get("authorization"), webhook_token):
             WEBHOOK_REQUESTS.labels("unauthorized").inc()
             return JSONResponse({"detail": "missing or invalid bearer token"}, 401, {"WWW-Authenticate": "Bearer"})
+        if not service.accepting:  # shutting down (rollbackbot.shutdown): Alertmanager retries a 5xx
+            WEBHOOK_REQUESTS.labels("shutting_down").inc()
+            retry = {"Retry-After": str(SHUTDOWN_RETRY_AFTER_SECONDS)}
+            return JSONResponse({"detail": "shutting down; deliver again later"}, 503, retry)
         body = await _read_limited(request, MAX_BODY_BYTES)
         if body is None:
             WEBHOOK_REQUESTS.labels("too_large").inc()

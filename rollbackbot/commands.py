@@ -18,16 +18,14 @@ from rollbackbot.settings import load_settings
 
 
 def serve(host: str, port: int, log_format: str) -> int:
-    """Run the service until interrupted."""
-    import uvicorn
-
+    """Run the service until interrupted; SIGTERM drains first (rollbackbot.shutdown)."""
     from rollbackbot.logs import configure_logging
+    from rollbackbot.shutdown import serve as serve_gracefully
     from rollbackbot.wiring import build_app
 
     configure_logging(json_lines=log_format == "json")
-    app = build_app(load_settings())
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
-    return 0
+    settings = load_settings()
+    return serve_gracefully(build_app(settings), host, port, settings.shutdown_grace_seconds)
 
 
 def policy_check(directory: Path) -> int:
@@ -95,7 +93,7 @@ async def rollback(app: str, to_tag: str | None) -> int:
     )
     incident = new_incident(
         app=target.app, policy=policy.name, mode="manual", alert=ref, target=target_to_dict(target), now=now
-    )
+    ).with_policy(policy)
     current = result.current.name if result.current else f"untagged@{result.head[:12]}"
     incident = (
         incident.with_plan(result)

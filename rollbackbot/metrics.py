@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from rollbackbot.core.incidents import IncidentState
@@ -67,6 +67,18 @@ EXTERNAL_CALL_ERRORS = Counter(
     "rollbackbot_external_call_errors_total",
     "Failed calls to git, Argo CD and Slack",
     ["system", "operation"],
+    registry=REGISTRY,
+)
+
+POLICY_RELOADS = Counter(
+    "rollbackbot_policy_reload_total",
+    "Policy reloads (SIGHUP or a changed policy directory) by result: success, or failure (old set kept)",
+    ["result"],
+    registry=REGISTRY,
+)
+POLICY_LAST_RELOAD_SUCCESS = Gauge(
+    "rollbackbot_policy_last_reload_success_timestamp_seconds",
+    "When the active policy set was loaded (at start or by the last successful reload), Unix time",
     registry=REGISTRY,
 )
 

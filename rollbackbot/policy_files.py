@@ -9,6 +9,7 @@ validated by the pure models in ``rollbackbot.core.policy``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,28 @@ def check_directory(directory: Path) -> list[str]:
     except PolicyErrors as exc:
         return [str(error) for error in exc.errors]
     return []
+
+
+def policy_set_fingerprint(directory: Path) -> str:
+    """A hash of the policy files' names and content as read through symlinks, or of why they cannot be read.
+
+    It changes when Kubernetes swaps a mounted ConfigMap's ``..data`` symlink to a new directory,
+    although no file in ``directory`` itself was touched.
+    """
+    digest = hashlib.sha256()
+    try:
+        files = _policy_files(directory)
+    except PolicyErrors as exc:
+        digest.update(f"unlistable\0{exc}".encode())
+        return digest.hexdigest()
+    for path in files:
+        digest.update(f"{path.name}\0".encode())
+        try:
+            with path.open("rb") as stream:  # past the cap the loader refuses the file anyway
+                digest.update(hashlib.sha256(stream.read(MAX_FILE_BYTES + 1)).digest())
+        except OSError as exc:
+            digest.update(f"unreadable\0{exc.strerror}".encode())
+    return digest.hexdigest()
 
 
 def _policy_files(directory: Path) -> list[Path]:

@@ -70,6 +70,7 @@ class Service:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._holding: set[str] = set()  # incidents whose worker holds a slot right now
         self._stopping = False
+        self._draining = False  # shutdown began: no new work, steps in flight finish (drain())
 
     # ---- intake: fast, synchronous, no external calls but the store ----
 
@@ -118,7 +119,7 @@ class Service:
             return refused.with_state(S.suppressed, now, f"alert refused: {exc}")
         return new_incident(
             app=target.app, policy=policy.name, mode=mode, alert=ref, target=target_to_dict(target), now=now
-        )
+        ).with_policy(policy)
 
     def _record_resolution(self, alert: Alert) -> list[str]:
         ids = []
@@ -170,7 +171,7 @@ class Service:
 
     def schedule(self, incident_id: str) -> None:
         """Drive the incident in the background unless that is already happening here."""
-        if self._stopping or incident_id in self._running:
+        if self._stopping or self._draining or incident_id in self._running:
             return
         task = asyncio.get_running_loop().create_task(self._drive(incident_id))
         self._running[incident_id] = task
@@ -189,6 +190,34 @@ class Service:
         for incident in self.store.recent(500):
             if incident.state is S.rolled_back and incident.verify_by and not incident.verification:
                 self.schedule(incident.id)
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began (drain()): the webhook refuses new alerts so Alertmanager re-delivers."""
+        return not self._draining
+
+    def replace_policies(self, policies: Sequence[Policy]) -> None:
+        """Use a reloaded policy set for new alerts; incidents in flight keep the policy stored with them."""
+        self.policies = list(policies)
+        self.workflow.policies = {p.name: p for p in self.policies}
+
+    async def drain(self, grace_seconds: float) -> bool:
+        """Take no new work and let each step in flight finish and persist, for at most ``grace_seconds``.
+
+        A waiting incident stops waiting; every incident stops after its current step and resumes from
+        that persisted state at the next start. True when all work ended within the grace period.
+        """
+        self._draining = True
+        for incident_id in list(self._wake):
+            self.wake(incident_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        while pending := {*self._running.values(), *self._background}:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        return True
 
     async def stop(self) -> None:
         self._stopping = True
@@ -222,8 +251,8 @@ class Service:
         """Advance the incident step by step until it is terminal or waits for a human."""
         while True:
             incident = self.store.get(incident_id)
-            if incident is None:
-                return None
+            if incident is None or self._draining:
+                return incident
             if incident.state.terminal and not follow_verification:
                 return incident
             wait_until = self.workflow.wait_until(incident)

@@ -46,6 +46,17 @@ class Settings(BaseSettings):
         description="How long past its deadline (rollbackbot.core.overdue) a non-terminal incident counts "
         "as stuck in the gauge rollbackbot_incidents_overdue",
     )
+    shutdown_grace_seconds: float = Field(
+        default=25.0,
+        ge=0,
+        description="After SIGTERM: how long steps in flight may run before the process exits "
+        "(keep it below the pod's terminationGracePeriodSeconds)",
+    )
+    policy_poll_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the policy directory is checked for changes (0: only on SIGHUP)",
+    )
 
     @field_validator("argocd_token")
     @classmethod

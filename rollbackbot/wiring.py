@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -21,7 +22,8 @@ from rollbackbot.clock import Clock, SystemClock
 from rollbackbot.core.policy import Policy, PolicyMode
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
-from rollbackbot.policy_files import load_policies
+from rollbackbot.policy_files import load_policies, policy_set_fingerprint
+from rollbackbot.reload import PolicyReloader
 from rollbackbot.service import Service
 from rollbackbot.settings import Settings
 
@@ -120,8 +122,33 @@ def _slack_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
     return [slack_router(bolt, wired.slack, actions)]
 
 
+def _policy_reload_router(settings: Settings, wired: Wired, loaded_fingerprint: str) -> APIRouter:
+    """A router whose lifespan reloads the policies on SIGHUP and on a changed directory (rollbackbot.reload)."""
+
+    def apply(policies: list[Policy]) -> None:
+        wired.service.replace_policies(policies)
+        if wired.slack is not None:
+            wired.slack.policies = {p.name: p for p in policies}
+
+    reloader = PolicyReloader(
+        settings.policies,
+        apply,
+        check=lambda policies: check_slack_settings(settings, policies),
+        poll_seconds=settings.policy_poll_seconds,
+        loaded_fingerprint=loaded_fingerprint,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with reloader.running():
+            yield
+
+    return APIRouter(lifespan=lifespan)
+
+
 def build_app(settings: Settings) -> FastAPI:
-    """The HTTP application of ``rollbackbot serve``."""
+    """The HTTP application of ``rollbackbot serve``; ``app.state.service`` is the service (for shutdown)."""
+    loaded_fingerprint = policy_set_fingerprint(settings.policies)
     wired = build(settings)
     check_slack_settings(settings, wired.service.policies)
     git_problem: list[str] = []
@@ -149,9 +176,14 @@ def build_app(settings: Settings) -> FastAPI:
     def policies_ready() -> str | None:
         return None if wired.service.policies else "no policies loaded"
 
-    return create_app(
+    def intake_open() -> str | None:
+        return None if wired.service.accepting else "shutting down: not taking new alerts"
+
+    app = create_app(
         wired.service,
         settings.webhook_token,
-        readiness={"store": store_ready, "git": git_ready, "policies": policies_ready},
-        routers=_slack_routers(settings, wired),
+        readiness={"store": store_ready, "git": git_ready, "policies": policies_ready, "shutdown": intake_open},
+        routers=[*_slack_routers(settings, wired), _policy_reload_router(settings, wired, loaded_fingerprint)],
     )
+    app.state.service = wired.service
+    return app

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.decide import Action, Decision, decide, decide_with_plan, rules_of
-from rollbackbot.core.incidents import Incident, IncidentState
+from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.model import plan_from_dict, target_from_dict
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.failpoints import checkpoint
@@ -48,7 +48,7 @@ class Workflow:
     async def step(self, incident: Incident) -> Incident:
         """One step; returns the next version of the incident for the service to save."""
         now = self.clock.now()
-        policy = self.policies.get(incident.policy)
+        policy = incident_policy(incident, self.policies)  # the one stored with it, so a reload cannot change it
         if policy is None:
             if incident.state.terminal:
                 return incident

@@ -54,6 +54,7 @@ def incident_to_record(incident: Incident) -> dict[str, Any]:
     record["verify_by"] = _iso(incident.verify_by)
     record["plan"] = incident.plan
     record["evidence_url"] = incident.evidence_url
+    record["policy_document"] = incident.policy_document
     return record
 
 
@@ -91,6 +92,7 @@ def incident_from_record(record: dict[str, Any]) -> Incident:
         verification=record.get("verification") or "",
         evidence_missing=tuple(record.get("evidence_missing") or ()),
         plan=dict(record.get("plan") or {}),
+        policy_document=dict(record.get("policy_document") or {}),
         events=tuple(
             Event(at=_dt(e["at"]) or created_at, state=IncidentState(e["state"]), detail=e["detail"])
             for e in record.get("events", [])

@@ -6,13 +6,19 @@ new records, so the service can persist each step before acting on the next.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
 from rollbackbot.core.model import RollbackPlan, plan_to_dict
+from rollbackbot.core.policy import Policy
 
 
 class IncidentState(StrEnum):
@@ -117,6 +123,9 @@ class Incident:
     verify_by: datetime | None = None  # after rolled_back: the alert must resolve before this time
     verification: str = ""  # "", "cleared", "still firing"
     events: tuple[Event, ...] = ()
+    # The policy document as it was when the incident opened (with_policy()): the workflow acts on
+    # this, so reloading, editing or removing the policy file never changes or fails an incident in flight.
+    policy_document: dict[str, Any] = field(default_factory=dict)
 
     def with_state(self, state: IncidentState, at: datetime, detail: str = "") -> Incident:
         """Move to ``state`` (checked against the state machine) and record the event."""
@@ -154,6 +163,10 @@ class Incident:
     def with_not_before(self, at: datetime | None) -> Incident:
         return replace(self, not_before=at)
 
+    def with_policy(self, policy: Policy) -> Incident:
+        """Store the policy the incident acts on, whatever later happens to its file (``incident_policy``)."""
+        return replace(self, policy=policy.name, policy_document=policy_to_document(policy))
+
 
 def incident_id(app: str, fingerprint: str, starts_at: datetime) -> str:
     """Deterministic id, so a re-delivered alert maps to the same incident on every replica."""
@@ -176,3 +189,27 @@ def new_incident(
         target=target,
         events=(Event(now, IncidentState.received, f"alert {alert.name} fired at {alert.starts_at:%H:%M:%S}Z"),),
     )
+
+
+def policy_to_document(policy: Policy) -> dict[str, Any]:
+    """The policy as plain JSON (the YAML keys), to be stored with an incident."""
+    document: dict[str, Any] = policy.model_dump(mode="json", by_alias=True)
+    return document
+
+
+def incident_policy(incident: Incident, loaded: Mapping[str, Policy]) -> Policy | None:
+    """The policy the incident acts on: the one stored with it, else (older records) the loaded one by name."""
+    if incident.policy_document:
+        stored = _stored_policy(json.dumps(incident.policy_document, sort_keys=True))
+        if stored is not None:
+            return stored
+    return loaded.get(incident.policy)
+
+
+@functools.lru_cache(maxsize=256)  # validated once per distinct document: every step asks for it
+def _stored_policy(canonical: str) -> Policy | None:
+    try:
+        return Policy.from_document(json.loads(canonical), source="(stored with the incident)")
+    except ValidationError:
+        # Written by a version with other policy fields: fall back to the loaded policy of that name.
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,13 @@ from hypothesis import strategies as st
 from rollbackbot.core.policy import PolicyMode, policy_json_schema
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.errors import PolicyError
-from rollbackbot.policy_files import MAX_FILE_BYTES, PolicyErrors, check_directory, load_policies
+from rollbackbot.policy_files import (
+    MAX_FILE_BYTES,
+    PolicyErrors,
+    check_directory,
+    load_policies,
+    policy_set_fingerprint,
+)
 
 SHIPPED = Path(__file__).parents[2] / "policies"
 
@@ -406,3 +413,44 @@ def test_fuzz_one_value_of_a_valid_policy(tmp_path: Path, data: st.DataObject) -
             break
         node = node[key]
     assert_only_located_policy_errors(tmp_path, yaml.safe_dump(document, allow_unicode=True))
+
+
+# --- the fingerprint the reloader polls (rollbackbot.reload) -----------------------------------------
+
+
+def _configmap(root: Path, generation: str, files: dict[str, str]) -> None:
+    """Lay out or update ``root`` as the kubelet does a ConfigMap volume: KEY -> ..data/KEY, ..data -> ..TS."""
+    data = root / f"..{generation}"
+    data.mkdir(parents=True)
+    for name, text in files.items():
+        (data / name).write_text(text)
+        if not (root / name).is_symlink():
+            (root / name).symlink_to(Path("..data") / name)
+    (root / "..data_tmp").symlink_to(data.name)
+    (root / "..data_tmp").replace(root / "..data")
+
+
+def test_fingerprint_follows_the_configmap_symlink_swap(tmp_path: Path) -> None:
+    root = tmp_path / "policies"
+    _configmap(root, "2026_12_04_10_00_00.1", {"10-a.yaml": VALID})
+    before = policy_set_fingerprint(root)
+    assert [p.name for p in load_policies(root)] == ["fraud-llm"]
+    _configmap(root, "2026_12_04_10_05_00.2", {"10-a.yaml": named(VALID, "fraud-llm-v2")})
+    assert policy_set_fingerprint(root) != before  # no file in root itself changed
+    assert [p.name for p in load_policies(root)] == ["fraud-llm-v2"]
+
+
+def test_fingerprint_ignores_timestamps_and_dotfiles_but_not_names(tmp_path: Path) -> None:
+    write(tmp_path, "10-a.yaml", VALID)
+    before = policy_set_fingerprint(tmp_path)
+    os.utime(tmp_path / "10-a.yaml", (1, 1))
+    write(tmp_path, ".10-a.yaml.swp", "editor state")
+    write(tmp_path, "README.md", "not a policy")
+    assert policy_set_fingerprint(tmp_path) == before
+    (tmp_path / "10-a.yaml").rename(tmp_path / "20-a.yaml")  # selection order is by file name
+    assert policy_set_fingerprint(tmp_path) != before
+
+
+def test_fingerprint_of_a_missing_directory_is_stable(tmp_path: Path) -> None:
+    assert policy_set_fingerprint(tmp_path / "gone") == policy_set_fingerprint(tmp_path / "gone")
+    assert policy_set_fingerprint(tmp_path / "gone") != policy_set_fingerprint(tmp_path)
