@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -45,6 +45,12 @@ EXTERNAL_CALL_ERRORS = Counter(
     "rollbackbot_external_call_errors_total",
     "Failed calls to git, Argo CD and Slack",
     ["system", "operation"],
+    registry=REGISTRY,
+)
+INCIDENTS_STALLED = Gauge(
+    "rollbackbot_incidents_stalled",
+    "Unfinished incidents that were due but had no worker at the last watchdog pass, "
+    "plus those whose worker waits for the incident store to come back",
     registry=REGISTRY,
 )
 

@@ -18,7 +18,7 @@ from rollbackbot.clock import Clock
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import ResolvedTarget, RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import Policy
-from rollbackbot.errors import AdapterError, ConflictError, PermanentError, TransientError
+from rollbackbot.errors import ConflictError, PermanentError, TransientError
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.metrics import observe_call
 from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo
@@ -62,7 +62,7 @@ class Steps:
         """Find current and target release and record the plan (the state does not change)."""
         try:
             plan = await _timed("plan", asyncio.to_thread(self.git.plan, target))
-        except AdapterError as exc:
+        except PermanentError as exc:  # a TransientError goes up: the service retries it within the budget
             return incident.with_state(S.failed, self.clock.now(), f"planning failed: {exc}")
         now = self.clock.now()
         incident = incident.with_plan(plan)
@@ -105,8 +105,7 @@ class Steps:
                 return incident.with_state(S.failed, self.clock.now(), f"rollback commit failed: {exc}")
             except TransientError as exc:
                 if attempt == COMMIT_ATTEMPTS:
-                    reason = f"rollback commit failed after {attempt} attempts: {exc}"
-                    return incident.with_state(S.failed, self.clock.now(), reason)
+                    raise  # the service retries it within the incident's retry budget
                 log.warning("rollback commit failed, retrying", extra={"attempt": attempt, "error": str(exc)})
                 await asyncio.sleep(COMMIT_BACKOFF_SECONDS * attempt)
         checkpoint("after_push")
@@ -128,7 +127,7 @@ class Steps:
                 await self.argocd.sync(app, target.project, revision, policy.spec.sync.prune)
                 checkpoint("during_sync")
                 await self.argocd.wait_synced_healthy(app, target.project, revision, timeout)
-        except AdapterError as exc:
+        except PermanentError as exc:  # a TransientError goes up: the service retries it within the budget
             return incident.with_state(S.failed, self.clock.now(), f"Argo CD: {exc}")
         elapsed = self.clock.monotonic() - started
         apps = ", ".join(target.apps)

@@ -2,15 +2,21 @@
 
 Each incident is one row holding its JSON record plus the columns the rules query on; every update
 is a compare-and-set on the previous state, which is what makes approvals and resumes act once.
+
+Outages (a file locked by another process past the busy timeout, a full disk, a lost PostgreSQL
+connection) surface as ``StoreUnavailable``, which the service waits out with backoff until the
+store is back. A file that is not a database stops start-up with ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -30,14 +36,16 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from rollbackbot.core.decide import AppHistory
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Incident, IncidentState
-from rollbackbot.errors import TransientError
+from rollbackbot.errors import ConfigError, StoreUnavailable, TransientError, redact
 from rollbackbot.ports import StaleIncident
 
+P = ParamSpec("P")
+R = TypeVar("R")
 metadata = MetaData()
 
 incidents = Table(
@@ -134,16 +142,40 @@ def _insert_values(incident: Incident) -> dict[str, Any]:
     }
 
 
+def _outage_cause(exc: SQLAlchemyError) -> str:
+    """The driver's own words (``database is locked``), without SQL, parameters or credentials."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {redact(first)[:200]}" if first else type(cause).__name__
+
+
+def _store_call(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn an outage of the database into ``StoreUnavailable`` (the service waits it out)."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"incident store unavailable: {_outage_cause(exc)}") from exc
+
+    return call
+
+
 class SqlIncidentStore:
     """IncidentStore over a SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = _make_engine(url)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except DatabaseError as exc:
+            raise ConfigError(_unusable_database(url, exc)) from None
 
     def create(self, incident: Incident) -> bool:
         return incident.id in self.create_many([incident])
 
+    @_store_call
     def create_many(self, new: list[Incident]) -> set[str]:
         """Insert the incidents not stored yet, in one transaction; return the ids inserted."""
         if not new:
@@ -159,6 +191,8 @@ class SqlIncidentStore:
         except IntegrityError:
             # Another replica inserted one of them between our check and our insert: go one by one.
             return {i.id for i in unique if self._create_one(i)}
+        except (OperationalError, InterfaceError):
+            raise  # StoreUnavailable, by _store_call
         except SQLAlchemyError as exc:
             raise TransientError(f"incident store: {type(exc).__name__}") from exc
 
@@ -170,16 +204,19 @@ class SqlIncidentStore:
             return False
         return True
 
+    @_store_call
     def get(self, incident_id: str) -> Incident | None:
         with self.engine.connect() as conn:
             row = conn.execute(_GET, {"id": incident_id}).first()
         return _load(row) if row else None
 
+    @_store_call
     def mark_resolved(self, incident_id: str, at: datetime) -> bool:
         """Record that the incident's alert resolved (first time only); never races a step's save."""
         with self.engine.begin() as conn:
             return bool(conn.execute(_MARK_RESOLVED, {"match_id": incident_id, "at": at}).rowcount)
 
+    @_store_call
     def save(self, incident: Incident, expected_state: IncidentState) -> None:
         params = _row_values(incident) | {"match_id": incident.id, "expected": expected_state.value}
         with self.engine.begin() as conn:
@@ -187,24 +224,28 @@ class SqlIncidentStore:
         if result.rowcount != 1:
             raise StaleIncident(f"{incident.id} is no longer {expected_state.value}")
 
+    @_store_call
     def recent(self, limit: int = 100) -> list[Incident]:
         stmt = select(_c.record, _c.resolved_at).order_by(_c.created_at.desc(), _c.id).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [_load(r) for r in rows]
 
+    @_store_call
     def unfinished(self) -> list[Incident]:
         stmt = select(_c.record, _c.resolved_at).where(_c.state.not_in(_TERMINAL)).order_by(_c.created_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [_load(r) for r in rows]
 
+    @_store_call
     def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]:
         stmt = select(_c.record, _c.resolved_at).where(_c.fingerprint == fingerprint, _c.starts_at == starts_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [_load(r) for r in rows]
 
+    @_store_call
     def app_history(self, incident: Incident, budget_since: datetime) -> AppHistory:
         """The app's active incident opened before this one, its last rollback, and rollbacks since then."""
         params = {"app": incident.app, "exclude": incident.id, "created_at": incident.created_at}
@@ -214,12 +255,14 @@ class SqlIncidentStore:
             count = conn.execute(_ROLLBACKS_SINCE, params | {"since": budget_since}).scalar_one()
         return AppHistory(other_active_incident=active, last_rollback_at=_aware(last), rollbacks_in_budget_window=count)
 
+    @_store_call
     def count_by_app_state(self) -> dict[tuple[str, str], int]:
         """Incidents per (app, state), for the metrics gauge."""
         stmt = select(_c.app, _c.state, func.count()).group_by(_c.app, _c.state)
         with self.engine.connect() as conn:
             return {(app, state): count for app, state, count in conn.execute(stmt).all()}
 
+    @_store_call
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -239,6 +282,17 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)  # SQLite drops the zone; we only ever store UTC
     return value
+
+
+def _unusable_database(url: str, exc: DatabaseError) -> str:
+    """One line for an operator: which file, what is wrong, what to do."""
+    if url.startswith("sqlite:///"):
+        where = Path(url.removeprefix("sqlite:///")).expanduser()
+        return (
+            f"incident store {where} is not usable ({_outage_cause(exc)}): move the file aside or restore it "
+            "from a backup, then start again (ROLLBACKBOT_DATABASE_URL)"
+        )
+    return f"incident store {redact(url)} is not usable ({_outage_cause(exc)}): check ROLLBACKBOT_DATABASE_URL"
 
 
 def _make_engine(url: str) -> Engine:
