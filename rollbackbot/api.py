@@ -70,8 +70,13 @@ def create_app(
     webhook_token: SecretStr,
     readiness: dict[str, ReadinessCheck] | None = None,
     routers: Sequence[APIRouter] = (),
+    liveness: dict[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
-    """The FastAPI application; the service is started and stopped with it, ``routers`` mounted (Slack)."""
+    """The FastAPI application; the service is started and stopped with it, ``routers`` mounted (Slack).
+
+    ``liveness`` checks fail ``/healthz`` (the pod is restarted) and make the webhook answer 503 so
+    Alertmanager delivers again later, instead of accepting alerts into state that will be lost.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +86,18 @@ def create_app(
 
     app = FastAPI(title="rollbackbot", version="0.1.0", lifespan=lifespan)
     checks = readiness or {}
+    alive_checks = liveness or {}
+
+    def problems_of(named: dict[str, ReadinessCheck]) -> dict[str, str]:
+        problems = {}
+        for name, check in named.items():
+            try:
+                problem = check()
+            except Exception as exc:  # a probe reports, it never raises
+                problem = f"{type(exc).__name__}"
+            if problem:
+                problems[name] = problem
+        return problems
 
     @app.post(
         "/webhook/alertmanager",
@@ -98,6 +115,9 @@ def create_app(
         if not _authorized(request.headers.get("authorization"), webhook_token):
             WEBHOOK_REQUESTS.labels("unauthorized").inc()
             return JSONResponse({"detail": "missing or invalid bearer token"}, 401, {"WWW-Authenticate": "Bearer"})
+        if dead := problems_of(alive_checks):
+            WEBHOOK_REQUESTS.labels("not_alive").inc()
+            return JSONResponse({"detail": "not alive, deliver again later", "problems": dead}, 503)
         body = await _read_limited(request, MAX_BODY_BYTES)
         if body is None:
             WEBHOOK_REQUESTS.labels("too_large").inc()
@@ -131,9 +151,11 @@ def create_app(
         return incident_to_api(incident)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+    def healthz() -> JSONResponse:
+        """Liveness: the process answers and its state database is still the file on disk."""
+        if dead := problems_of(alive_checks):
+            return JSONResponse({"status": "not alive", "problems": dead}, 503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:

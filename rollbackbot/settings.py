@@ -34,6 +34,23 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     database_url: str = "sqlite:///.rollbackbot/state.db"
     evidence_url: str = "file://.rollbackbot/evidence"
+    retry_budget_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long one attempt of an incident retries transient errors (policy retry.budget overrides)",
+    )
+    retry_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts per incident: a failed-on-transient incident is re-opened when its alert is "
+        "delivered again while still firing, up to this many attempts in all (policy retry.attempts overrides)",
+    )
+    retry_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First backoff delay of a transient retry; doubles up to 60s, with jitter"
+    )
+    watchdog_seconds: float = Field(
+        default=30.0, gt=0, description="How often the watchdog looks for unfinished incidents no worker drives"
+    )
 
     @field_validator("argocd_token")
     @classmethod
