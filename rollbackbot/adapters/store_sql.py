@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
-from rollbackbot.core.decide import AppHistory
+from rollbackbot.core.decide import AppHistory, OtherIncident
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Incident, IncidentState
 from rollbackbot.errors import ConfigError, StoreUnavailable, TransientError, redact
@@ -126,6 +126,13 @@ _OPENED_BEFORE = (_c.created_at < bindparam("created_at")) | (
 )
 _ACTIVE = select(_c.id).where(_OF_APP, _OPENED_BEFORE, _c.state.not_in(_TERMINAL)).order_by(_c.created_at).limit(1)
 _LAST_ROLLBACK = select(func.max(_c.rollback_started_at)).where(_OF_APP, _c.state.in_(_ROLLED))
+_LAST_ROLLBACK_ID = select(_c.id).where(_OF_APP, _c.state.in_(_ROLLED)).order_by(_c.rollback_started_at.desc()).limit(1)
+_OTHERS = (
+    select(_c.id, _c.created_at, _c.record, _c.resolved_at)
+    .where(_OF_APP, _c.state.not_in(_TERMINAL))
+    .order_by(_c.created_at, _c.id)
+    .limit(50)
+)
 _ROLLBACKS_SINCE = (
     select(func.count())
     .select_from(incidents)
@@ -253,7 +260,15 @@ class SqlIncidentStore:
             active = conn.execute(_ACTIVE, params).scalar()
             last = conn.execute(_LAST_ROLLBACK, params).scalar()
             count = conn.execute(_ROLLBACKS_SINCE, params | {"since": budget_since}).scalar_one()
-        return AppHistory(other_active_incident=active, last_rollback_at=_aware(last), rollbacks_in_budget_window=count)
+            last_id = conn.execute(_LAST_ROLLBACK_ID, params).scalar()
+            others = tuple(_other(incident, row) for row in conn.execute(_OTHERS, params).all())
+        return AppHistory(
+            other_active_incident=active,
+            last_rollback_at=_aware(last),
+            rollbacks_in_budget_window=count,
+            others=others,
+            last_rollback_incident=last_id,
+        )
 
     @_store_call
     def count_by_app_state(self) -> dict[tuple[str, str], int]:
@@ -266,6 +281,20 @@ class SqlIncidentStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+
+def _other(mine: Incident, row: Any) -> OtherIncident:
+    """What deciding about ``mine`` needs to know of another unfinished incident of its app."""
+    other = _load((row.record, row.resolved_at))
+    created = _aware(row.created_at) or other.created_at
+    opened_before = created < mine.created_at or (created == mine.created_at and other.id < mine.id)
+    deciding = other.state is IncidentState.received and not other.plan
+    return OtherIncident(
+        id=other.id,
+        opened_before=opened_before,
+        waiting_until=other.not_before if deciding else None,
+        acting=not deciding,
+    )
 
 
 def _load(row: Any) -> Incident:
