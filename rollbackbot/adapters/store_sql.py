@@ -86,12 +86,15 @@ def _row_values(incident: Incident) -> dict[str, Any]:
     }
 
 
+BUSY_TIMEOUT_MS = 5000  # how long one SQLite statement waits for another process's lock
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the API read while the worker writes; busy_timeout waits out a second replica's write.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
     cur.close()
 
 
