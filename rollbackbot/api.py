@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incident_json import incident_to_api
+from rollbackbot.errors import StoreUnavailable
 from rollbackbot.metrics import ALERTS_RECEIVED, REGISTRY, WEBHOOK_REQUESTS
 from rollbackbot.service import Service
 
@@ -130,7 +131,12 @@ def create_app(
                 {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_input=False)
             ][:20]
             return JSONResponse({"detail": errors}, 422)
-        received = service.receive(payload)
+        try:
+            received = service.receive(payload)
+        except StoreUnavailable as exc:  # nothing was recorded: Alertmanager delivers again on a 5xx
+            WEBHOOK_REQUESTS.labels("store_unavailable").inc()
+            log.warning("webhook refused: incident store unavailable", extra={"error": str(exc)})
+            return JSONResponse({"detail": f"{exc}; deliver again later"}, 503)
         WEBHOOK_REQUESTS.labels("accepted").inc()
         ALERTS_RECEIVED.labels("new").inc(received.created)
         ALERTS_RECEIVED.labels("unmatched").inc(received.ignored)

@@ -113,8 +113,6 @@ class Service:
             ids.append(incident.id)
             fresh.append(incident)
         inserted = self.store.create_many(fresh)
-        for incident in {i.id: i for i in fresh if i.id not in inserted}.values():
-            self._retry_on_redelivery(incident.id)
         for incident in {i.id: i for i in fresh if i.id in inserted}.values():
             log.info("incident opened", extra={"incident_id": incident.id, "app": incident.app})
             INCIDENT_TRANSITIONS.labels(incident.app, incident.state.value).inc()
@@ -122,6 +120,8 @@ class Service:
                 self._tell(incident, None)
             else:
                 self.schedule(incident.id)
+        for incident in {i.id: i for i in fresh if i.id not in inserted}.values():
+            self._retry_on_redelivery(incident.id)
         return Received(incidents=list(dict.fromkeys(ids)), created=len(inserted), ignored=ignored)
 
     def _incident_for(self, alert: Alert, policy: Policy) -> Incident:

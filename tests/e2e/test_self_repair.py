@@ -44,6 +44,7 @@ def test_corrupt_database_at_start_exits_2_with_one_line(tmp_path: Path, abuse_r
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert result.returncode == 2, result.stderr
     output = result.stdout + result.stderr

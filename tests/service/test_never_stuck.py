@@ -10,15 +10,19 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from pydantic import SecretStr
 
 from rollbackbot.adapters.evidence import FileEvidenceSink
 from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.api import create_app
 from rollbackbot.clock import FakeClock
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incidents import AlertRef, new_incident
@@ -47,6 +51,22 @@ print("locked", flush=True)
 sys.stdin.readline()
 conn.execute("COMMIT")
 """
+
+
+@contextmanager
+def _locked(database: Path) -> Iterator[None]:
+    """Another process holds the SQLite write lock (``BEGIN EXCLUSIVE``) until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(database)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=10)
 
 
 @pytest.fixture
@@ -85,28 +105,38 @@ async def test_locked_store_is_waited_out_and_the_incident_completes(
     git = FakeGit()
     service = _service(tmp_path, load_policies(REPO / "policies"), clock, git, store_backoff_max=0.1)
     incident_id = service.receive(_payload(DOCSUM, clock)).incidents[0]  # scheduled, not run yet
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "state.db")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with _locked(tmp_path / "state.db"):
         with caplog.at_level(logging.WARNING, logger="rollbackbot.service"):
             await _eventually(lambda: sum("store unavailable" in r.message for r in caplog.records) >= 2)
         stored = service.store.get(incident_id)  # WAL: reads go on while another process holds the write lock
         assert stored is not None and stored.state.value == "received"
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=10)
     await asyncio.wait_for(service.idle(), timeout=20)  # no restart: the same worker carries on
     done = service.store.get(incident_id)
     assert done is not None and done.state.value == "rolled_back", done.reason
     assert len(git.commits) == 1
     abuse_report.settled(incidents=1, stuck=int(not done.state.terminal))
+
+
+async def test_webhook_answers_503_while_the_store_is_locked_and_loses_nothing(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rollbackbot.adapters.store_sql.BUSY_TIMEOUT_MS", 100)
+    git = FakeGit()
+    service = _service(tmp_path, load_policies(REPO / "policies"), clock, git)
+    service.store.ping()  # the database exists before the other process locks it
+    token = "test-webhook-token-0123456789"
+    app = create_app(service, SecretStr(token))
+    body = notification([alert(DOCSUM, clock.now() - timedelta(minutes=2))])
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rollbackbot") as http:
+        with _locked(tmp_path / "state.db"):
+            refused = await http.post("/webhook/alertmanager", json=body, headers=headers)
+        assert refused.status_code == 503 and "deliver again later" in refused.json()["detail"]
+        accepted = await http.post("/webhook/alertmanager", json=body, headers=headers)  # Alertmanager's retry
+        assert accepted.status_code == 202
+    await asyncio.wait_for(service.idle(), timeout=10)
+    incident = service.store.get(accepted.json()["incidents"][0])
+    assert incident is not None and incident.state.value == "rolled_back" and len(git.commits) == 1
 
 
 def _policy(**forensics: str) -> Policy:
