@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,11 +68,13 @@ class Service:
         max_concurrency: int = 8,
         retry: RetryBudget | None = None,
         watchdog_seconds: float | None = 30.0,
+        watchdog_grace: float = 120.0,
         store_backoff_max: float = 30.0,
     ) -> None:
         self.store = store
         self.retry = retry or RetryBudget()
         self.watchdog_seconds = watchdog_seconds
+        self.watchdog_grace = watchdog_grace
         self.store_backoff_max = store_backoff_max
         self.clock = clock
         self.chat = chat
@@ -243,12 +246,9 @@ class Service:
             await asyncio.sleep(0.005)
 
     def adopt_stalled(self) -> int:
-        """Drive every unfinished incident that is due but has no worker here; set and return the stalled count."""
-        stalled = [
-            incident
-            for incident in self.store.unfinished()
-            if incident.id not in self._running and self.workflow.wait_until(incident) is not None
-        ]
+        """Drive every stalled incident (``_stalled``) here; set the gauge and return how many there were."""
+        now = self.clock.now()
+        stalled = [i for i in self.store.unfinished() if i.id not in self._running and self._stalled(i, now)]
         for incident in stalled:
             log.warning(
                 "incident stalled with no worker; driving it again",
@@ -257,6 +257,24 @@ class Service:
             self.schedule(incident.id)
         INCIDENTS_STALLED.set(len(stalled) + len(self._store_waits))
         return len(stalled)
+
+    def _stalled(self, incident: Incident, now: datetime) -> bool:
+        """Due, and nothing recorded on it for longer than the grace (plus the sync timeout while syncing).
+
+        The grace keeps a replica (or ``rollbackbot rollback`` in another process) that is still working
+        on an incident from having it adopted; a lost worker is picked up after at most grace + interval.
+        """
+        due = self.workflow.wait_until(incident)
+        if due is None or due > now:
+            return False
+        grace = self.watchdog_grace
+        policy = self.workflow.policies.get(incident.policy)
+        if incident.state is S.syncing and policy is not None:
+            grace += policy.spec.sync.timeout.total_seconds()
+        quiet_since = incident.events[-1].at if incident.events else incident.created_at
+        if incident.not_before is not None and incident.not_before <= now:  # a debounce or deadline that ended
+            quiet_since = max(quiet_since, incident.not_before)
+        return (now - quiet_since).total_seconds() >= grace
 
     async def _watch(self, interval: float) -> None:
         """The watchdog: every ``interval`` seconds, adopt stalled incidents (no restart needed)."""
@@ -356,7 +374,16 @@ class Service:
                 log.warning("transient error in a step", extra={"incident_id": incident.id, "error": error})
                 outcome = after_transient(incident, error, budget, now, self._rng)
                 return outcome.incident, outcome.delay
-            log.error("unexpected error in a step", exc_info=exc, extra={"incident_id": incident.id})
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            # The traceback's message could carry a URL with credentials: log where, and the redacted error.
+            log.error(
+                "unexpected error in a step",
+                extra={
+                    "incident_id": incident.id,
+                    "error": error,
+                    "where": f"{where.filename}:{where.lineno}" if where else "",
+                },
+            )
             detail = f"unexpected error: {error}"
             if incident.state.terminal:  # e.g. during verification: record it and stop looking
                 return incident.with_verification(None, incident.verification).with_event(now, detail), None

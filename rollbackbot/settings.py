@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     watchdog_seconds: float = Field(
         default=30.0, gt=0, description="How often the watchdog looks for unfinished incidents no worker drives"
     )
+    watchdog_grace_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="An unfinished incident counts as stalled once it is due and nothing was recorded on it "
+        "for this long (plus the policy's sync timeout while syncing); then the watchdog drives it",
+    )
 
     @field_validator("argocd_token")
     @classmethod

@@ -74,6 +74,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
             backoff=settings.retry_backoff_seconds,
         ),
         watchdog_seconds=settings.watchdog_seconds,
+        watchdog_grace=settings.watchdog_grace_seconds,
     )
     return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
 

@@ -222,7 +222,7 @@ async def test_watchdog_drives_an_orphaned_incident_without_a_restart(
     tmp_path: Path, clock: FakeClock, abuse_report
 ) -> None:  # type: ignore[no-untyped-def]
     git = FakeGit()
-    service = _service(tmp_path, [_policy()], clock, git, watchdog_seconds=0.02)
+    service = _service(tmp_path, [_policy()], clock, git, watchdog_seconds=0.02, watchdog_grace=0)
     await service.start()
     try:
         orphan = _orphan(SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"), clock)  # e.g. a replica that died
@@ -242,8 +242,12 @@ async def test_watchdog_drives_an_orphaned_incident_without_a_restart(
 
 
 async def test_stalled_incidents_are_counted_in_the_gauge(tmp_path: Path, clock: FakeClock) -> None:
-    service = _service(tmp_path, [_policy()], clock, FakeGit(), watchdog_seconds=None)
+    service = _service(tmp_path, [_policy()], clock, FakeGit(), watchdog_seconds=None, watchdog_grace=60)
     _orphan(service.store, clock)
+    clock.advance(59)
+    assert service.adopt_stalled() == 0  # maybe another replica is on it: nothing recorded for only 59s
+    assert _stalled_gauge() == 0
+    clock.advance(1)
     assert service.adopt_stalled() == 1
     assert _stalled_gauge() == 1
     await asyncio.wait_for(service.idle(), timeout=10)
