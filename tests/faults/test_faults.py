@@ -130,6 +130,7 @@ async def test_transient_argocd_errors_are_retried(rig: Rig, abuse_report) -> No
     incident = await rig.fire()
     assert incident.state.value == "rolled_back", incident.reason
     abuse_report.add("faults", faults=2, rollbacks=1)
+    abuse_report.settled(incidents=1, stuck=0, transient_faults=2, lost_rollbacks=0)
 
 
 async def test_argocd_down_ends_failed_with_reason(rig: Rig, abuse_report) -> None:  # type: ignore[no-untyped-def]
