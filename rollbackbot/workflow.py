@@ -85,11 +85,11 @@ class Workflow:
     async def _received(self, incident: Incident, policy: Policy) -> Incident:
         now = self.clock.now()
         rules = rules_of(policy)
-        history = self.store.app_history(incident, now - rules.budget_per)
         skew = clock_skew_seconds(incident.alert.starts_at, incident.created_at)
         if skew is not None and not any(e.detail.startswith("clock skew:") for e in incident.events):
             # Recorded before deciding, so the record says why debounce counts from arrival.
             return incident.with_event(now, f"clock skew: startsAt is {skew:.0f}s in the future")
+        history = self.store.app_history(incident, now - rules.budget_per)
         decision = decide(
             rules,
             alert_firing=incident.resolved_at is None,
