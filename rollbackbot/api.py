@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incident_json import incident_to_api
+from rollbackbot.errors import StoreUnavailable
 from rollbackbot.metrics import ALERTS_RECEIVED, REGISTRY, WEBHOOK_REQUESTS, WebhookResponseMetrics
 from rollbackbot.service import Service
 
@@ -71,8 +72,13 @@ def create_app(
     webhook_token: SecretStr,
     readiness: dict[str, ReadinessCheck] | None = None,
     routers: Sequence[APIRouter] = (),
+    liveness: dict[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
-    """The FastAPI application; the service is started and stopped with it, ``routers`` mounted (Slack)."""
+    """The FastAPI application; the service is started and stopped with it, ``routers`` mounted (Slack).
+
+    ``liveness`` checks fail ``/healthz`` (the pod is restarted) and make the webhook answer 503 so
+    Alertmanager delivers again later, instead of accepting alerts into state that will be lost.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +89,18 @@ def create_app(
     app = FastAPI(title="rollbackbot", version="0.1.0", lifespan=lifespan)
     app.add_middleware(WebhookResponseMetrics)  # rollbackbot_webhook_responses_total{code}, 500s included
     checks = readiness or {}
+    alive_checks = liveness or {}
+
+    def problems_of(named: dict[str, ReadinessCheck]) -> dict[str, str]:
+        problems = {}
+        for name, check in named.items():
+            try:
+                problem = check()
+            except Exception as exc:  # a probe reports, it never raises
+                problem = f"{type(exc).__name__}"
+            if problem:
+                problems[name] = problem
+        return problems
 
     @app.post(
         "/webhook/alertmanager",
@@ -109,6 +127,9 @@ def create_app(
             WEBHOOK_REQUESTS.labels("shutting_down").inc()
             retry = {"Retry-After": str(SHUTDOWN_RETRY_AFTER_SECONDS)}
             return JSONResponse({"detail": "shutting down; deliver again later"}, 503, retry)
+        if dead := problems_of(alive_checks):
+            WEBHOOK_REQUESTS.labels("not_alive").inc()
+            return JSONResponse({"detail": "not alive, deliver again later", "problems": dead}, 503)
         body = await _read_limited(request, MAX_BODY_BYTES)
         if body is None:
             WEBHOOK_REQUESTS.labels("too_large").inc()
@@ -121,7 +142,12 @@ def create_app(
                 {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_input=False)
             ][:20]
             return JSONResponse({"detail": errors}, 422)
-        received = service.receive(payload)
+        try:
+            received = service.receive(payload)
+        except StoreUnavailable as exc:  # nothing was recorded: Alertmanager delivers again on a 5xx
+            WEBHOOK_REQUESTS.labels("store_unavailable").inc()
+            log.warning("webhook refused: incident store unavailable", extra={"error": str(exc)})
+            return JSONResponse({"detail": f"{exc}; deliver again later"}, 503)
         WEBHOOK_REQUESTS.labels("accepted").inc()
         ALERTS_RECEIVED.labels("new").inc(received.created)
         ALERTS_RECEIVED.labels("unmatched").inc(received.ignored)
@@ -142,9 +168,11 @@ def create_app(
         return incident_to_api(incident)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+    def healthz() -> JSONResponse:
+        """Liveness: the process answers and its state database is still the file on disk."""
+        if dead := problems_of(alive_checks):
+            return JSONResponse({"status": "not alive", "problems": dead}, 503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:

@@ -7,13 +7,24 @@
     ├── ApprovalError        an approval request is not allowed or no longer applies
     └── AdapterError         an external system misbehaved
         ├── TransientError   worth retrying (transport errors, 5xx, timeouts)
+        │   └── StoreUnavailable  the incident store is locked, full or unreachable
         └── PermanentError   retrying will not help; a human must look
             └── ConflictError  the deploy branch moved in a way we must not override
 
 tenacity retries ``TransientError`` only.
+
+``classify(exc)`` is the one place that says how the incident engine treats any exception: the
+store being unavailable is waited out (the incident cannot even record a failure), a transient
+error is retried with backoff within the incident's retry budget, anything else ends the incident
+``failed`` with ``describe(exc)``. Foreign exceptions are classified by class name, so this module
+imports nothing (core imports it and must stay pure).
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
+from enum import StrEnum
 
 
 class RollbackBotError(Exception):
@@ -59,3 +70,56 @@ class ConflictError(PermanentError):
 
 class NoTargetError(PermanentError):
     """There is no verified release older than the current one."""
+
+
+class StoreUnavailable(TransientError):
+    """The incident store cannot be read or written right now (locked, disk full, connection lost)."""
+
+
+class Fault(StrEnum):
+    """How the incident engine treats an exception."""
+
+    store = "store"  # wait until the store is back, without limit: nothing can be recorded meanwhile
+    transient = "transient"  # retry with backoff and jitter within the incident's retry budget
+    permanent = "permanent"  # end the incident failed, with the error's class and message
+
+
+# Exceptions of libraries we do not import here: (module prefix, class name) anywhere in the MRO.
+# Matched on the top-level package, since libraries re-export their errors from private modules.
+_FOREIGN_STORE = {("sqlalchemy", "OperationalError"), ("sqlite3", "OperationalError")}
+_FOREIGN_TRANSIENT = {("httpx", "TransportError"), ("git", "GitCommandError")}
+_FOREIGN_PERMANENT = {("httpx", "InvalidURL"), ("httpx", "UnsupportedProtocol")}
+
+
+def _foreign(exc: BaseException, known: set[tuple[str, str]]) -> bool:
+    """Whether ``exc`` is (a subclass of) one of the ``known`` foreign exception classes."""
+    return any((cls.__module__.split(".")[0], cls.__name__) in known for cls in type(exc).__mro__)
+
+
+def classify(exc: BaseException) -> Fault:
+    """Store outage, transient (retry) or permanent (fail): the one classification of errors."""
+    if isinstance(exc, StoreUnavailable) or _foreign(exc, _FOREIGN_STORE):
+        return Fault.store
+    if isinstance(exc, PermanentError) or _foreign(exc, _FOREIGN_PERMANENT):
+        return Fault.permanent
+    if isinstance(exc, TransientError | ConnectionError | TimeoutError) or _foreign(exc, _FOREIGN_TRANSIENT):
+        return Fault.transient
+    return Fault.permanent
+
+
+_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
+_QUERY = re.compile(r"(://[^\s?#'\"]*)\?[^\s#'\"]*")
+_UNSAFE = ("Cc", "Cf", "Zl", "Zp")
+
+
+def redact(text: str) -> str:
+    """``text`` without URL userinfo (user:password@) or query strings (?token=...)."""
+    return _QUERY.sub(r"\1?<redacted>", _USERINFO.sub("<redacted>@", text))
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """``Class: message`` on one line, credentials removed, length bounded: safe for events and logs."""
+    text = redact(str(exc))
+    text = " ".join("".join(" " if unicodedata.category(c) in _UNSAFE else c for c in text).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -69,6 +69,12 @@ EXTERNAL_CALL_ERRORS = Counter(
     ["system", "operation"],
     registry=REGISTRY,
 )
+INCIDENTS_STALLED = Gauge(
+    "rollbackbot_incidents_stalled",
+    "Unfinished incidents that were due but had no worker at the last watchdog pass, "
+    "plus those whose worker waits for the incident store to come back",
+    registry=REGISTRY,
+)
 
 POLICY_RELOADS = Counter(
     "rollbackbot_policy_reload_total",

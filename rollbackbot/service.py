@@ -2,26 +2,40 @@
 
 Every step reads the incident from the store, decides with pure core code, persists the new state
 (compare-and-set) and only then acts, so a crash at any point resumes without acting twice.
+
+Never stuck: every error a step raises ends in a recorded outcome (``errors.classify``).
+- The store unavailable (SQLite locked by another process, disk full, connection lost): the worker
+  waits with capped exponential backoff until the store answers again, then carries on.
+- A transient error (connection reset, 5xx, timeout) in plan, evidence, commit or sync: retried
+  with backoff and jitter within the incident's retry budget (``core.retries``), each retry an
+  event; past the budget the incident fails, and a re-delivery of the still-firing alert re-opens
+  it as a new attempt (ROLLBACKBOT_RETRY_BUDGET_SECONDS, ROLLBACKBOT_RETRY_ATTEMPTS, policy ``retry``).
+- Anything else: the incident ends ``failed`` with "unexpected error: <Class>: <message>".
+- A watchdog re-drives every unfinished incident that is due but has no worker (another replica
+  died, a worker was lost) and exports their count as ``rollbackbot_incidents_stalled``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
-from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
+from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, incident_policy, new_incident
 from rollbackbot.core.model import target_to_dict
 from rollbackbot.core.overdue import overdue_by_state
 from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
-from rollbackbot.errors import AlertRefused
+from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay, budget_for, reopen
+from rollbackbot.errors import AlertRefused, Fault, classify, describe
 from rollbackbot.logs import current_incident
-from rollbackbot.metrics import INCIDENT_TRANSITIONS, REACTION_SECONDS
+from rollbackbot.metrics import INCIDENT_TRANSITIONS, INCIDENTS_STALLED, REACTION_SECONDS
 from rollbackbot.ports import ArgoCD, Chat, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident, Verdict
 from rollbackbot.steps import Steps
 from rollbackbot.workflow import Workflow, append_event
@@ -53,8 +67,16 @@ class Service:
         evidence: EvidenceSink | None = None,
         chat: Chat | None = None,
         max_concurrency: int = 8,
+        retry: RetryBudget | None = None,
+        watchdog_seconds: float | None = 30.0,
+        watchdog_grace: float = 120.0,
+        store_backoff_max: float = 30.0,
     ) -> None:
         self.store = store
+        self.retry = retry or RetryBudget()
+        self.watchdog_seconds = watchdog_seconds
+        self.watchdog_grace = watchdog_grace
+        self.store_backoff_max = store_backoff_max
         self.clock = clock
         self.chat = chat
         self.policies = list(policies)
@@ -71,6 +93,10 @@ class Service:
         self._holding: set[str] = set()  # incidents whose worker holds a slot right now
         self._stopping = False
         self._draining = False  # shutdown began: no new work, steps in flight finish (drain())
+        self._rng = random.Random()
+        self._store_waits: set[str] = set()  # incidents whose worker waits for the store to come back
+        self._retrying: set[str] = set()  # incidents backing off before a retry
+        self._watchdog: asyncio.Task[None] | None = None
 
     # ---- intake: fast, synchronous, no external calls but the store ----
 
@@ -99,6 +125,8 @@ class Service:
                 self._tell(incident, None)
             else:
                 self.schedule(incident.id)
+        for incident in {i.id: i for i in fresh if i.id not in inserted}.values():
+            self._retry_on_redelivery(incident.id)
         return Received(incidents=list(dict.fromkeys(ids)), created=len(inserted), ignored=ignored)
 
     def _incident_for(self, alert: Alert, policy: Policy) -> Incident:
@@ -120,6 +148,23 @@ class Service:
         return new_incident(
             app=target.app, policy=policy.name, mode=mode, alert=ref, target=target_to_dict(target), now=now
         ).with_policy(policy)
+
+    def _retry_on_redelivery(self, incident_id: str) -> None:
+        """The alert still fires and its incident failed on a transient error: a new attempt, if budget is left."""
+        stored = self.store.get(incident_id)
+        if stored is None or stored.state is not S.failed:
+            return
+        budget = budget_for(self.retry, incident_policy(stored, self.workflow.policies))
+        reopened = reopen(stored, budget, self.clock.now())
+        if reopened is None:
+            return
+        try:
+            self.store.save(reopened, S.failed)
+        except StaleIncident:
+            return  # another delivery or replica re-opened it first
+        log.info("re-opened after a transient failure", extra={"incident_id": incident_id})
+        self._after_save(stored, reopened)
+        self.schedule(incident_id)
 
     def _record_resolution(self, alert: Alert) -> list[str]:
         ids = []
@@ -190,6 +235,8 @@ class Service:
         for incident in self.store.recent(500):
             if incident.state is S.rolled_back and incident.verify_by and not incident.verification:
                 self.schedule(incident.id)
+        if self.watchdog_seconds and self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(self.watchdog_seconds))
 
     @property
     def accepting(self) -> bool:
@@ -222,14 +269,57 @@ class Service:
     async def stop(self) -> None:
         self._stopping = True
         tasks = [*self._running.values(), *self._background]
+        if self._watchdog is not None:
+            tasks.append(self._watchdog)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def idle(self) -> None:
         """Wait until every incident is done or waiting on a timer, and no message is in flight (tests)."""
-        while self._background or any(i not in self._wake for i in self._running):
+        while self._background or any(i not in self._wake or i in self._retrying for i in self._running):
             await asyncio.sleep(0.005)
+
+    def adopt_stalled(self) -> int:
+        """Drive every stalled incident (``_stalled``) here; set the gauge and return how many there were."""
+        now = self.clock.now()
+        stalled = [i for i in self.store.unfinished() if i.id not in self._running and self._stalled(i, now)]
+        for incident in stalled:
+            log.warning(
+                "incident stalled with no worker; driving it again",
+                extra={"incident_id": incident.id, "state": incident.state.value},
+            )
+            self.schedule(incident.id)
+        INCIDENTS_STALLED.set(len(stalled) + len(self._store_waits))
+        return len(stalled)
+
+    def _stalled(self, incident: Incident, now: datetime) -> bool:
+        """Due, and nothing recorded on it for longer than the grace (plus the sync timeout while syncing).
+
+        The grace keeps a replica (or ``rollbackbot rollback`` in another process) that is still working
+        on an incident from having it adopted; a lost worker is picked up after at most grace + interval.
+        """
+        due = self.workflow.wait_until(incident)
+        if due is None or due > now:
+            return False
+        grace = self.watchdog_grace
+        policy = incident_policy(incident, self.workflow.policies)
+        if incident.state is S.syncing and policy is not None:
+            grace += policy.spec.sync.timeout.total_seconds()
+        quiet_since = incident.events[-1].at if incident.events else incident.created_at
+        if incident.not_before is not None and incident.not_before <= now:  # a debounce or deadline that ended
+            quiet_since = max(quiet_since, incident.not_before)
+        return (now - quiet_since).total_seconds() >= grace
+
+    async def _watch(self, interval: float) -> None:
+        """The watchdog: every ``interval`` seconds, adopt stalled incidents (no restart needed)."""
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            try:
+                self.adopt_stalled()
+            except Exception as exc:  # the store may be down: say so in the gauge, look again later
+                INCIDENTS_STALLED.set(len(self._store_waits))
+                log.warning("watchdog could not read the store", extra={"error": describe(exc)})
 
     async def _drive(self, incident_id: str) -> None:
         token = current_incident.set(incident_id)
@@ -237,15 +327,46 @@ class Service:
             await self._slots.acquire()
             self._holding.add(incident_id)
             try:
-                await self.run_incident(incident_id)
+                await self._drive_through_outages(incident_id)
             finally:
                 if incident_id in self._holding:
                     self._holding.discard(incident_id)
                     self._slots.release()
         except Exception:
-            log.exception("incident worker crashed; it resumes at the next start")
+            log.exception("incident worker crashed; the watchdog drives it again")
         finally:
             current_incident.reset(token)
+
+    async def _drive_through_outages(self, incident_id: str) -> None:
+        """Run the incident; while the store is unavailable, wait with backoff and run it again."""
+        outages = 0
+        try:
+            while True:
+                try:
+                    await self.run_incident(incident_id)
+                    return
+                except Exception as exc:
+                    if classify(exc) is not Fault.store:
+                        raise
+                    outages += 1
+                    self._store_waits.add(incident_id)
+                    budget = RetryBudget(backoff=0.05, backoff_max=self.store_backoff_max)
+                    delay = backoff_delay(outages, budget)
+                    log.warning(
+                        "incident store unavailable; waiting for it",
+                        extra={"incident_id": incident_id, "error": describe(exc), "retry_in": round(delay, 2)},
+                    )
+                    await self._pause(incident_id, delay)
+        finally:
+            self._store_waits.discard(incident_id)
+
+    async def _pause(self, incident_id: str, seconds: float) -> None:
+        """Back off before retrying: slot given back, but busy (not waiting on a timer) for ``idle()``."""
+        self._retrying.add(incident_id)
+        try:
+            await self._sleep_until(incident_id, self.clock.now() + timedelta(seconds=seconds))
+        finally:
+            self._retrying.discard(incident_id)
 
     async def run_incident(self, incident_id: str, *, follow_verification: bool = True) -> Incident | None:
         """Advance the incident step by step until it is terminal or waits for a human."""
@@ -261,7 +382,7 @@ class Service:
             if wait_until > self.clock.now():
                 await self._sleep_until(incident_id, wait_until)
                 continue
-            updated = await self.workflow.step(incident)
+            updated, retry_in = await self._step(incident)
             if updated is incident:
                 return incident
             try:
@@ -270,7 +391,38 @@ class Service:
                 log.info("another worker or a human moved the incident; re-reading")
                 continue
             self._after_save(incident, updated)
+            if retry_in is not None:
+                await self._pause(incident_id, retry_in)
             await asyncio.sleep(0)  # let webhook requests in between steps: answering fast comes first
+
+    async def _step(self, incident: Incident) -> tuple[Incident, float | None]:
+        """One workflow step; an error becomes a retry (with its delay) or a failure, never a dead worker."""
+        try:
+            return await self.workflow.step(incident), None
+        except Exception as exc:
+            fault = classify(exc)
+            if fault is Fault.store:
+                raise  # nothing can be recorded now: the worker waits for the store (_drive_through_outages)
+            now, error = self.clock.now(), describe(exc)
+            if fault is Fault.transient:
+                budget = budget_for(self.retry, incident_policy(incident, self.workflow.policies))
+                log.warning("transient error in a step", extra={"incident_id": incident.id, "error": error})
+                outcome = after_transient(incident, error, budget, now, self._rng)
+                return outcome.incident, outcome.delay
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            # The traceback's message could carry a URL with credentials: log where, and the redacted error.
+            log.error(
+                "unexpected error in a step",
+                extra={
+                    "incident_id": incident.id,
+                    "error": error,
+                    "where": f"{where.filename}:{where.lineno}" if where else "",
+                },
+            )
+            detail = f"unexpected error: {error}"
+            if incident.state.terminal:  # e.g. during verification: record it and stop looking
+                return incident.with_verification(None, incident.verification).with_event(now, detail), None
+            return incident.with_state(S.failed, now, detail), None
 
     def _after_save(self, before: Incident, after: Incident) -> None:
         self.workflow.saved(before, after)

@@ -57,6 +57,29 @@ class Settings(BaseSettings):
         ge=0,
         description="How often the policy directory is checked for changes (0: only on SIGHUP)",
     )
+    retry_budget_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long one attempt of an incident retries transient errors (policy retry.budget overrides)",
+    )
+    retry_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts per incident: a failed-on-transient incident is re-opened when its alert is "
+        "delivered again while still firing, up to this many attempts in all (policy retry.attempts overrides)",
+    )
+    retry_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First backoff delay of a transient retry; doubles up to 60s, with jitter"
+    )
+    watchdog_seconds: float = Field(
+        default=30.0, gt=0, description="How often the watchdog looks for unfinished incidents no worker drives"
+    )
+    watchdog_grace_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="An unfinished incident counts as stalled once it is due and nothing was recorded on it "
+        "for this long (plus the policy's sync timeout while syncing); then the watchdog drives it",
+    )
 
     @field_validator("argocd_token")
     @classmethod

@@ -66,7 +66,7 @@ class Steps:
         """Find current and target release and record the plan (the state does not change)."""
         try:
             plan = await _timed("plan", asyncio.to_thread(self.git.plan, target))
-        except AdapterError as exc:
+        except PermanentError as exc:  # a TransientError goes up: the service retries it within the budget
             return incident.with_state(S.failed, self.clock.now(), f"planning failed: {exc}")
         now = self.clock.now()
         incident = incident.with_plan(plan)
@@ -109,8 +109,7 @@ class Steps:
                 return incident.with_state(S.failed, self.clock.now(), f"rollback commit failed: {exc}")
             except TransientError as exc:
                 if attempt == COMMIT_ATTEMPTS:
-                    reason = f"rollback commit failed after {attempt} attempts: {exc}"
-                    return incident.with_state(S.failed, self.clock.now(), reason)
+                    raise  # the service retries it within the incident's retry budget
                 log.warning("rollback commit failed, retrying", extra={"attempt": attempt, "error": str(exc)})
                 await asyncio.sleep(COMMIT_BACKOFF_SECONDS * attempt)
         checkpoint("after_push")
@@ -132,7 +131,7 @@ class Steps:
                 await self.argocd.sync(app, target.project, revision, policy.spec.sync.prune)
                 checkpoint("during_sync")
                 await self.argocd.wait_synced_healthy(app, target.project, revision, timeout)
-        except AdapterError as exc:
+        except PermanentError as exc:  # a TransientError goes up: the service retries it within the budget
             return incident.with_state(S.failed, self.clock.now(), f"Argo CD: {exc}")
         elapsed = self.clock.monotonic() - started
         apps = ", ".join(target.apps)

@@ -14,13 +14,16 @@ from fastapi import APIRouter, FastAPI
 from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
 from rollbackbot.adapters.git.repo import GitOpsRepository
+from rollbackbot.adapters.git.workclone import SelfRepairingRepo
 from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.adapters.slack.chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
 from rollbackbot.core.policy import Policy, PolicyMode
+from rollbackbot.core.retries import RetryBudget
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
+from rollbackbot.liveness import StateFileCheck
 from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
 from rollbackbot.policy_files import load_policies, policy_set_fingerprint
 from rollbackbot.reload import PolicyReloader
@@ -33,7 +36,7 @@ log = logging.getLogger("rollbackbot.wiring")
 @dataclass
 class Wired:
     service: Service
-    git: GitOpsRepository
+    git: SelfRepairingRepo
     argocd: ArgoCDClient
     store: SqlIncidentStore
     slack: SlackChat | None = None
@@ -53,7 +56,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     clock = clock or SystemClock()
     slack = _slack_chat(settings, store, policies, clock)
     INCIDENTS.count = store.count_by_app_state
-    git = GitOpsRepository(settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers)
+    git = SelfRepairingRepo(
+        lambda: GitOpsRepository(
+            settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers
+        ),
+        settings.git_workdir,
+    )
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
     evidence = evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode)
     service = Service(
@@ -64,6 +72,13 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         clock=clock,
         evidence=evidence,
         chat=slack,
+        retry=RetryBudget(
+            seconds=settings.retry_budget_seconds,
+            attempts=settings.retry_attempts,
+            backoff=settings.retry_backoff_seconds,
+        ),
+        watchdog_seconds=settings.watchdog_seconds,
+        watchdog_grace=settings.watchdog_grace_seconds,
     )
     INCIDENTS_OVERDUE.count = partial(
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
@@ -183,6 +198,7 @@ def build_app(settings: Settings) -> FastAPI:
         wired.service,
         settings.webhook_token,
         readiness={"store": store_ready, "git": git_ready, "policies": policies_ready, "shutdown": intake_open},
+        liveness={"state": StateFileCheck(settings.database_url)},
         routers=[*_slack_routers(settings, wired), _policy_reload_router(settings, wired, loaded_fingerprint)],
     )
     app.state.service = wired.service

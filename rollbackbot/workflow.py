@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from rollbackbot.clock import Clock
-from rollbackbot.core.decide import Action, Decision, decide, decide_with_plan, rules_of
+from rollbackbot.core.decide import (
+    Action,
+    Decision,
+    blocking_incident,
+    clock_skew_seconds,
+    decide,
+    decide_with_plan,
+    effective_start,
+    rules_of,
+)
 from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.model import plan_from_dict, target_from_dict
 from rollbackbot.core.policy import OnTimeout, Policy
@@ -76,11 +85,15 @@ class Workflow:
     async def _received(self, incident: Incident, policy: Policy) -> Incident:
         now = self.clock.now()
         rules = rules_of(policy)
+        skew = clock_skew_seconds(incident.alert.starts_at, incident.created_at)
+        if skew is not None and not any(e.detail.startswith("clock skew:") for e in incident.events):
+            # Recorded before deciding, so the record says why debounce counts from arrival.
+            return incident.with_event(now, f"clock skew: startsAt is {skew:.0f}s in the future")
         history = self.store.app_history(incident, now - rules.budget_per)
         decision = decide(
             rules,
             alert_firing=incident.resolved_at is None,
-            alert_started=incident.alert.starts_at,
+            alert_started=effective_start(incident.alert.starts_at, incident.created_at),
             now=now,
             history=history,
         )
@@ -89,8 +102,11 @@ class Workflow:
         if decision.action is Action.notify:
             return incident.with_state(S.notified, now, decision.reason)
         if decision.action is Action.suppress:
-            if history.other_active_incident and decision.reason.startswith("duplicate"):
-                self._attach(history.other_active_incident, incident)
+            active = blocking_incident(history, now)
+            if active and decision.reason.startswith("duplicate"):
+                self._attach(active, incident)
+            elif history.last_rollback_incident and decision.reason.startswith("cooldown"):
+                self._attach(history.last_rollback_incident, incident)
             return incident.with_state(S.suppressed, now, decision.reason)
         if not incident.plan:
             return await self.steps.plan(incident, target_from_dict(incident.target))

@@ -38,6 +38,7 @@ def _network_tripwire(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
 
 
 FIELDS = ("inputs", "faults", "restarts", "rollbacks", "duplicates")
+OUTCOMES = ("incidents", "stuck", "transient_faults", "lost_rollbacks")
 
 
 class AbuseReport:
@@ -45,6 +46,17 @@ class AbuseReport:
 
     def __init__(self) -> None:
         self.families: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+
+    def settled(self, *, incidents: int, stuck: int, transient_faults: int = 0, lost_rollbacks: int = 0) -> None:
+        """Record incidents checked after faults: how many were left non-terminal, rollbacks lost to a transient."""
+        for key, value in (
+            ("incidents", incidents),
+            ("stuck", stuck),
+            ("transient_faults", transient_faults),
+            ("lost_rollbacks", lost_rollbacks),
+        ):
+            self.outcomes[key] += value
 
     def add(self, family: str, **counts: int) -> None:
         for key, value in counts.items():
@@ -68,8 +80,15 @@ def abuse_report(request: pytest.FixtureRequest) -> AbuseReport:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     report = config.stash.get(_REPORT_KEY, None)
-    if not report or not report.families:
+    if not report or not (report.families or report.outcomes["incidents"]):
         return
     terminalreporter.section("fault-and-abuse report")
     for family, counts in sorted(report.families.items()):
         terminalreporter.write_line(f"{family}: " + " ".join(f"{k}={counts[k]}" for k in FIELDS))
+    if report.outcomes["incidents"]:
+        seen = report.outcomes
+        terminalreporter.write_line(f"stuck: {seen['stuck']} (of {seen['incidents']} incidents checked after faults)")
+        terminalreporter.write_line(
+            f"lost rollbacks after transient faults: {seen['lost_rollbacks']} "
+            f"({seen['transient_faults']} transient faults injected)"
+        )

@@ -2,15 +2,21 @@
 
 Each incident is one row holding its JSON record plus the columns the rules query on; every update
 is a compare-and-set on the previous state, which is what makes approvals and resumes act once.
+
+Outages (a file locked by another process past the busy timeout, a full disk, a lost PostgreSQL
+connection) surface as ``StoreUnavailable``, which the service waits out with backoff until the
+store is back. A file that is not a database stops start-up with ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -31,14 +37,16 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
-from rollbackbot.core.decide import AppHistory
+from rollbackbot.core.decide import AppHistory, OtherIncident
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Incident, IncidentState
-from rollbackbot.errors import TransientError
+from rollbackbot.errors import ConfigError, StoreUnavailable, TransientError, redact
 from rollbackbot.ports import StaleIncident
 
+P = ParamSpec("P")
+R = TypeVar("R")
 metadata = MetaData()
 
 incidents = Table(
@@ -81,12 +89,15 @@ def _row_values(incident: Incident) -> dict[str, Any]:
     }
 
 
+BUSY_TIMEOUT_MS = 5000  # how long one SQLite statement waits for another process's lock
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the API read while the worker writes; busy_timeout waits out a second replica's write.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
     cur.close()
 
 
@@ -122,6 +133,13 @@ _OPENED_BEFORE = (_c.created_at < bindparam("created_at")) | (
 )
 _ACTIVE = select(_c.id).where(_OF_APP, _OPENED_BEFORE, _c.state.not_in(_TERMINAL)).order_by(_c.created_at).limit(1)
 _LAST_ROLLBACK = select(func.max(_c.rollback_started_at)).where(_OF_APP, _c.state.in_(_ROLLED))
+_LAST_ROLLBACK_ID = select(_c.id).where(_OF_APP, _c.state.in_(_ROLLED)).order_by(_c.rollback_started_at.desc()).limit(1)
+_OTHERS = (
+    select(_c.id, _c.created_at, _c.record, _c.resolved_at)
+    .where(_OF_APP, _c.state.not_in(_TERMINAL))
+    .order_by(_c.created_at, _c.id)
+    .limit(50)
+)
 _ROLLBACKS_SINCE = (
     select(func.count())
     .select_from(incidents)
@@ -138,17 +156,41 @@ def _insert_values(incident: Incident) -> dict[str, Any]:
     }
 
 
+def _outage_cause(exc: SQLAlchemyError) -> str:
+    """The driver's own words (``database is locked``), without SQL, parameters or credentials."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {redact(first)[:200]}" if first else type(cause).__name__
+
+
+def _store_call(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn an outage of the database into ``StoreUnavailable`` (the service waits it out)."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"incident store unavailable: {_outage_cause(exc)}") from exc
+
+    return call
+
+
 class SqlIncidentStore:
     """IncidentStore over a SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = _make_engine(url)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except DatabaseError as exc:
+            raise ConfigError(_unusable_database(url, exc)) from None
         _add_missing_indexes(self.engine)
 
     def create(self, incident: Incident) -> bool:
         return incident.id in self.create_many([incident])
 
+    @_store_call
     def create_many(self, new: list[Incident]) -> set[str]:
         """Insert the incidents not stored yet, in one transaction; return the ids inserted."""
         if not new:
@@ -164,6 +206,8 @@ class SqlIncidentStore:
         except IntegrityError:
             # Another replica inserted one of them between our check and our insert: go one by one.
             return {i.id for i in unique if self._create_one(i)}
+        except (OperationalError, InterfaceError):
+            raise  # StoreUnavailable, by _store_call
         except SQLAlchemyError as exc:
             raise TransientError(f"incident store: {type(exc).__name__}") from exc
 
@@ -175,16 +219,19 @@ class SqlIncidentStore:
             return False
         return True
 
+    @_store_call
     def get(self, incident_id: str) -> Incident | None:
         with self.engine.connect() as conn:
             row = conn.execute(_GET, {"id": incident_id}).first()
         return _load(row) if row else None
 
+    @_store_call
     def mark_resolved(self, incident_id: str, at: datetime) -> bool:
         """Record that the incident's alert resolved (first time only); never races a step's save."""
         with self.engine.begin() as conn:
             return bool(conn.execute(_MARK_RESOLVED, {"match_id": incident_id, "at": at}).rowcount)
 
+    @_store_call
     def save(self, incident: Incident, expected_state: IncidentState) -> None:
         params = _row_values(incident) | {"match_id": incident.id, "expected": expected_state.value}
         with self.engine.begin() as conn:
@@ -192,12 +239,14 @@ class SqlIncidentStore:
         if result.rowcount != 1:
             raise StaleIncident(f"{incident.id} is no longer {expected_state.value}")
 
+    @_store_call
     def recent(self, limit: int = 100) -> list[Incident]:
         stmt = select(_c.record, _c.resolved_at).order_by(_c.created_at.desc(), _c.id).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [_load(r) for r in rows]
 
+    @_store_call
     def unfinished(self) -> list[Incident]:
         # IN over the non-terminal states (not NOT IN the terminal ones): an index range scan that
         # never visits the finished incidents, however many the table holds.
@@ -206,12 +255,14 @@ class SqlIncidentStore:
             rows = conn.execute(stmt).all()
         return [_load(r) for r in rows]
 
+    @_store_call
     def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]:
         stmt = select(_c.record, _c.resolved_at).where(_c.fingerprint == fingerprint, _c.starts_at == starts_at)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [_load(r) for r in rows]
 
+    @_store_call
     def app_history(self, incident: Incident, budget_since: datetime) -> AppHistory:
         """The app's active incident opened before this one, its last rollback, and rollbacks since then."""
         params = {"app": incident.app, "exclude": incident.id, "created_at": incident.created_at}
@@ -219,14 +270,24 @@ class SqlIncidentStore:
             active = conn.execute(_ACTIVE, params).scalar()
             last = conn.execute(_LAST_ROLLBACK, params).scalar()
             count = conn.execute(_ROLLBACKS_SINCE, params | {"since": budget_since}).scalar_one()
-        return AppHistory(other_active_incident=active, last_rollback_at=_aware(last), rollbacks_in_budget_window=count)
+            last_id = conn.execute(_LAST_ROLLBACK_ID, params).scalar()
+            others = tuple(_other(incident, row) for row in conn.execute(_OTHERS, params).all())
+        return AppHistory(
+            other_active_incident=active,
+            last_rollback_at=_aware(last),
+            rollbacks_in_budget_window=count,
+            others=others,
+            last_rollback_incident=last_id,
+        )
 
+    @_store_call
     def count_by_app_state(self) -> dict[tuple[str, str], int]:
         """Incidents per (app, state), for the metrics gauge."""
         stmt = select(_c.app, _c.state, func.count()).group_by(_c.app, _c.state)
         with self.engine.connect() as conn:
             return {(app, state): count for app, state, count in conn.execute(stmt).all()}
 
+    @_store_call
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -240,6 +301,20 @@ def _add_missing_indexes(engine: Engine) -> None:
         except SQLAlchemyError:
             if index.name not in {i["name"] for i in inspect(engine).get_indexes(incidents.name)}:
                 raise
+
+
+def _other(mine: Incident, row: Any) -> OtherIncident:
+    """What deciding about ``mine`` needs to know of another unfinished incident of its app."""
+    other = _load((row.record, row.resolved_at))
+    created = _aware(row.created_at) or other.created_at
+    opened_before = created < mine.created_at or (created == mine.created_at and other.id < mine.id)
+    deciding = other.state is IncidentState.received and not other.plan
+    return OtherIncident(
+        id=other.id,
+        opened_before=opened_before,
+        waiting_until=other.not_before if deciding else None,
+        acting=not deciding,
+    )
 
 
 def _load(row: Any) -> Incident:
@@ -256,6 +331,17 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)  # SQLite drops the zone; we only ever store UTC
     return value
+
+
+def _unusable_database(url: str, exc: DatabaseError) -> str:
+    """One line for an operator: which file, what is wrong, what to do."""
+    if url.startswith("sqlite:///"):
+        where = Path(url.removeprefix("sqlite:///")).expanduser()
+        return (
+            f"incident store {where} is not usable ({_outage_cause(exc)}): move the file aside or restore it "
+            "from a backup, then start again (ROLLBACKBOT_DATABASE_URL)"
+        )
+    return f"incident store {redact(url)} is not usable ({_outage_cause(exc)}): check ROLLBACKBOT_DATABASE_URL"
 
 
 def _make_engine(url: str) -> Engine:

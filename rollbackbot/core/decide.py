@@ -40,12 +40,53 @@ class Rules:
 
 
 @dataclass(frozen=True)
+class OtherIncident:
+    """Another unfinished incident of the same app, as far as deciding about this one goes."""
+
+    id: str
+    opened_before: bool  # opened before the incident being decided (ties broken by id)
+    waiting_until: datetime | None = None  # only waiting out its debounce until then: not acting yet
+    acting: bool = False  # past its decision (planned, proposed, rolling back): it acts, whenever it opened
+
+
+@dataclass(frozen=True)
 class AppHistory:
     """What the store knows about recent work on the app."""
 
-    other_active_incident: str | None = None
+    other_active_incident: str | None = None  # the oldest unfinished one opened before (when others is empty)
     last_rollback_at: datetime | None = None
     rollbacks_in_budget_window: int = 0
+    others: tuple[OtherIncident, ...] = ()  # every other unfinished incident of the app, oldest first
+    last_rollback_incident: str | None = None
+
+
+def blocking_incident(history: AppHistory, now: datetime) -> str | None:
+    """The incident this one defers to: one acting, or one opened before that is not merely waiting.
+
+    An incident only waiting out its debounce never holds back an alert that is ready: the ready
+    one acts, and the waiting one, once its debounce ends, finds it acting and attaches to it.
+    """
+    if not history.others:
+        return history.other_active_incident
+    for other in history.others:
+        waiting = other.waiting_until is not None and other.waiting_until > now
+        if other.acting or (other.opened_before and not waiting):
+            return other.id
+    return None
+
+
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
+
+
+def clock_skew_seconds(starts_at: datetime, received_at: datetime) -> float | None:
+    """How far ``startsAt`` lies in the future of when the alert arrived, if beyond the tolerance."""
+    ahead = (starts_at - received_at).total_seconds()
+    return ahead if ahead > CLOCK_SKEW_TOLERANCE.total_seconds() else None
+
+
+def effective_start(starts_at: datetime, received_at: datetime) -> datetime:
+    """``startsAt``, or the arrival time when a skewed clock put ``startsAt`` minutes in the future."""
+    return received_at if clock_skew_seconds(starts_at, received_at) is not None else starts_at
 
 
 @dataclass(frozen=True)
@@ -66,8 +107,8 @@ def decide(
         return Decision(Action.suppress, "alert resolved before rollbackbot acted")
     if now - alert_started > STALE_AFTER:
         return Decision(Action.suppress, f"stale alert: it started {alert_started:%Y-%m-%dT%H:%M:%SZ}")
-    if history.other_active_incident:
-        return Decision(Action.suppress, f"duplicate: incident {history.other_active_incident} is active")
+    if active := blocking_incident(history, now):
+        return Decision(Action.suppress, f"duplicate: incident {active} is active")
     fire_until = alert_started + rules.debounce
     if now < fire_until:
         return Decision(Action.wait, f"debounce: waiting until the alert has fired {rules.debounce}", fire_until)

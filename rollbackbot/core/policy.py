@@ -260,6 +260,13 @@ class Verify(_Section):
     within: PositiveDuration = timedelta(minutes=10)
 
 
+class Retry(_Section):
+    """Overrides of the service's retry budget for transient errors (ROLLBACKBOT_RETRY_*)."""
+
+    budget: PositiveDuration | None = None  # how long one attempt retries transient errors
+    attempts: StrictInt | None = Field(default=None, ge=1)  # attempts in all, re-deliveries included
+
+
 class Spec(_Section):
     """Which alerts the policy covers and what it does about them."""
 
@@ -280,6 +287,7 @@ class Spec(_Section):
     sync: Sync = Sync()
     forensics: Forensics = Forensics()
     verify: Verify = Verify()
+    retry: Retry | None = None
 
     @model_validator(mode="after")
     def _propose_needs_approval(self) -> Self:

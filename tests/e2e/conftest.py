@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -51,6 +52,27 @@ def slack_env(slack_url: str = "http://127.0.0.1:9") -> dict[str, str]:
         "ROLLBACKBOT_SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
         "ROLLBACKBOT_SLACK_API_URL": f"{slack_url}/api/",
     }
+
+
+def start_git_daemon(base: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Serve the bare repositories under ``base`` over git:// on 127.0.0.1:``port`` (pushes allowed)."""
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    _wait_port(port)
+    return daemon
 
 
 def _wait_port(port: int, timeout: float = 10.0) -> None:

@@ -73,3 +73,4 @@ def test_sigkill_at_each_step_then_restart_gives_one_commit(tmp_path: Path, poin
         incident_id
     )
     abuse_report.add("crash-restart", faults=1, restarts=1, rollbacks=len(commits), duplicates=len(commits) - 1)
+    abuse_report.settled(incidents=1, stuck=int(incident["state"] not in ("rolled_back", "failed")))

@@ -22,6 +22,10 @@ def test_git_remote_down_at_start(tmp_path: Path) -> None:
     port = procs.free_port()
     down = "https://bot:hunter2-secret@127.0.0.1:9/gitops.git"
     env = service_env(down, sandbox.allowed_signers, "http://127.0.0.1:9", tmp_path / "state") | slack_env()
+    env |= {
+        "ROLLBACKBOT_RETRY_BUDGET_SECONDS": "1",
+        "ROLLBACKBOT_RETRY_BACKOFF_SECONDS": "0.1",
+    }  # a short outage budget
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "service.log", "wb") as log:
         service = procs.start_service(env, port, log, cwd=tmp_path)
@@ -44,7 +48,9 @@ def test_git_remote_down_at_start(tmp_path: Path) -> None:
                 if incident["state"] == "failed":
                     break
                 time.sleep(0.1)
-            assert incident["state"] == "failed" and "planning failed" in incident["events"][-1]["detail"]
+            assert incident["state"] == "failed", incident
+            detail = incident["events"][-1]["detail"]
+            assert detail.startswith("gave up after transient errors") and "git fetch" in detail, detail
             assert "hunter2-secret" not in str(incident)
             assert service.poll() is None  # still serving
         finally:

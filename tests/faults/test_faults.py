@@ -7,7 +7,9 @@ with its fault knobs; every failure must end in ``failed`` with a readable reaso
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,12 +21,15 @@ from pydantic import SecretStr
 
 from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.git.repo import GitOpsRepository
+from rollbackbot.adapters.git.workclone import SelfRepairingRepo
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.clock import SystemClock
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incidents import Incident
 from rollbackbot.core.model import RollbackRequest, RollbackResult
 from rollbackbot.core.policy import Policy
+from rollbackbot.core.retries import GAVE_UP, RetryBudget
+from rollbackbot.ports import GitOpsRepo
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.argocd import create_app, get_state
@@ -35,7 +40,7 @@ TOKEN = make_token("proj:ml-prod:rollbackbot")
 APP = "docsum-llm"
 
 
-def _policy() -> Policy:
+def _policy(**extra: Any) -> Policy:
     return Policy.from_document(
         {
             "apiVersion": "rollbackbot/v1",
@@ -47,6 +52,7 @@ def _policy() -> Policy:
                 "mode": "auto",
                 "sync": {"timeout": "3s"},
                 "forensics": {"budget": "1s"},
+                **extra,
             },
         }
     )
@@ -58,14 +64,18 @@ class Rig:
     sandbox: GitOpsSandbox
     argo: Any  # FakeArgoState
 
-    async def fire(self) -> Incident:
-        labels = {"alertname": "PromptInjectionSpike", "app": APP, "severity": "critical"}
+    async def fire(self, alertname: str = "PromptInjectionSpike") -> Incident:
+        labels = {"alertname": alertname, "app": APP, "severity": "critical"}
         body = notification([alert(labels, SystemClock().now() - timedelta(minutes=1))])
         incident_id = self.service.receive(AlertmanagerPayload.model_validate(body)).incidents[0]
         await asyncio.wait_for(self.service.idle(), timeout=30)
         incident = self.service.store.get(incident_id)
         assert incident is not None
         return incident
+
+
+def _clone(sandbox: GitOpsSandbox, workdir: Path) -> GitOpsRepository:
+    return GitOpsRepository(sandbox.remote_url, "main", workdir, sandbox.allowed_signers)
 
 
 async def _controller(state: Any) -> None:
@@ -76,9 +86,15 @@ async def _controller(state: Any) -> None:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    sandbox = build_sandbox(
-        tmp_path / "gitops", [AppSpec(APP, [Release("1.0.0"), Release("1.1.0", health="Degraded")])]
-    )
+    async with _rigged(tmp_path, [Release("1.0.0"), Release("1.1.0", health="Degraded")], _policy()) as built:
+        yield built
+
+
+@asynccontextmanager
+async def _rigged(
+    tmp_path: Path, releases: list[Release], policy: Policy, git: GitOpsRepo | None = None
+) -> AsyncIterator[Rig]:
+    sandbox = build_sandbox(tmp_path / "gitops", [AppSpec(APP, releases)])
     config = FakeArgoConfig(
         token=TOKEN, repo=str(sandbox.remote_path), apps=[{"name": APP, "project": "ml-prod", "path": f"apps/{APP}"}]
     )
@@ -94,13 +110,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         retry_wait_max=0.05,
         busy_timeout=3.0,
     )
-    git = GitOpsRepository(sandbox.remote_url, "main", tmp_path / "clone", sandbox.allowed_signers)
     service = Service(
         store=SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"),
-        git=git,
+        git=git or _clone(sandbox, tmp_path / "clone"),
         argocd=argocd,
-        policies=[_policy()],
+        policies=[policy],
         clock=SystemClock(),
+        retry=RetryBudget(seconds=1.0, attempts=2, backoff=0.05, backoff_max=0.2),  # outages outlast it here
     )
     ticker = asyncio.create_task(_controller(state))
     yield Rig(service, sandbox, state)
@@ -114,6 +130,7 @@ async def test_transient_argocd_errors_are_retried(rig: Rig, abuse_report) -> No
     incident = await rig.fire()
     assert incident.state.value == "rolled_back", incident.reason
     abuse_report.add("faults", faults=2, rollbacks=1)
+    abuse_report.settled(incidents=1, stuck=0, transient_faults=2, lost_rollbacks=0)
 
 
 async def test_argocd_down_ends_failed_with_reason(rig: Rig, abuse_report) -> None:  # type: ignore[no-untyped-def]
@@ -147,7 +164,8 @@ async def test_git_remote_unreachable(tmp_path: Path, rig: Rig, abuse_report) ->
         "https://bot:s3cr3t-password@127.0.0.1:9/gitops.git", "main", tmp_path / "other", rig.sandbox.allowed_signers
     )
     incident = await rig.fire()
-    assert incident.state.value == "failed" and "planning failed" in incident.reason
+    assert incident.state.value == "failed" and incident.reason.startswith(GAVE_UP), incident.reason
+    assert "git fetch" in incident.reason and "retry" in incident.events[-2].detail
     assert "s3cr3t-password" not in incident.reason
     abuse_report.add("faults", faults=1)
 
@@ -185,3 +203,41 @@ async def test_push_race_with_a_human(rig: Rig, path: str, survives: bool, abuse
         assert incident.state.value == "failed" and "conflict" in incident.reason
         assert messages[0] == "human hotfix during the incident" or messages[0].startswith("human hotfix")
     abuse_report.add("faults", faults=1, rollbacks=int(survives))
+
+
+def _damage(workdir: Path, how: str) -> None:
+    if how == "deleted":
+        shutil.rmtree(workdir)
+    else:  # every object gone, refs and HEAD still there: only git itself can tell
+        shutil.rmtree(workdir / "objects")
+        (workdir / "objects").mkdir()
+
+
+@pytest.mark.parametrize("how", ["deleted", "corrupted"])
+async def test_damaged_work_clone_is_cloned_again(tmp_path: Path, how: str, abuse_report) -> None:  # type: ignore[no-untyped-def]
+    releases = [Release("1.0.0"), Release("1.1.0"), Release("1.2.0", health="Degraded")]
+    repaired: SelfRepairingRepo | None = None
+
+    def repo() -> GitOpsRepository:
+        assert built_sandbox is not None
+        return _clone(built_sandbox, tmp_path / "clone")
+
+    built_sandbox: GitOpsSandbox | None = None
+    async with _rigged(tmp_path, releases, _policy(cooldown="0s")) as rig:
+        built_sandbox = rig.sandbox
+        repaired = SelfRepairingRepo(repo, tmp_path / "clone")
+        rig.service.workflow.steps.git = repaired
+        first = await rig.fire()
+        assert first.state.value == "rolled_back", first.reason
+        _damage(tmp_path / "clone", how)
+        proposed = await rig.fire("ModelCanaryLeak")  # planned on the new clone
+        assert proposed.state.value == "awaiting_approval", proposed.reason  # the head is our own rollback
+        assert rig.service.approve(proposed.id, "tester").acted
+        await asyncio.wait_for(rig.service.idle(), timeout=30)
+        second = rig.service.store.get(proposed.id)
+    assert second is not None and second.state.value == "rolled_back", second.reason
+    assert (first.to_ref.tag, second.to_ref.tag) == (f"{APP}/v1.1.0", f"{APP}/v1.0.0")
+    assert repaired.repairs == 1
+    assert (tmp_path / "clone.damaged").exists() == (how == "corrupted")  # set aside for a look, not deleted
+    abuse_report.add("faults", faults=1, rollbacks=2)
+    abuse_report.settled(incidents=2, stuck=0)
