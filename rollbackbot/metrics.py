@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from rollbackbot.dependencies import DEPENDENCIES, error_in_flight
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 WEBHOOK_REQUESTS = Counter(
@@ -50,10 +52,13 @@ EXTERNAL_CALL_ERRORS = Counter(
 
 
 def observe_call(system: str, operation: str, seconds: float, ok: bool) -> None:
-    """Record one external call."""
+    """Record one external call (also its outcome on the dependency board behind ``/status``)."""
     EXTERNAL_CALL_SECONDS.labels(system, operation).observe(seconds)
     if not ok:
         EXTERNAL_CALL_ERRORS.labels(system, operation).inc()
+        DEPENDENCIES.failed(system, error_in_flight(operation))
+    else:
+        DEPENDENCIES.succeeded(system)
 
 
 class IncidentGauge:
@@ -72,3 +77,4 @@ class IncidentGauge:
 
 INCIDENTS = IncidentGauge()
 REGISTRY.register(INCIDENTS)
+REGISTRY.register(DEPENDENCIES)

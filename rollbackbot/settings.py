@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     database_url: str = "sqlite:///.rollbackbot/state.db"
     evidence_url: str = "file://.rollbackbot/evidence"
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token for /api/* and /status (defaults to the webhook token)"
+    )
+    retention_days: int = Field(
+        default=90, ge=1, description="terminal incidents opened longer ago than this many days are pruned"
+    )
 
     @field_validator("argocd_token")
     @classmethod
@@ -46,6 +52,15 @@ class Settings(BaseSettings):
     @classmethod
     def _webhook_token_strong(cls, value: SecretStr) -> SecretStr:
         # A guessable token would let anyone on the network trigger rollbacks.
+        if len(value.get_secret_value().strip()) < MIN_WEBHOOK_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _api_token_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # unset or empty: the webhook token guards the API
         if len(value.get_secret_value().strip()) < MIN_WEBHOOK_TOKEN_LENGTH:
             raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters")
         return value

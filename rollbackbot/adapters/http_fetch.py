@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from rollbackbot.errors import PermanentError, TransientError
+from rollbackbot.redact import redact_url
 
 FETCH_TIMEOUT_SECONDS = 10.0
 
@@ -17,7 +18,7 @@ async def fetch_capped(url: str, cap: int, *, transport: httpx.AsyncBaseTranspor
         ) as client:
             async with client.stream("GET", url) as response:
                 if response.status_code >= 400:
-                    raise PermanentError(f"GET {url} answered {response.status_code}")
+                    raise PermanentError(f"GET {redact_url(url)} answered {response.status_code}")
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -25,4 +26,4 @@ async def fetch_capped(url: str, cap: int, *, transport: httpx.AsyncBaseTranspor
                         return bytes(body[:cap]), True
                 return bytes(body), False
     except httpx.HTTPError as exc:
-        raise TransientError(f"GET {url} failed: {type(exc).__name__}") from None
+        raise TransientError(f"GET {redact_url(url)} failed: {type(exc).__name__}") from None

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -36,7 +37,7 @@ from rollbackbot.core.decide import AppHistory
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Incident, IncidentState
 from rollbackbot.errors import TransientError
-from rollbackbot.ports import StaleIncident
+from rollbackbot.ports import IncidentPage, StaleIncident
 
 metadata = MetaData()
 
@@ -58,6 +59,8 @@ incidents = Table(
     Index("ix_incidents_alert", "fingerprint", "starts_at"),
     Index("ix_incidents_created", "created_at"),
 )
+# Added after the first release: created explicitly, since create_all skips tables that exist.
+_LATER_INDEXES = (Index("ix_incidents_created_id", incidents.c.created_at, incidents.c.id),)
 
 _ROLLBACK_STATES = (IncidentState.rolling_back, IncidentState.syncing, IncidentState.rolled_back)
 
@@ -140,6 +143,8 @@ class SqlIncidentStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = _make_engine(url)
         metadata.create_all(self.engine)
+        for index in _LATER_INDEXES:
+            index.create(self.engine, checkfirst=True)
 
     def create(self, incident: Incident) -> bool:
         return incident.id in self.create_many([incident])
@@ -223,6 +228,56 @@ class SqlIncidentStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    # ---- paging, retention, counts (the incident API and housekeeping) ----
+
+    def page(
+        self,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+        *,
+        app: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+    ) -> IncidentPage:
+        """Newest first by (created, id); ``after`` is the last (created, id) of the previous page.
+
+        Keyset paging: an incident inserted meanwhile lands before the cursor and never shifts a page.
+        """
+        stmt = select(_c.record, _c.resolved_at, _c.created_at).order_by(_c.created_at.desc(), _c.id.desc())
+        if after is not None:
+            created, last_id = after
+            stmt = stmt.where((_c.created_at < created) | ((_c.created_at == created) & (_c.id < last_id)))
+        if app is not None:
+            stmt = stmt.where(_c.app == app)
+        if state is not None:
+            stmt = stmt.where(_c.state == state)
+        if since is not None:
+            stmt = stmt.where(_c.created_at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.limit(limit + 1)).all()
+        found = [_load(r) for r in rows[:limit]]
+        last_created = _aware(rows[limit - 1][2]) if len(rows) > limit else None
+        return IncidentPage(found, (last_created, found[-1].id) if last_created is not None else None)
+
+    def prune(self, created_before: datetime, batch: int = 500) -> int:
+        """Delete terminal incidents opened before ``created_before``, in small batches; how many went."""
+        doomed = (
+            select(_c.id).where(_c.created_at < created_before, _c.state.in_(_TERMINAL)).limit(batch).scalar_subquery()
+        )
+        removed = 0
+        while True:
+            with self.engine.begin() as conn:
+                count = conn.execute(delete(incidents).where(_c.id.in_(doomed))).rowcount
+            removed += count
+            if count < batch:
+                return removed
+
+    def count_active(self) -> int:
+        """Incidents not in a terminal state."""
+        stmt = select(func.count()).select_from(incidents).where(_c.state.not_in(_TERMINAL))
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
 
 def _load(row: Any) -> Incident:
