@@ -102,6 +102,7 @@ _MARK_RESOLVED = (
     .where(_c.id == bindparam("match_id"), _c.resolved_at.is_(None))
     .values(resolved_at=bindparam("at"))
 )
+_TOUCH_NOTHING = update(incidents).where(_c.id == "").values(state=_c.state)  # takes the write lock only
 _EXISTING = select(_c.id).where(_c.id.in_(bindparam("ids", expanding=True)))
 _SAVE = (
     update(incidents)
@@ -228,6 +229,11 @@ class SqlIncidentStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def check_writable(self) -> None:
+        """Raise unless a write transaction can be opened (readiness: intake needs to insert)."""
+        with self.engine.begin() as conn:
+            conn.execute(_TOUCH_NOTHING)
 
     # ---- paging, retention, counts (the incident API and housekeeping) ----
 

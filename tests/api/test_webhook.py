@@ -115,11 +115,11 @@ async def test_firing_alert_answers_202_with_ids_and_redelivery_is_a_no_op(clien
     await service.idle()
     assert len(service.store.recent()) == 1 and len(git.commits) == 1
 
-    listed = (await http.get("/api/incidents")).json()["incidents"]
+    listed = (await http.get("/api/incidents", headers=AUTH)).json()["incidents"]
     assert [i["id"] for i in listed] == ids
-    one = (await http.get(f"/api/incidents/{ids[0]}")).json()
+    one = (await http.get(f"/api/incidents/{ids[0]}", headers=AUTH)).json()
     assert one["state"] == "rolled_back" and one["events"][0]["state"] == "received"
-    assert (await http.get("/api/incidents/inc-missing")).status_code == 404
+    assert (await http.get("/api/incidents/inc-missing", headers=AUTH)).status_code == 404
 
 
 async def test_resolved_alert_creates_nothing(client) -> None:  # type: ignore[no-untyped-def]
