@@ -25,8 +25,9 @@ class BodyRefused(Exception):
         self.detail = detail
 
 
-async def read_capped(request: Request, limit: int, deadline: float = BODY_READ_SECONDS) -> bytes:
+async def read_capped(request: Request, limit: int, deadline: float | None = None) -> bytes:
     """The whole body, at most ``limit`` bytes, read within ``deadline`` seconds; else BodyRefused."""
+    deadline = BODY_READ_SECONDS if deadline is None else deadline
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyRefused(413, f"body larger than {limit} bytes")
