@@ -178,6 +178,6 @@ async def test_a_body_that_never_finishes_times_out(client, monkeypatch: pytest.
         await never.wait()
         yield b"}"
 
-    answer = await http.post("/webhook/alertmanager", content=stalled(), headers=AUTH)
+    answer = await asyncio.wait_for(http.post("/webhook/alertmanager", content=stalled(), headers=AUTH), timeout=10)
     assert answer.status_code == 408
     assert service.store.recent() == []

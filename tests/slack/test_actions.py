@@ -257,5 +257,6 @@ async def test_a_body_that_trickles_in_times_out(harness: Harness, monkeypatch: 
         await never.wait()  # the rest never comes
         yield b"{}"
 
-    answer = await harness.http.post("/slack/actions", content=stalled())
+    # Bounded here too: without a deadline the request would hang, and that must fail, not stall the suite.
+    answer = await asyncio.wait_for(harness.http.post("/slack/actions", content=stalled()), timeout=10)
     assert answer.status_code == 408
