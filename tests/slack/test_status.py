@@ -29,7 +29,8 @@ async def test_slack_calls_feed_the_status_board(monkeypatch: pytest.MonkeyPatch
         failed = DEPENDENCIES.snapshot()["slack"]
         assert not failed.ok and failed.last_error and "chat.postMessage" in failed.last_error
         assert TOKEN not in failed.last_error
-        await SlackApi(in_process_client(fake_slack_app(FakeSlack(token=TOKEN)), TOKEN)).post_message("C0ML0NCALL", "hi")
+        up = SlackApi(in_process_client(fake_slack_app(FakeSlack(token=TOKEN)), TOKEN))
+        await up.post_message("C0ML0NCALL", "hi")
         assert DEPENDENCIES.snapshot()["slack"].ok
     finally:
         DEPENDENCIES.clear()
