@@ -1,29 +1,50 @@
-"""HTTP interface (docs/http-api.md): the Alertmanager webhook, the incident API, health and metrics."""
+"""HTTP interface (docs/http-api.md): the Alertmanager webhook, the incident API, health and metrics.
+
+- ``POST /webhook/alertmanager``: webhook token; body capped (1 MiB) while it streams, read within a deadline.
+- ``GET /api/incidents`` (``limit`` ≤ 500, opaque ``cursor``, filters ``app``, ``state``, ``since``; answers
+  ``next_cursor``, null on the last page), ``GET /api/incidents/{id}`` and ``GET /status``: bearer
+  ``ROLLBACKBOT_API_TOKEN``, or the webhook token when unset (401 without).
+- ``GET /healthz``, ``/readyz``, ``/metrics``: open. Readiness covers intake only (store writable,
+  policies loaded) and never calls git or Argo CD; their reachability is in ``/status`` and the
+  ``rollbackbot_dependency_up`` metric.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import hmac
+import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr, ValidationError
 
+from rollbackbot import __version__
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incident_json import incident_to_api
+from rollbackbot.core.incidents import IncidentState
+from rollbackbot.dependencies import DEPENDENCIES, DependencyBoard
 from rollbackbot.errors import StoreUnavailable
+from rollbackbot.http_body import BodyRefused, read_capped
 from rollbackbot.metrics import ALERTS_RECEIVED, REGISTRY, WEBHOOK_REQUESTS, WebhookResponseMetrics
+from rollbackbot.redact import redact_urls
 from rollbackbot.service import Service
 
 log = logging.getLogger("rollbackbot.api")
 
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_RETRY_AFTER_SECONDS = 5
+MAX_PAGE = 500
 ReadinessCheck = Callable[[], str | None]  # returns a problem, or None when fine
+BackgroundJob = Callable[[], Coroutine[Any, Any, None]]  # runs while the app serves; cancelled at shutdown
 
 
 def _inlined_schema() -> dict[str, Any]:
@@ -55,16 +76,29 @@ def _authorized(header: str | None, token: SecretStr) -> bool:
     return hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.get_secret_value().encode())
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
+def encode_cursor(after: tuple[datetime, str]) -> str:
+    """The opaque ``cursor`` of the page after (created, id)."""
+    raw = json.dumps([after[0].isoformat(), after[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(created, id) from a ``cursor``; HTTP 400 when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, last_id = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if not isinstance(last_id, str) or when.tzinfo is None:
+            raise ValueError("not a cursor")
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise HTTPException(400, "invalid cursor") from None
+    return when, last_id
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def create_app(
@@ -73,23 +107,39 @@ def create_app(
     readiness: dict[str, ReadinessCheck] | None = None,
     routers: Sequence[APIRouter] = (),
     liveness: dict[str, ReadinessCheck] | None = None,
+    *,
+    api_token: SecretStr | None = None,
+    background: Sequence[BackgroundJob] = (),
+    dependencies: DependencyBoard = DEPENDENCIES,
 ) -> FastAPI:
-    """The FastAPI application; the service is started and stopped with it, ``routers`` mounted (Slack).
+    """The FastAPI application; the service and ``background`` jobs run with it, ``routers`` mounted (Slack).
 
     ``liveness`` checks fail ``/healthz`` (the pod is restarted) and make the webhook answer 503 so
     Alertmanager delivers again later, instead of accepting alerts into state that will be lost.
+    ``/api/*`` and ``/status`` take ``api_token``, or ``webhook_token`` when it is None.
     """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        jobs = [asyncio.get_running_loop().create_task(job()) for job in background]
         yield
+        for task in jobs:
+            task.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         await service.stop()
 
-    app = FastAPI(title="rollbackbot", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="rollbackbot", version=__version__, lifespan=lifespan)
     app.add_middleware(WebhookResponseMetrics)  # rollbackbot_webhook_responses_total{code}, 500s included
     checks = readiness or {}
     alive_checks = liveness or {}
+    reader_token = api_token or webhook_token
+
+    def require_api_token(request: Request) -> None:
+        if not _authorized(request.headers.get("authorization"), reader_token):
+            raise HTTPException(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+    guarded = APIRouter(dependencies=[Depends(require_api_token)], responses={401: {"description": "no token"}})
 
     def problems_of(named: dict[str, ReadinessCheck]) -> dict[str, str]:
         problems = {}
@@ -130,10 +180,11 @@ def create_app(
         if dead := problems_of(alive_checks):
             WEBHOOK_REQUESTS.labels("not_alive").inc()
             return JSONResponse({"detail": "not alive, deliver again later", "problems": dead}, 503)
-        body = await _read_limited(request, MAX_BODY_BYTES)
-        if body is None:
-            WEBHOOK_REQUESTS.labels("too_large").inc()
-            return JSONResponse({"detail": f"body larger than {MAX_BODY_BYTES} bytes"}, 413)
+        try:
+            body = await read_capped(request, MAX_BODY_BYTES)
+        except BodyRefused as exc:
+            WEBHOOK_REQUESTS.labels("too_large" if exc.status == 413 else "too_slow").inc()
+            return JSONResponse({"detail": exc.detail}, exc.status)
         try:
             payload = AlertmanagerPayload.model_validate_json(body)
         except ValidationError as exc:
@@ -151,21 +202,45 @@ def create_app(
         WEBHOOK_REQUESTS.labels("accepted").inc()
         ALERTS_RECEIVED.labels("new").inc(received.created)
         ALERTS_RECEIVED.labels("unmatched").inc(received.ignored)
+        ALERTS_RECEIVED.labels("unknown_app").inc(received.unknown_apps)
         return JSONResponse({"incidents": received.incidents}, 202)
 
-    @app.get("/api/incidents")
-    def list_incidents(limit: int = 100) -> dict[str, Any]:
-        """Incidents, newest first."""
-        limit = max(1, min(limit, 1000))
-        return {"incidents": [incident_to_api(i) for i in service.store.recent(limit)]}
+    @guarded.get("/api/incidents")
+    def list_incidents(
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
+        app: Annotated[str | None, Query(max_length=255)] = None,
+        state: IncidentState | None = None,
+        since: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Incidents newest first, ``limit`` per page; pass ``next_cursor`` back as ``cursor`` for the next."""
+        after = decode_cursor(cursor) if cursor else None
+        page = service.store.page(limit, after, app=app, state=state.value if state else None, since=_utc(since))
+        return {
+            "incidents": [incident_to_api(i) for i in page.incidents],
+            "next_cursor": encode_cursor(page.next_after) if page.next_after else None,
+        }
 
-    @app.get("/api/incidents/{incident_id}")
+    @guarded.get("/api/incidents/{incident_id}")
     def get_incident(incident_id: str) -> dict[str, Any]:
         """One incident with its events."""
         incident = service.store.get(incident_id)
         if incident is None:
             raise HTTPException(404, f"no incident {incident_id}")
         return incident_to_api(incident)
+
+    @guarded.get("/status")
+    def status() -> dict[str, Any]:
+        """Each dependency as last seen (ok/error, last success, last error without credentials)."""
+        seen = {name: health.to_api() for name, health in dependencies.snapshot().items()}
+        try:
+            service.store.ping()
+            active: int | None = service.store.count_active()
+            seen["store"] = {"status": "ok", "last_error": None}
+        except Exception as exc:  # a status page reports, it never raises
+            active = None
+            seen["store"] = {"status": "error", "last_error": redact_urls(f"{type(exc).__name__}: {exc}")[:300]}
+        return {"version": __version__, "active_incidents": active, "dependencies": seen}
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -176,7 +251,7 @@ def create_app(
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Readiness: store reachable, git clone present, policies loaded."""
+        """Readiness for intake only: store writable, policies loaded (never git or Argo CD)."""
         problems = {}
         for name, check in checks.items():
             try:
@@ -194,6 +269,7 @@ def create_app(
         """Prometheus metrics."""
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(guarded)
     for router in routers:
         app.include_router(router)  # its lifespan runs inside the service's
     return app

@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     incidents = sub.add_parser("incidents", help="list incidents, or show one")
     incidents.add_argument("incident_id", nargs="?")
     incidents.add_argument("--json", action="store_true")
+    incidents.add_argument(
+        "--url",
+        default=os.environ.get("ROLLBACKBOT_API_URL"),
+        help="ask the running service's /api (token from ROLLBACKBOT_API_TOKEN or ROLLBACKBOT_WEBHOOK_TOKEN) "
+        "instead of reading ROLLBACKBOT_DATABASE_URL; default $ROLLBACKBOT_API_URL",
+    )
     return parser
 
 
@@ -80,5 +86,5 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "rollback":
         return asyncio.run(commands.rollback(args.app, args.to_tag))
     if args.command == "incidents":
-        return commands.incidents(args.incident_id, args.json)
+        return commands.incidents(args.incident_id, args.json, args.url)
     raise AssertionError(args.command)

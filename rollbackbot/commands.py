@@ -8,12 +8,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from rollbackbot.core.incident_json import incident_to_api
 from rollbackbot.core.incidents import AlertRef, IncidentState, new_incident
 from rollbackbot.core.model import target_to_dict
 from rollbackbot.core.policy_select import policy_for_app
-from rollbackbot.errors import NoTargetError
+from rollbackbot.errors import AdapterError, ConfigError, NoTargetError
+from rollbackbot.redact import redact_url
 from rollbackbot.settings import load_settings
 
 
@@ -108,31 +110,65 @@ async def rollback(app: str, to_tag: str | None) -> int:
     return 0 if final.state is IncidentState.rolled_back else 1
 
 
-def incidents(incident_id: str | None, as_json: bool) -> int:
-    """List incidents newest first, or show one with its events."""
+def incidents(incident_id: str | None, as_json: bool, url: str | None = None) -> int:
+    """List incidents newest first, or show one with its events.
+
+    With ``url`` (``--url`` or ROLLBACKBOT_API_URL) it asks the running service's /api with the bearer
+    token from ROLLBACKBOT_API_TOKEN (else ROLLBACKBOT_WEBHOOK_TOKEN); without, it reads the local store.
+    """
+    found_one, rows = _incidents_from_api(url, incident_id) if url else _incidents_from_store(incident_id)
+    if incident_id:
+        if found_one is None:
+            print(f"no incident {incident_id}", file=sys.stderr)
+            return 1
+        if as_json:
+            print(json.dumps(found_one, indent=2))
+            return 0
+        _print_incident(found_one)
+        return 0
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for item in rows:
+        created = str(item.get("created_at") or "")
+        print(f"{created[:19].replace('T', ' ')}  {item['id']}  {item['app']:<24} {item['state']:<18} {item['reason']}")
+    return 0
+
+
+def _print_incident(data: dict[str, Any]) -> None:
+    print(f"{data['id']}  {data['app']}  {data['state']}  policy {data['policy']}  mode {data['mode']}")
+    alert, source, target = data["alert"], data["from"], data["to"]
+    print(f"alert {alert['name']} {alert['fingerprint']}  from {source['tag']} to {target['tag']}")
+    if data.get("rollback_commit"):
+        print(f"commit {data['rollback_commit']}")
+    for event in data["events"]:
+        print(f"  {event['at'][:19].replace('T', ' ')}  {event['state']:<18} {event['detail']}")
+
+
+def _incidents_from_store(incident_id: str | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     from rollbackbot.adapters.store_sql import SqlIncidentStore
 
     store = SqlIncidentStore(os.environ.get("ROLLBACKBOT_DATABASE_URL", "sqlite:///.rollbackbot/state.db"))
     if incident_id:
         found = store.get(incident_id)
-        if found is None:
-            print(f"no incident {incident_id}", file=sys.stderr)
-            return 1
-        data = incident_to_api(found)
-        if as_json:
-            print(json.dumps(data, indent=2))
-            return 0
-        print(f"{found.id}  {found.app}  {found.state.value}  policy {found.policy}  mode {found.mode}")
-        print(f"alert {found.alert.name} {found.alert.fingerprint}  from {found.from_ref.tag} to {found.to_ref.tag}")
-        if found.rollback_commit:
-            print(f"commit {found.rollback_commit}")
-        for event in found.events:
-            print(f"  {event.at:%Y-%m-%d %H:%M:%S}  {event.state.value:<18} {event.detail}")
-        return 0
-    rows = store.recent(100)
-    if as_json:
-        print(json.dumps([incident_to_api(i) for i in rows], indent=2))
-        return 0
-    for item in rows:
-        print(f"{item.created_at:%Y-%m-%d %H:%M:%S}  {item.id}  {item.app:<24} {item.state.value:<18} {item.reason}")
-    return 0
+        return (incident_to_api(found) if found else None), []
+    return None, [incident_to_api(i) for i in store.recent(100)]
+
+
+def _incidents_from_api(url: str, incident_id: str | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    import httpx
+
+    token = os.environ.get("ROLLBACKBOT_API_TOKEN") or os.environ.get("ROLLBACKBOT_WEBHOOK_TOKEN", "")
+    path = f"/api/incidents/{incident_id}" if incident_id else "/api/incidents"
+    try:
+        answer = httpx.get(url.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise AdapterError(f"cannot reach {redact_url(url)}: {type(exc).__name__}") from None
+    if answer.status_code == 401:
+        raise ConfigError("the service refused the token: set ROLLBACKBOT_API_TOKEN (or ROLLBACKBOT_WEBHOOK_TOKEN)")
+    if answer.status_code == 404 and incident_id:
+        return None, []
+    if answer.status_code != 200:
+        raise AdapterError(f"{redact_url(url)}{path} answered {answer.status_code}")
+    body = answer.json()
+    return (body, []) if incident_id else (None, list(body["incidents"]))

@@ -1,4 +1,4 @@
-"""Structured JSON logs; every line of an incident's work carries its id."""
+"""Structured JSON logs; every line of an incident's work carries its id, URLs in it without credentials."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from rollbackbot.redact import redact_urls
 
 current_incident: contextvars.ContextVar[str | None] = contextvars.ContextVar("incident_id", default=None)
 
@@ -21,16 +23,16 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_urls(record.getMessage()),
         }
         incident = getattr(record, "incident_id", None) or current_incident.get()
         if incident:
             line["incident_id"] = incident
         for key, value in vars(record).items():
             if key not in _RESERVED and key not in line:
-                line[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                line[key] = value if isinstance(value, (int, float, bool, type(None))) else redact_urls(str(value))
         if record.exc_info and record.exc_info[0] is not None:
-            line["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+            line["error"] = redact_urls(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
         return json.dumps(line, ensure_ascii=False)
 
 

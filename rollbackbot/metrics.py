@@ -18,7 +18,6 @@ Self-monitoring (manifests/monitoring/rollbackbot-rules.yml alerts on these):
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from rollbackbot.core.incidents import IncidentState
+from rollbackbot.dependencies import DEPENDENCIES, error_in_flight
 
 log = logging.getLogger("rollbackbot.metrics")
 
@@ -101,12 +101,19 @@ for _code in ("202", "401", "413", "422", "500"):
 
 
 def observe_call(system: str, operation: str, seconds: float, ok: bool, reachable: bool | None = None) -> None:
-    """Record one external call; ``reachable`` (when known) feeds ``rollbackbot_dependency_up``."""
+    """Record one external call and its outcome on the dependency board (``/status``, ``rollbackbot_dependency_up``).
+
+    ``reachable`` says whether the call got through to the system (a 404 did; a refused connection, a
+    5xx or a refused token did not); ``None`` when the outcome says nothing about the system (an
+    unexpected local error), which leaves the board as it was.
+    """
     EXTERNAL_CALL_SECONDS.labels(system, operation).observe(seconds)
     if not ok:
         EXTERNAL_CALL_ERRORS.labels(system, operation).inc()
-    if reachable is not None:
-        DEPENDENCIES.record(system, reachable)
+    if reachable is True:
+        DEPENDENCIES.succeeded(system)
+    elif reachable is False:
+        DEPENDENCIES.failed(system, error_in_flight(operation))
 
 
 class IncidentGauge:
@@ -155,38 +162,6 @@ class OverdueGauge:
 INCIDENTS_OVERDUE = OverdueGauge()
 REGISTRY.register(INCIDENTS_OVERDUE)
 
-DEPENDENCY_FRESH_SECONDS = 15 * 60
-
-
-class DependencyGauge:
-    """``rollbackbot_dependency_up{dependency}``: whether the latest call reached git / Argo CD."""
-
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        self._latest: dict[str, tuple[bool, float]] = {}
-
-    def record(self, dependency: str, reachable: bool) -> None:
-        """Note the outcome of one call."""
-        self._latest[dependency] = (reachable, self._monotonic())
-
-    def forget(self) -> None:
-        """Drop every recorded outcome (tests)."""
-        self._latest.clear()
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "rollbackbot_dependency_up",
-            f"1 if the latest call reached the dependency, 0 if not; absent {DEPENDENCY_FRESH_SECONDS}s after it",
-            labels=["dependency"],
-        )
-        now = self._monotonic()
-        for dependency, (reachable, at) in sorted(self._latest.items()):
-            if now - at <= DEPENDENCY_FRESH_SECONDS:
-                family.add_metric([dependency], 1.0 if reachable else 0.0)
-        yield family
-
-
-DEPENDENCIES = DependencyGauge()
 REGISTRY.register(DEPENDENCIES)
 
 

@@ -32,6 +32,10 @@ class GitOpsRepo(Protocol):
         """Write and push the rollback commit; exactly once per incident, never forced."""
         ...
 
+    def head_paths(self) -> frozenset[str] | None:
+        """Every path at the deploy branch head as of the last fetch (None before one); from memory."""
+        ...
+
 
 class ArgoCD(Protocol):
     """The Argo CD API server."""
@@ -77,6 +81,14 @@ class StaleIncident(Exception):
     """A compare-and-set save lost: someone else moved the incident first."""
 
 
+@dataclass(frozen=True)
+class IncidentPage:
+    """One page of incidents, newest first, and where the next one starts (None: this was the last)."""
+
+    incidents: list[Incident]
+    next_after: tuple[datetime, str] | None
+
+
 class IncidentStore(Protocol):
     """Durable incidents; every state change is a compare-and-set on the previous state."""
 
@@ -114,6 +126,26 @@ class IncidentStore(Protocol):
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
+        ...
+
+    def page(
+        self,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+        *,
+        app: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+    ) -> IncidentPage:
+        """Newest first by (created, id), starting after ``after``; filters are exact matches."""
+        ...
+
+    def count_active(self) -> int:
+        """Incidents not in a terminal state."""
+        ...
+
+    def prune(self, created_before: datetime, batch: int = 500) -> int:
+        """Delete terminal incidents opened before ``created_before``; how many went."""
         ...
 
 

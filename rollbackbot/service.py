@@ -34,6 +34,7 @@ from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay, budget_for, reopen
 from rollbackbot.errors import AlertRefused, Fault, classify, describe
+from rollbackbot.intake import app_missing
 from rollbackbot.logs import current_incident
 from rollbackbot.metrics import INCIDENT_TRANSITIONS, INCIDENTS_STALLED, REACTION_SECONDS
 from rollbackbot.ports import ArgoCD, Chat, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident, Verdict
@@ -51,6 +52,7 @@ class Received:
     incidents: list[str]
     created: int
     ignored: int
+    unknown_apps: int = 0  # alerts refused because their app is not in the GitOps repo
 
 
 class Service:
@@ -80,6 +82,7 @@ class Service:
         self.clock = clock
         self.chat = chat
         self.policies = list(policies)
+        self._git = git
         self.workflow = Workflow(
             store=store,
             steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence),
@@ -104,7 +107,7 @@ class Service:
         """Map each alert to its incident (creating it once, in one transaction) and schedule the work."""
         ids: list[str] = []
         fresh: list[Incident] = []
-        ignored = 0
+        ignored = unknown = 0
         for alert in payload.alerts:
             policy = select_policy(self.policies, alert.labels)
             if policy is None:
@@ -113,6 +116,9 @@ class Service:
             ended = alert.ends_at is not None and alert.ends_at <= self.clock.now()
             if not alert.firing or ended:  # a "firing" alert whose end lies in the past is over too
                 ids.extend(self._record_resolution(alert))
+                continue
+            if app_missing(self._git, policy, alert.labels):
+                unknown += 1  # junk: no incident, no metrics series, no git work
                 continue
             incident = self._incident_for(alert, policy)
             ids.append(incident.id)
@@ -127,7 +133,9 @@ class Service:
                 self.schedule(incident.id)
         for incident in {i.id: i for i in fresh if i.id not in inserted}.values():
             self._retry_on_redelivery(incident.id)
-        return Received(incidents=list(dict.fromkeys(ids)), created=len(inserted), ignored=ignored)
+        if unknown:
+            log.info("alerts refused: their app is not in the GitOps repo", extra={"refused": unknown})
+        return Received(list(dict.fromkeys(ids)), len(inserted), ignored, unknown)
 
     def _incident_for(self, alert: Alert, policy: Policy) -> Incident:
         ref = AlertRef(

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         description="An unfinished incident counts as stalled once it is due and nothing was recorded on it "
         "for this long (plus the policy's sync timeout while syncing); then the watchdog drives it",
     )
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token for /api/* and /status (defaults to the webhook token)"
+    )
+    retention_days: int = Field(
+        default=90, ge=1, description="terminal incidents opened longer ago than this many days are pruned"
+    )
 
     @field_validator("argocd_token")
     @classmethod
@@ -100,6 +106,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lock_mode_upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _api_token_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # unset or empty: the webhook token guards the API
+        if len(value.get_secret_value().strip()) < MIN_WEBHOOK_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters")
+        return value
 
     @field_validator("git_allowed_signers", mode="before")
     @classmethod

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -22,11 +23,13 @@ from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
 from rollbackbot.core.policy import Policy, PolicyMode
 from rollbackbot.core.retries import RetryBudget
+from rollbackbot.dependencies import DEPENDENCIES
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.liveness import StateFileCheck
 from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
 from rollbackbot.policy_files import load_policies, policy_set_fingerprint
 from rollbackbot.reload import PolicyReloader
+from rollbackbot.retention import prune_forever
 from rollbackbot.service import Service
 from rollbackbot.settings import Settings
 
@@ -166,27 +169,18 @@ def build_app(settings: Settings) -> FastAPI:
     loaded_fingerprint = policy_set_fingerprint(settings.policies)
     wired = build(settings)
     check_slack_settings(settings, wired.service.policies)
-    git_problem: list[str] = []
     try:
         wired.git.ensure_clone()
+        DEPENDENCIES.succeeded("git")
     except RollbackBotError as exc:
         # Serve anyway: alerts are still received and recorded, the first incident retries the fetch,
-        # and /readyz says what is wrong instead of the pod crash-looping.
-        git_problem.append(str(exc))
-        log.warning("git remote not reachable at start; serving, not ready", extra={"error": str(exc)})
+        # and /status says what is wrong; readiness is about intake only and stays green.
+        DEPENDENCIES.failed("git", f"clone at start: {exc}")
+        log.warning("git remote not reachable at start; serving", extra={"error": str(exc)})
 
     def store_ready() -> str | None:
-        wired.store.ping()
+        wired.store.check_writable()
         return None
-
-    def git_ready() -> str | None:
-        if git_problem:
-            try:
-                wired.git.ensure_clone()
-                git_problem.clear()
-            except RollbackBotError as exc:
-                return f"git remote not reachable: {exc}"
-        return None if settings.git_workdir.exists() else "git clone missing"
 
     def policies_ready() -> str | None:
         return None if wired.service.policies else "no policies loaded"
@@ -194,12 +188,17 @@ def build_app(settings: Settings) -> FastAPI:
     def intake_open() -> str | None:
         return None if wired.service.accepting else "shutting down: not taking new alerts"
 
+    def retention() -> Coroutine[Any, Any, None]:
+        return prune_forever(wired.store, wired.service.clock, settings.retention_days)
+
     app = create_app(
         wired.service,
         settings.webhook_token,
-        readiness={"store": store_ready, "git": git_ready, "policies": policies_ready, "shutdown": intake_open},
+        readiness={"store": store_ready, "policies": policies_ready, "shutdown": intake_open},
         liveness={"state": StateFileCheck(settings.database_url)},
         routers=[*_slack_routers(settings, wired), _policy_reload_router(settings, wired, loaded_fingerprint)],
+        api_token=settings.api_token,
+        background=[retention],
     )
     app.state.service = wired.service
     return app

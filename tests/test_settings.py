@@ -51,6 +51,8 @@ def test_missing_required_setting_is_named(env: pytest.MonkeyPatch, variable: st
         ("ROLLBACKBOT_ARGOCD_TOKEN", "   "),
         ("ROLLBACKBOT_GIT_URL", ""),
         ("ROLLBACKBOT_GIT_ALLOWED_SIGNERS", ""),
+        ("ROLLBACKBOT_API_TOKEN", "short-reader"),
+        ("ROLLBACKBOT_RETENTION_DAYS", "0"),
     ],
 )
 def test_empty_or_weak_setting_is_named_without_its_value(env: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -61,6 +63,18 @@ def test_empty_or_weak_setting_is_named_without_its_value(env: pytest.MonkeyPatc
     assert message.startswith(f"{variable} is invalid") and "\n" not in message
     if value.strip():
         assert value not in message
+
+
+def test_api_token_and_retention_defaults(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.api_token is None and settings.retention_days == 90
+    env.setenv("ROLLBACKBOT_API_TOKEN", "")
+    assert load_settings().api_token is None  # empty means unset: the webhook token guards /api
+    env.setenv("ROLLBACKBOT_API_TOKEN", "reader-secret-token-value")
+    env.setenv("ROLLBACKBOT_RETENTION_DAYS", "30")
+    settings = load_settings()
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "reader-secret-token-value"
+    assert settings.retention_days == 30 and "reader-secret-token-value" not in repr(settings)
 
 
 def test_serve_refuses_to_start_with_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

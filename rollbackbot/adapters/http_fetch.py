@@ -16,6 +16,7 @@ from typing import IO
 import httpx
 
 from rollbackbot.errors import PermanentError, TransientError
+from rollbackbot.redact import redact_url
 
 FETCH_TIMEOUT_SECONDS = 10.0
 SPOOL_OVER = 1 << 20  # bytes kept in memory before the body goes to a temporary file
@@ -81,14 +82,14 @@ async def fetch_capped(
         ) as client:
             async with client.stream("GET", url) as response:
                 if response.status_code >= 400:
-                    raise PermanentError(f"GET {url} answered {response.status_code}")
+                    raise PermanentError(f"GET {redact_url(url)} answered {response.status_code}")
                 async for chunk in response.aiter_bytes():
                     if not body.add(chunk):
                         break
         return body.result(), body.truncated
     except httpx.HTTPError as exc:
         body.discard()
-        raise TransientError(f"GET {url} failed: {type(exc).__name__}") from None
+        raise TransientError(f"GET {redact_url(url)} failed: {type(exc).__name__}") from None
     except BaseException:  # cancelled by the capture budget, or an error answer: leave no file behind
         body.discard()
         raise

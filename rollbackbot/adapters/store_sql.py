@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -43,7 +44,7 @@ from rollbackbot.core.decide import AppHistory, OtherIncident
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Incident, IncidentState
 from rollbackbot.errors import ConfigError, StoreUnavailable, TransientError, redact
-from rollbackbot.ports import StaleIncident
+from rollbackbot.ports import IncidentPage, StaleIncident
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,6 +70,8 @@ incidents = Table(
     # unfinished() (resume at start, and the overdue gauge at every scrape) reads non-terminal rows only.
     Index("ix_incidents_state_created", "state", "created_at"),
 )
+# Added after the first release: created explicitly, since create_all skips tables that exist.
+_LATER_INDEXES = (Index("ix_incidents_created_id", incidents.c.created_at, incidents.c.id),)
 
 _ROLLBACK_STATES = (IncidentState.rolling_back, IncidentState.syncing, IncidentState.rolled_back)
 
@@ -114,6 +117,7 @@ _MARK_RESOLVED = (
     .where(_c.id == bindparam("match_id"), _c.resolved_at.is_(None))
     .values(resolved_at=bindparam("at"))
 )
+_TOUCH_NOTHING = update(incidents).where(_c.id == "").values(state=_c.state)  # takes the write lock only
 _EXISTING = select(_c.id).where(_c.id.in_(bindparam("ids", expanding=True)))
 _SAVE = (
     update(incidents)
@@ -291,6 +295,61 @@ class SqlIncidentStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def check_writable(self) -> None:
+        """Raise unless a write transaction can be opened (readiness: intake needs to insert)."""
+        with self.engine.begin() as conn:
+            conn.execute(_TOUCH_NOTHING)
+
+    # ---- paging, retention, counts (the incident API and housekeeping) ----
+
+    def page(
+        self,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+        *,
+        app: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+    ) -> IncidentPage:
+        """Newest first by (created, id); ``after`` is the last (created, id) of the previous page.
+
+        Keyset paging: an incident inserted meanwhile lands before the cursor and never shifts a page.
+        """
+        stmt = select(_c.record, _c.resolved_at, _c.created_at).order_by(_c.created_at.desc(), _c.id.desc())
+        if after is not None:
+            created, last_id = after
+            stmt = stmt.where((_c.created_at < created) | ((_c.created_at == created) & (_c.id < last_id)))
+        if app is not None:
+            stmt = stmt.where(_c.app == app)
+        if state is not None:
+            stmt = stmt.where(_c.state == state)
+        if since is not None:
+            stmt = stmt.where(_c.created_at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.limit(limit + 1)).all()
+        found = [_load(r) for r in rows[:limit]]
+        last_created = _aware(rows[limit - 1][2]) if len(rows) > limit else None
+        return IncidentPage(found, (last_created, found[-1].id) if last_created is not None else None)
+
+    def prune(self, created_before: datetime, batch: int = 500) -> int:
+        """Delete terminal incidents opened before ``created_before``, in small batches; how many went."""
+        doomed = (
+            select(_c.id).where(_c.created_at < created_before, _c.state.in_(_TERMINAL)).limit(batch).scalar_subquery()
+        )
+        removed = 0
+        while True:
+            with self.engine.begin() as conn:
+                count = conn.execute(delete(incidents).where(_c.id.in_(doomed))).rowcount
+            removed += count
+            if count < batch:
+                return removed
+
+    def count_active(self) -> int:
+        """Incidents not in a terminal state."""
+        stmt = select(func.count()).select_from(incidents).where(_c.state.not_in(_TERMINAL))
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
 
 def _add_missing_indexes(engine: Engine) -> None:

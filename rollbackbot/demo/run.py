@@ -136,7 +136,8 @@ async def run_demo(workdir: Path | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         procs.wait_ready(f"{base}/readyz", service)
         _say(f"\n2. fake Argo CD at {argo_url}; fake Slack at {slack_url}; rollbackbot serving at {base}")
-        async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        api_auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}  # /api/* takes the webhook token by default
+        async with httpx.AsyncClient(base_url=base, timeout=10.0, headers=api_auth) as client:
             auto = await _deliver_and_follow(client, sandbox, argo_url, work, started)
             setting = demo_propose.Setting(
                 client,

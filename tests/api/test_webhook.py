@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from rollbackbot import http_body
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import FakeClock
@@ -115,11 +117,11 @@ async def test_firing_alert_answers_202_with_ids_and_redelivery_is_a_no_op(clien
     await service.idle()
     assert len(service.store.recent()) == 1 and len(git.commits) == 1
 
-    listed = (await http.get("/api/incidents")).json()["incidents"]
+    listed = (await http.get("/api/incidents", headers=AUTH)).json()["incidents"]
     assert [i["id"] for i in listed] == ids
-    one = (await http.get(f"/api/incidents/{ids[0]}")).json()
+    one = (await http.get(f"/api/incidents/{ids[0]}", headers=AUTH)).json()
     assert one["state"] == "rolled_back" and one["events"][0]["state"] == "received"
-    assert (await http.get("/api/incidents/inc-missing")).status_code == 404
+    assert (await http.get("/api/incidents/inc-missing", headers=AUTH)).status_code == 404
 
 
 async def test_resolved_alert_creates_nothing(client) -> None:  # type: ignore[no-untyped-def]
@@ -150,3 +152,32 @@ async def test_openapi_webhook_schema_has_no_dangling_refs(client) -> None:  # t
     http, _, _ = client
     spec = (await http.get("/openapi.json")).text
     assert "#/$defs/" not in spec
+
+
+async def test_a_chunked_oversized_body_is_cut_off_while_streaming(client) -> None:  # type: ignore[no-untyped-def]
+    http, service, _ = client
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(64):  # 64 MiB if it were all read
+            sent.append(1)
+            yield b" " * (1024 * 1024)
+
+    answer = await http.post("/webhook/alertmanager", content=chunks(), headers=AUTH)
+    assert answer.status_code == 413 and len(sent) < 4
+    assert service.store.recent() == []
+
+
+async def test_a_body_that_never_finishes_times_out(client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    http, service, _ = client
+    monkeypatch.setattr(http_body, "BODY_READ_SECONDS", 0.05)
+    never = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b'{"version": "4", '
+        await never.wait()
+        yield b"}"
+
+    answer = await asyncio.wait_for(http.post("/webhook/alertmanager", content=stalled(), headers=AUTH), timeout=10)
+    assert answer.status_code == 408
+    assert service.store.recent() == []

@@ -21,6 +21,7 @@ from rollbackbot.testing import slack as fake_slack
 from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
 
 WEBHOOK_TOKEN = "e2e-webhook-token-0123456789abcdef"
+API_AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}  # /api/* and /status take the webhook token by default
 ARGOCD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9qOm1sLXByb2Q6cm9sbGJhY2tib3QifQ.ZTJl"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SLACK_BOT_TOKEN = "xoxb-e2e-bot-token-0123456789abcdef"
@@ -116,10 +117,10 @@ class Stack:
         return httpx.post(f"{self.service_url}/slack/actions", content=body, headers=headers, timeout=5)
 
     def incident(self, incident_id: str) -> dict[str, object]:
-        return dict(httpx.get(f"{self.service_url}/api/incidents/{incident_id}", timeout=5).json())
+        return dict(httpx.get(f"{self.service_url}/api/incidents/{incident_id}", headers=API_AUTH, timeout=5).json())
 
     def incidents(self) -> list[dict[str, object]]:
-        return list(httpx.get(f"{self.service_url}/api/incidents", timeout=5).json()["incidents"])
+        return list(httpx.get(f"{self.service_url}/api/incidents", headers=API_AUTH, timeout=5).json()["incidents"])
 
     def wait_state(self, incident_id: str, states: set[str], timeout: float = 30.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout

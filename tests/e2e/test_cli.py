@@ -16,10 +16,15 @@ pytestmark = pytest.mark.e2e
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return _cli_with(stack, {}, *args)
+
+
+def _cli_with(stack: Stack, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLBACKBOT_")} | {
         **service_env(stack.git_url, stack.sandbox.allowed_signers, stack.argocd_url, stack.work / "state"),
         "ROLLBACKBOT_GIT_WORKDIR": str(stack.work / "cli-repo"),  # its own clone beside the service's
         "USER": "dana",
+        **extra,
     }
     return subprocess.run(
         [sys.executable, "-m", "rollbackbot", *args],
@@ -84,3 +89,17 @@ def test_policy_check_reports_file_and_line(tmp_path: Path, stack: Stack) -> Non
     assert result.returncode == 1
     assert f"{tmp_path / 'bad.yaml'}:5" in result.stderr or "bad.yaml:5" in result.stderr
     assert _cli(stack, "policy", "check", str(REPO_ROOT / "policies")).returncode == 0
+
+
+def test_incidents_asks_the_running_service_with_the_token_from_the_environment(stack: Stack) -> None:
+    result = _cli(stack, "rollback", "--app", "badge-vision", "--to", "badge-vision/v3.0.0")
+    incident_id = json.loads(result.stdout)["id"]
+    through_api = _cli(stack, "incidents", "--url", stack.service_url)  # ROLLBACKBOT_WEBHOOK_TOKEN is set
+    assert through_api.returncode == 0, through_api.stderr
+    assert incident_id in through_api.stdout and "rolled_back" in through_api.stdout
+    shown = _cli(stack, "incidents", incident_id, "--url", stack.service_url)
+    assert "manual rollback badge-vision/v3.1.0 -> badge-vision/v3.0.0 by dana" in shown.stdout
+    wrong = _cli_with(
+        stack, {"ROLLBACKBOT_API_TOKEN": "not-the-token-0123456789"}, "incidents", "--url", stack.service_url
+    )
+    assert wrong.returncode == 2 and "refused the token" in wrong.stderr

@@ -15,7 +15,7 @@ from rollbackbot import procs
 from rollbackbot.failpoints import POINTS
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import build_sandbox
-from tests.e2e.conftest import ARGOCD_TOKEN, WEBHOOK_TOKEN, docsum_releases, service_env, slack_env
+from tests.e2e.conftest import API_AUTH, ARGOCD_TOKEN, WEBHOOK_TOKEN, docsum_releases, service_env, slack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,7 @@ def test_sigkill_at_each_step_then_restart_gives_one_commit(tmp_path: Path, poin
             assert httpx.post(f"{base}/webhook/alertmanager", json=body, headers=headers).status_code == 202
             deadline, incident = time.monotonic() + 30, {}
             while time.monotonic() < deadline:
-                incident = httpx.get(f"{base}/api/incidents/{incident_id}").json()
+                incident = httpx.get(f"{base}/api/incidents/{incident_id}", headers=API_AUTH).json()
                 if incident["state"] in ("rolled_back", "failed"):
                     break
                 time.sleep(0.05)

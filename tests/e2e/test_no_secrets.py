@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from rollbackbot.testing.alertmanager import alert, notification
-from tests.e2e.conftest import ARGOCD_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, WEBHOOK_TOKEN, Stack
+from tests.e2e.conftest import API_AUTH, ARGOCD_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, WEBHOOK_TOKEN, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +34,9 @@ def test_full_run_leaks_no_secret(stack: Stack, abuse_report) -> None:  # type: 
         'system="argocd"' in metrics and 'rollbackbot_alert_to_rollback_seconds_count{stage="healthy"} 1.0' in metrics
     )
     assert 'rollbackbot_webhook_requests_total{outcome="unauthorized"} 3.0' in metrics
-    for path in ("/api/incidents", f"/api/incidents/{incident_id}", "/metrics", "/readyz", "/healthz", "/openapi.json"):
-        seen.append(httpx.get(f"{base}{path}").text)
+    paths = ("/api/incidents", f"/api/incidents/{incident_id}", "/status", "/metrics", "/readyz", "/healthz")
+    for path in (*paths, "/openapi.json"):
+        seen.append(httpx.get(f"{base}{path}", headers=API_AUTH).text)
     seen.append(
         subprocess.run(
             ["git", "--git-dir", str(stack.sandbox.remote_path), "log", "--all", "-p", "--format=%B"],

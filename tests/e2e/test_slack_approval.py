@@ -11,7 +11,7 @@ import pytest
 
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.slack import block_actions, signed_request
-from tests.e2e.conftest import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, WEBHOOK_TOKEN, Stack
+from tests.e2e.conftest import API_AUTH, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, WEBHOOK_TOKEN, Stack
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
@@ -83,7 +83,7 @@ def test_proposal_in_slack_approved_with_one_click_rolls_back_once(stack: Stack)
     assert "Rolled back to support-llm/v1.1.0" in str(thread[-1]["args"]["text"])  # type: ignore[index]
 
     everything = stack.log.read_text(errors="replace") + str(stack.slack_calls())
-    everything += httpx.get(f"{stack.service_url}/api/incidents/{incident_id}").text
+    everything += httpx.get(f"{stack.service_url}/api/incidents/{incident_id}", headers=API_AUTH).text
     everything += httpx.get(f"{stack.service_url}/metrics").text
     for secret in (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET):
         assert secret not in everything

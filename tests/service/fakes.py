@@ -26,6 +26,7 @@ class FakeGit:
     commits: dict[str, str] = field(default_factory=dict)  # incident id -> commit
     fail_commit: list[Exception] = field(default_factory=list)
     plans: int = 0
+    paths: frozenset[str] | None = None  # head_paths(): None = not fetched yet, nothing refused
 
     def plan(self, target: ResolvedTarget) -> RollbackPlan:
         self.plans += 1
@@ -52,6 +53,9 @@ class FakeGit:
         self.commits[request.incident_id] = commit
         self.head = commit
         return RollbackResult(commit, already_done=False)
+
+    def head_paths(self) -> frozenset[str] | None:
+        return self.paths
 
 
 @dataclass

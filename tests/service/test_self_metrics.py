@@ -22,8 +22,9 @@ from rollbackbot.api import create_app
 from rollbackbot.clock import FakeClock
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.model import AppHealth
+from rollbackbot.dependencies import DependencyBoard
 from rollbackbot.errors import RollbackBotError
-from rollbackbot.metrics import DEPENDENCIES, INCIDENTS, INCIDENTS_OVERDUE, REGISTRY, DependencyGauge
+from rollbackbot.metrics import DEPENDENCIES, INCIDENTS, INCIDENTS_OVERDUE, REGISTRY
 from rollbackbot.policy_files import load_policies
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
@@ -185,7 +186,7 @@ async def test_argocd_calls_set_dependency_up(answer: httpx.Response | Exception
 
 def test_dependency_verdict_expires_after_a_quiet_period() -> None:
     now = [100.0]
-    gauge = DependencyGauge(monotonic=lambda: now[0])
+    gauge = DependencyBoard(monotonic=lambda: now[0])
     gauge.record("git", reachable=False)
     [family] = gauge.collect()
     assert [(s.labels, s.value) for s in family.samples] == [({"dependency": "git"}, 0.0)]

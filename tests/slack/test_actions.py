@@ -6,10 +6,12 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from rollbackbot import http_body
 from rollbackbot.adapters.slack.app import SlackActions
 from rollbackbot.adapters.slack.approvers import safe_name
 from rollbackbot.core.incidents import IncidentState
@@ -211,3 +213,50 @@ async def test_a_hostile_profile_name_cannot_forge_a_trailer(harness: Harness) -
     await harness.click("approve_rollback", incident_id)
     await harness.settle()
     assert harness.incident(incident_id).approved_by == "Dana Rollback-To support-llm v0.0.1 U012ABC"
+
+
+async def test_a_huge_chunked_body_is_cut_off_at_the_cap_without_reading_it_all(harness: Harness) -> None:
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(1024):  # 64 MiB if it were all read
+            sent.append(1)
+            yield b"payload=" + b"x" * (64 * 1024)
+
+    answer = await harness.http.post("/slack/actions", content=chunks())  # no Content-Length: chunked
+    assert answer.status_code == 413
+    assert len(sent) < 5  # refused while streaming, long before 64 MiB
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"payload=%7Bnot-json", {}),
+        (b"\xff\xfe\x00", {"Content-Type": "application/json"}),
+        (b"{", {"Content-Type": "application/json"}),
+        (b"payload=x", {"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"}),
+        (b"payload=x", {"X-Slack-Request-Timestamp": "9" * 40, "X-Slack-Signature": "v0=00"}),
+        (b"a=b", {"X-Slack-Request-Timestamp": "-1"}),
+    ],
+    ids=["bad-payload", "not-utf8", "json", "timestamp-not-a-number", "timestamp-huge", "signature-missing"],
+)
+async def test_malformed_unsigned_requests_are_401_not_500(
+    harness: Harness, body: bytes, headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = await harness.post(body, headers)
+    assert answer.status_code == 401
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_body_that_trickles_in_times_out(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_body, "BODY_READ_SECONDS", 0.05)
+    never = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"payload="
+        await never.wait()  # the rest never comes
+        yield b"{}"
+
+    # Bounded here too: without a deadline the request would hang, and that must fail, not stall the suite.
+    answer = await asyncio.wait_for(harness.http.post("/slack/actions", content=stalled()), timeout=10)
+    assert answer.status_code == 408

@@ -11,7 +11,7 @@ from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.errors import AdapterError
 from rollbackbot.settings import load_settings
 from rollbackbot.testing.slack import FakeSlack, create_app, in_process_client
-from tests.slack.conftest import SECRET, STRANGER, SUPPORT, TOKEN, make_harness
+from tests.slack.conftest import SECRET, STRANGER, SUPPORT, TOKEN, WEBHOOK_TOKEN, make_harness
 
 
 async def test_a_full_slack_run_leaks_neither_token_nor_signing_secret(
@@ -30,8 +30,9 @@ async def test_a_full_slack_run_leaks_neither_token_nor_signing_secret(
         seen.append((await harness.click("approve_rollback", incident_id, STRANGER)).text)
         seen.append((await harness.click("approve_rollback", incident_id)).text)
         await harness.settle()
-        for path in ("/api/incidents", f"/api/incidents/{incident_id}", "/metrics", "/openapi.json"):
-            seen.append((await harness.http.get(path)).text)
+        auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        for path in ("/api/incidents", f"/api/incidents/{incident_id}", "/status", "/metrics", "/openapi.json"):
+            seen.append((await harness.http.get(path, headers=auth)).text)
     finally:
         await harness.service.stop()
     seen.append(repr(harness.fake.calls))

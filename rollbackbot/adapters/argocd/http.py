@@ -20,6 +20,7 @@ from tenacity.wait import wait_exponential_jitter
 
 from rollbackbot.errors import PermanentError, TransientError
 from rollbackbot.metrics import observe_call
+from rollbackbot.redact import redact_urls
 
 log = logging.getLogger("rollbackbot.argocd")
 
@@ -220,7 +221,7 @@ class ArgoHTTP:
     def _redact(self, text: str) -> str:
         # Argo CD does not echo tokens, but a proxy or a future server might; never let one through.
         secret = self._token.get_secret_value()
-        return text.replace(secret, "***") if secret else text
+        return redact_urls(text.replace(secret, "***") if secret else text)
 
     def _log_call(self, endpoint: str, outcome: int | str, started: float) -> None:
         elapsed = self._monotonic() - started

@@ -18,6 +18,7 @@ import git
 from rollbackbot.core.commit_message import one_line, parse_commit_trailers
 from rollbackbot.core.releases import TagListing
 from rollbackbot.errors import PermanentError, TransientError
+from rollbackbot.redact import redact_urls
 
 ZERO_OID = "0" * 40
 NETWORK_TIMEOUT_SECONDS = 60.0  # a hung remote must end in a TransientError, never a stuck incident
@@ -46,7 +47,7 @@ def checked_paths(paths: Sequence[str]) -> tuple[str, ...]:
 
 def redact(text: str) -> str:
     """``text`` with the user:password part of any URL removed, so errors never carry credentials."""
-    return _USERINFO.sub("", text)
+    return redact_urls(_USERINFO.sub("", text))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import git
 import yaml
 
+from rollbackbot.adapters.git.paths import list_paths
 from rollbackbot.adapters.git.plumbing import (
     NETWORK_TIMEOUT_SECONDS,
     GitObject,
@@ -106,6 +107,7 @@ class GitOpsRepository:
         self._plumbing: Plumbing | None = None
         self._fetched = False
         self._rollbacks = RollbackIndex()
+        self._head_paths: frozenset[str] | None = None  # see head_paths()
 
     @property
     def remote_ref(self) -> str:
@@ -164,6 +166,10 @@ class GitOpsRepository:
     def _fetch(self) -> None:
         self._open().sync(self.branch, self.remote_ref, self.url, known_state=self._fetched)
         self._fetched = True
+        try:
+            self._head_paths = list_paths(self._open(), self.remote_ref)
+        except PermanentError:
+            self._head_paths = None  # no branch yet: unknown, so intake refuses nothing
 
     # --- plans ------------------------------------------------------------------------------------
 
@@ -356,6 +362,12 @@ class GitOpsRepository:
         if not result:
             raise TransientError(f"git push to {redact(self.url)} reported nothing")
         return True
+
+    # --- what exists at the head (for intake) ----------------------------------------------------
+
+    def head_paths(self) -> frozenset[str] | None:
+        """Paths at the deploy branch head as of the last fetch; None before the first. No git process, no lock."""
+        return self._head_paths
 
 
 def _oid(found: GitObject | None) -> str | None:

@@ -96,6 +96,11 @@ class SelfRepairingRepo:
         """Write and push the rollback commit; exactly once per incident, never forced."""
         return self._call(lambda repo: repo.commit_rollback(request))
 
+    def head_paths(self) -> frozenset[str] | None:
+        """Every path at the branch head as of the last fetch (in memory: no clone needed)."""
+        with self._lock:
+            return self.inner.head_paths()
+
     def _call(self, work: Callable[[GitOpsRepository], T]) -> T:
         repo = self._checked()
         try:

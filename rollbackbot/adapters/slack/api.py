@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from rollbackbot.adapters.slack.metrics import SLACK_CALLS
+from rollbackbot.dependencies import DEPENDENCIES
 from rollbackbot.errors import PermanentError, TransientError
 
 log = logging.getLogger("rollbackbot.slack")
@@ -122,12 +123,14 @@ class SlackApi:
                 delay = self._delay_after_error(method, exc, attempt)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 SLACK_CALLS.labels(method, "transient").inc()
+                DEPENDENCIES.failed("slack", f"slack {method}: {type(exc).__name__}")
                 if attempt == self.attempts:
                     raise TransientError(f"slack {method}: {type(exc).__name__}") from None
                 delay = self.backoff_seconds * float(2 ** (attempt - 1))
                 log.warning("slack unreachable, retrying", extra={"method": method, "attempt": attempt})
             else:
                 SLACK_CALLS.labels(method, "ok").inc()
+                DEPENDENCIES.succeeded("slack")
                 data = response.data
                 return dict(data) if isinstance(data, dict) else {}
             await self.sleep(delay)

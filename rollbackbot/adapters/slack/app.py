@@ -1,9 +1,11 @@
 """Slack interactivity at ``POST /slack/actions``: the Approve / Reject buttons of a proposal.
 
-Bolt checks the signature (wrong, missing or older than 5 minutes → 401) and the handler acks at
-once; the decision runs after, in a task: approver check, then the service's compare-and-set
-``approve``/``reject``, which makes double clicks, replays and second replicas harmless. The chat
-port then replaces the proposal and threads the progress. Answers to the clicker are ephemeral.
+The body is read capped (64 KiB, chunked included) within a deadline before anything parses it
+(413 / 408), and its signature is checked first (wrong, missing, malformed or older than 5 minutes
+→ 401; Bolt checks again); the handler acks at once; the decision runs after, in a task: approver
+check, then the service's compare-and-set ``approve``/``reject``, which makes double clicks,
+replays and second replicas harmless. The chat port then replaces the proposal and threads the
+progress. Answers to the clicker are ephemeral.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from rollbackbot.adapters.slack.api import SlackApi
@@ -30,6 +33,7 @@ from rollbackbot.adapters.slack.metrics import SLACK_ACTIONS
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.messages import decision_of
 from rollbackbot.errors import AdapterError
+from rollbackbot.http_body import BodyRefused, read_capped, with_body
 from rollbackbot.ports import Decisions
 
 __all__ = ["ActionId", "SlackActions", "build_bolt_app", "slack_router"]
@@ -156,6 +160,19 @@ class SlackActions:
             log.warning("ephemeral answer not delivered", extra={"error": str(exc)})
 
 
+def _signed(verifier: SignatureVerifier, body: bytes, headers: Any) -> bool:
+    """Slack's v0 signature over ``body`` holds and is fresh; False for anything malformed."""
+    timestamp = headers.get("x-slack-request-timestamp", "")
+    signature = headers.get("x-slack-signature", "")
+    if not (timestamp.isdigit() and len(timestamp) <= 12 and signature.startswith("v0=")):
+        return False
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return verifier.is_valid(text, timestamp, signature)
+
+
 def late_notice(incident: Incident) -> str:
     """What the clicker of an already decided incident is told: who decided and when."""
     decision = decision_of(incident)
@@ -192,6 +209,7 @@ def build_bolt_app(signing_secret: SecretStr, api: SlackApi, actions: SlackActio
 def slack_router(bolt: AsyncApp, chat: SlackChat, actions: SlackActions) -> APIRouter:
     """``POST /slack/actions``, plus the start and stop of the Slack background work."""
     handler = AsyncSlackRequestHandler(bolt)
+    verifier = SignatureVerifier(bolt._signing_secret)  # the secret Bolt was built with; Bolt checks again
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -208,10 +226,21 @@ def slack_router(bolt: AsyncApp, chat: SlackChat, actions: SlackActions) -> APIR
     )
     async def slack_actions(request: Request) -> Response:
         """Slack interactivity: Approve / Reject buttons (action_id approve_rollback / reject_rollback)."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return Response(status_code=413)
-        response = await handler.handle(request)
+        try:
+            body = await read_capped(request, MAX_BODY_BYTES)
+        except BodyRefused as exc:
+            SLACK_ACTIONS.labels("unknown", "refused").inc()
+            return Response(exc.detail, status_code=exc.status)
+        # Verified before Bolt parses anything: Bolt parses first, and a malformed body would be a 500.
+        if not _signed(verifier, body, request.headers):
+            SLACK_ACTIONS.labels("unknown", "unauthorized").inc()
+            log.warning("slack request refused: signature missing, wrong or stale")
+            return Response("invalid request", status_code=401)
+        try:
+            response = await handler.handle(with_body(request, body))
+        except Exception:  # signed by Slack yet unreadable: answer, never a traceback per request
+            log.warning("slack request signed but unreadable; ignored")
+            return Response("unreadable request", status_code=400)
         if response.status_code == 401:
             SLACK_ACTIONS.labels("unknown", "unauthorized").inc()
             log.warning("slack request refused: signature missing, wrong or stale")
