@@ -100,16 +100,21 @@ for _code in ("202", "401", "413", "422", "500"):
     WEBHOOK_RESPONSES.labels(_code)  # exported at 0 from the start, so the first error is an increase
 
 
-def observe_call(system: str, operation: str, seconds: float, ok: bool, reachable: bool | None = None) -> None:
+_FROM_OUTCOME: Any = object()  # reachable not given: an ok call got through, a failed one did not
+
+
+def observe_call(system: str, operation: str, seconds: float, ok: bool, reachable: bool | None = _FROM_OUTCOME) -> None:
     """Record one external call and its outcome on the dependency board (``/status``, ``rollbackbot_dependency_up``).
 
     ``reachable`` says whether the call got through to the system (a 404 did; a refused connection, a
     5xx or a refused token did not); ``None`` when the outcome says nothing about the system (an
-    unexpected local error), which leaves the board as it was.
+    unexpected local error), which leaves the board as it was; omitted, it is ``ok``.
     """
     EXTERNAL_CALL_SECONDS.labels(system, operation).observe(seconds)
     if not ok:
         EXTERNAL_CALL_ERRORS.labels(system, operation).inc()
+    if reachable is _FROM_OUTCOME:
+        reachable = ok
     if reachable is True:
         DEPENDENCIES.succeeded(system)
     elif reachable is False:

@@ -177,6 +177,22 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
         "`true`: an automatic rollback whose capture is incomplete becomes a proposal.",
         "false",
     ),
+    "spec.retry": (
+        "Overrides of the service's retry budget for transient errors (`ROLLBACKBOT_RETRY_BUDGET_SECONDS`,"
+        " `ROLLBACKBOT_RETRY_ATTEMPTS`): a connection reset or a 502 while planning, capturing, committing or"
+        " syncing is retried with backoff and jitter within the budget.",
+        "",
+    ),
+    "spec.retry.budget": (
+        "How long one attempt retries transient errors before the incident fails with"
+        ' "gave up after transient errors".',
+        "10m",
+    ),
+    "spec.retry.attempts": (
+        "Attempts in all: an incident that failed on a transient error is re-opened when its alert is"
+        " delivered again while still firing, until this many attempts were made.",
+        "3",
+    ),
     "spec.verify": ("Verification after the rollback.", ""),
     "spec.verify.within": (
         "After `rolled_back`, the triggering alert must resolve within this time, else the incident records"

@@ -261,7 +261,7 @@ class Verify(_Section):
 
 
 class Retry(_Section):
-    """Overrides of the service's retry budget for transient errors (ROLLBACKBOT_RETRY_*)."""
+    """Overrides of the service's retry budget for transient errors (settings retry_budget_seconds, retry_attempts)."""
 
     budget: PositiveDuration | None = None  # how long one attempt retries transient errors
     attempts: StrictInt | None = Field(default=None, ge=1)  # attempts in all, re-deliveries included

@@ -160,7 +160,9 @@ def support_llm_releases() -> AppSpec:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    marker = request.node.get_closest_marker("stack_env")
+    extra_env: dict[str, str] = dict(marker.kwargs) if marker else {}
     sandbox = build_sandbox(tmp_path / "gitops", [*docsum_releases(), support_llm_releases()])
     log_path = tmp_path / "processes.log"
     started: list[subprocess.Popen[bytes]] = []
@@ -212,7 +214,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             started.append(slack)
             port = procs.free_port()
             env = service_env(git_url, sandbox.allowed_signers, argo_url, tmp_path / "state") | slack_env(slack_url)
-            service = procs.start_service(env, port, log, cwd=tmp_path)
+            service = procs.start_service(env | extra_env, port, log, cwd=tmp_path)
             started.append(service)
             url = f"http://127.0.0.1:{port}"
             procs.wait_ready(f"{url}/readyz", service)

@@ -176,7 +176,7 @@ async def test_unexpected_error_ends_failed_and_does_not_block_the_app(
     assert "s3cr3t" not in failed.reason
 
     # The next alert of the app is not suppressed as a duplicate of a dead incident.
-    service.workflow.policies = {"docsum": _policy()}
+    service.replace_policies([_policy()])  # fixed in Git and reloaded
     clock.advance(60)
     second = service.receive(_payload({**DOCSUM, "alertname": "ModelCanaryLeak"}, clock)).incidents[0]
     await asyncio.wait_for(service.idle(), timeout=10)

@@ -22,6 +22,7 @@ from rollbackbot.api import create_app
 from rollbackbot.clock import FakeClock
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.model import AppHealth
+from rollbackbot.core.retries import RetryBudget
 from rollbackbot.dependencies import DependencyBoard
 from rollbackbot.errors import RollbackBotError
 from rollbackbot.metrics import DEPENDENCIES, INCIDENTS, INCIDENTS_OVERDUE, REGISTRY
@@ -65,6 +66,7 @@ def _service(tmp_path: Path, clock: FakeClock, git: FakeGit, argo: FakeArgo) -> 
         policies=load_policies(REPO / "policies"),
         clock=clock,
         evidence=FileEvidenceSink(tmp_path / "evidence"),
+        retry=RetryBudget(seconds=0.001, attempts=1, backoff=0.001),  # a transient fault fails the incident at once
     )
     INCIDENTS.count = store.count_by_app_state
     INCIDENTS_OVERDUE.count = partial(service.overdue_by_state, GRACE)  # as wiring.build does
@@ -137,13 +139,14 @@ async def test_git_unreachable_sets_dependency_down_and_success_up(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(steps, "COMMIT_BACKOFF_SECONDS", 0.0)
-    git = FakeGit(fail_commit=[TransientError(f"git push failed: connection refused ({i})") for i in range(3)])
+    git = FakeGit(fail_commit=[TransientError(f"git push failed: connection refused ({i})") for i in range(50)])
     service = _service(tmp_path, clock, git, FakeArgo())
     service.receive(_payload(clock))
     await service.idle()
     assert git.plans == 1  # the plan reached the remote, then every push failed
     assert REGISTRY.get_sample_value("rollbackbot_dependency_up", {"dependency": "git"}) == 0
-    # The next incident's calls succeed: git is up again.
+    # The remote is back: the next incident's calls succeed, and git is up again.
+    git.fail_commit.clear()
     body = notification([alert(BADGE, clock.now() - timedelta(minutes=2))])
     [badge_id] = service.receive(AlertmanagerPayload.model_validate(body)).incidents
     await service.idle()
