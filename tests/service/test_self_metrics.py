@@ -139,19 +139,20 @@ async def test_git_unreachable_sets_dependency_down_and_success_up(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(steps, "COMMIT_BACKOFF_SECONDS", 0.0)
-    git = FakeGit(fail_commit=[TransientError(f"git push failed: connection refused ({i})") for i in range(50)])
+    git = FakeGit(fail_commit=[TransientError(f"git push failed: connection refused ({i})") for i in range(10_000)])
     service = _service(tmp_path, clock, git, FakeArgo())
-    service.receive(_payload(clock))
-    await service.idle()
-    assert git.plans == 1  # the plan reached the remote, then every push failed
-    assert REGISTRY.get_sample_value("rollbackbot_dependency_up", {"dependency": "git"}) == 0
-    # The remote is back: the next incident's calls succeed, and git is up again.
+    [incident_id] = service.receive(_payload(clock)).incidents
+
+    def git_up() -> float | None:
+        return REGISTRY.get_sample_value("rollbackbot_dependency_up", {"dependency": "git"})
+
+    # The plan reached the remote, then every push fails and is retried: git reads as down meanwhile.
+    await _until(lambda: git.plans == 1 and len(git.fail_commit) < 10_000 - 3 and git_up() == 0)
+    # The remote is back: the retried push goes through, and git is up again.
     git.fail_commit.clear()
-    body = notification([alert(BADGE, clock.now() - timedelta(minutes=2))])
-    [badge_id] = service.receive(AlertmanagerPayload.model_validate(body)).incidents
     await service.idle()
-    assert service.store.get(badge_id).state.value == "rolled_back"  # type: ignore[union-attr]
-    assert REGISTRY.get_sample_value("rollbackbot_dependency_up", {"dependency": "git"}) == 1
+    assert service.store.get(incident_id).state.value == "rolled_back"  # type: ignore[union-attr]
+    assert git_up() == 1
 
 
 @pytest.mark.parametrize(
