@@ -8,7 +8,8 @@
     └── AdapterError         an external system misbehaved
         ├── TransientError   worth retrying (transport errors, 5xx, timeouts)
         └── PermanentError   retrying will not help; a human must look
-            └── ConflictError  the deploy branch moved in a way we must not override
+            ├── ConflictError  the deploy branch moved in a way we must not override
+            └── Superseded     newer work on the deploy branch replaced the rollback commit
 
 tenacity retries ``TransientError`` only.
 """
@@ -59,3 +60,7 @@ class ConflictError(PermanentError):
 
 class NoTargetError(PermanentError):
     """There is no verified release older than the current one."""
+
+
+class Superseded(PermanentError):
+    """A later commit changed the app's paths after our rollback commit: the outcome is newer work, not ours."""

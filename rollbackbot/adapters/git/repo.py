@@ -17,6 +17,7 @@ from pathlib import Path
 import git
 import yaml
 
+from rollbackbot.adapters.git.lineage import has_commit, relate
 from rollbackbot.adapters.git.plumbing import (
     NETWORK_TIMEOUT_SECONDS,
     GitObject,
@@ -26,6 +27,7 @@ from rollbackbot.adapters.git.plumbing import (
     redact,
     tag_ref_prefix,
 )
+from rollbackbot.core.argo_status import Lineage
 from rollbackbot.core.commit_message import build_commit_message, one_line, parse_trailers
 from rollbackbot.core.model import (
     ReleaseTag,
@@ -356,6 +358,18 @@ class GitOpsRepository:
         if not result:
             raise TransientError(f"git push to {redact(self.url)} reported nothing")
         return True
+
+    # --- lineage (rollbackbot.adapters.git.lineage) -------------------------------------------------
+
+    def lineage(self, commit: str, paths: Sequence[str], revision: str | None = None) -> Lineage:
+        """How ``revision`` (default: the deploy branch head, fetched now) relates to ``commit`` for ``paths``.
+
+        A revision the clone does not hold yet (pushed after our last fetch) triggers one fetch.
+        """
+        with self._lock:
+            if revision is None or not has_commit(self._ready(), revision):
+                self._fetch()
+            return relate(self._ready(), commit, revision or self._head(), checked_paths(paths))
 
 
 def _oid(found: GitObject | None) -> str | None:
