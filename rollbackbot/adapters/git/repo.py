@@ -364,10 +364,11 @@ class GitOpsRepository:
     def lineage(self, commit: str, paths: Sequence[str], revision: str | None = None) -> Lineage:
         """How ``revision`` (default: the deploy branch head, fetched now) relates to ``commit`` for ``paths``.
 
-        A revision the clone does not hold yet (pushed after our last fetch) triggers one fetch.
+        A commit the clone does not hold yet (pushed after our last fetch) triggers one fetch.
         """
         with self._lock:
-            if revision is None or not has_commit(self._ready(), revision):
+            plumbing = self._ready()
+            if revision is None or not (has_commit(plumbing, revision) and has_commit(plumbing, commit)):
                 self._fetch()
             return relate(self._ready(), commit, revision or self._head(), checked_paths(paths))
 
