@@ -352,6 +352,8 @@ class GitOpsRepository:
                 return False
             if result is not None and any(info.flags & info.REMOTE_REJECTED for info in result):
                 summary = one_line(" ".join(info.summary for info in result))
+                if "failed to update ref" in summary:  # another push moved the branch mid-push: a lost race
+                    return False
                 raise PermanentError(f"the remote refused the push to {self.branch}: {summary}") from None
             detail = one_line(redact(str(exc.stderr)), 300)
             raise TransientError(f"git push to {redact(self.url)} failed: {detail}") from None
