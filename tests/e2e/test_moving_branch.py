@@ -52,7 +52,7 @@ spec:
 class SecondWriter(threading.Thread):
     """Pushes unrelated commits (docs, platform) to the deploy branch until stopped, like a busy team."""
 
-    def __init__(self, sandbox: GitOpsSandbox, pause: float = 0.2) -> None:
+    def __init__(self, sandbox: GitOpsSandbox, pause: float = 1.0) -> None:
         super().__init__(daemon=True)
         self.sandbox, self.pause = sandbox, pause
         self.stopped = threading.Event()
