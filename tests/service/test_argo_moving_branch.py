@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.clock import SystemClock
+from rollbackbot.core.alerts import AlertmanagerPayload
+from rollbackbot.core.argo_status import Lineage, Relation
 from rollbackbot.core.model import AppHealth
 from rollbackbot.ports import ArgoCD
+from rollbackbot.service import Service
+from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.argocd.config import make_token
-from tests.service.argo_rig import APP, PROJECT, TOKEN, Rig, argo_rig
+from tests.service.argo_rig import APP, PROJECT, TOKEN, Rig, argo_rig, fleet_policy
+from tests.service.fakes import FakeArgo, FakeGit
 
 OTHER_CHANGE = {"apps/other/notes.md": "unrelated docs\n"}
 OUR_PATH_CHANGE = {"apps/docsum-llm/tuning.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tuning\n"}
@@ -176,3 +184,50 @@ async def test_argocd_not_answering_while_planning_does_not_block_the_rollback(t
         assert incident.state.value == "rolled_back", incident.reason
         plan_event = next(e.detail for e in incident.events if e.detail.startswith("plan:"))
         assert "Argo CD pre-check skipped: docsum-llm: " in plan_event and "503" in plan_event
+
+
+# --- the branch check before every (re-)sync, in isolation ------------------------------------------------
+
+
+class MovedGit(FakeGit):
+    """The branch head after our commit, as the git adapter reports it."""
+
+    def __init__(self, head: Lineage) -> None:
+        super().__init__()
+        self.moved = head
+
+    def lineage(self, commit: str, paths: object, revision: str | None = None) -> Lineage:
+        return self.moved
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (
+            Lineage("f" * 40, Relation.superseded, "e" * 40, "docsum: by hand"),
+            f"superseded by {'e' * 12} (docsum: by hand)",
+        ),
+        (
+            Lineage("b" * 40, Relation.older),
+            f"superseded: the deploy branch no longer contains {'0' * 12} (it is at {'b' * 12})",
+        ),
+    ],
+    ids=["paths-changed", "branch-rewritten"],
+)
+async def test_branch_check_stops_before_argocd_is_asked_to_sync(tmp_path: Path, head: Lineage, reason: str) -> None:
+    git, argo = MovedGit(head), FakeArgo()
+    service = Service(
+        store=SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"),
+        git=git,
+        argocd=argo,
+        policies=[fleet_policy()],
+        clock=SystemClock(),
+    )
+    body = notification([alert({"alertname": "ModelAnomaly", "app": APP}, SystemClock().now() - timedelta(minutes=1))])
+    incident_id = service.receive(AlertmanagerPayload.model_validate(body)).incidents[0]
+    await asyncio.wait_for(service.idle(), timeout=30)
+    incident = service.store.get(incident_id)
+    assert incident is not None and incident.state.value == "failed"
+    assert incident.reason.startswith(reason)
+    assert incident.rollback_commit == git.commits[incident_id]
+    assert not [c for c in argo.calls if c[0] in ("refresh", "sync", "wait")]
