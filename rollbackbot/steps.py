@@ -96,7 +96,11 @@ class Steps:
         return incident
 
     async def _argocd_precheck(self, target: ResolvedTarget) -> tuple[str | None, str | None]:
-        """One GET per target app: (why it cannot be synced, or None; why the check was skipped, or None)."""
+        """One GET per target app: (why it cannot be synced, or None; why a check was skipped, or None).
+
+        401/403/404 and a wrong project are final; an Argo CD that does not answer only skips the check.
+        """
+        skipped: list[str] = []
         for app in target.apps:
             try:
                 data = await asyncio.wait_for(
@@ -108,10 +112,11 @@ class Steps:
             except (TransientError, TimeoutError, ValueError) as exc:
                 reason = str(exc) or f"no answer within {PRECHECK_TIMEOUT_SECONDS:g}s"
                 log.warning("Argo CD pre-check skipped", extra={"app": app, "error": reason})
-                return None, f"{app}: {reason}"
+                skipped.append(f"{app}: {reason}")
+                continue
             if problems:
                 return f"{app}: {'; '.join(problems)}", None
-        return None, None
+        return None, "; ".join(skipped) or None
 
     async def capture_evidence(self, incident: Incident, policy: Policy) -> Incident:
         """Before anything changes: the forensic bundle, recorded on the incident."""
