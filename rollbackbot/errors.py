@@ -9,7 +9,8 @@
         ├── TransientError   worth retrying (transport errors, 5xx, timeouts)
         │   └── StoreUnavailable  the incident store is locked, full or unreachable
         └── PermanentError   retrying will not help; a human must look
-            └── ConflictError  the deploy branch moved in a way we must not override
+            ├── ConflictError  the deploy branch moved in a way we must not override
+            └── Superseded     newer work on the deploy branch replaced the rollback commit
 
 tenacity retries ``TransientError`` only.
 
@@ -123,3 +124,7 @@ def describe(exc: BaseException, limit: int = 300) -> str:
     text = " ".join("".join(" " if unicodedata.category(c) in _UNSAFE else c for c in text).split())
     line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class Superseded(PermanentError):
+    """A later commit changed the app's paths after our rollback commit: the outcome is newer work, not ours."""

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from rollbackbot.core.argo_status import Lineage, LineageLookup
 from rollbackbot.core.decide import AppHistory
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import AppHealth, ResolvedTarget, RollbackPlan, RollbackRequest, RollbackResult
@@ -36,6 +37,10 @@ class GitOpsRepo(Protocol):
         """Every path at the deploy branch head as of the last fetch (None before one); from memory."""
         ...
 
+    def lineage(self, commit: str, paths: Sequence[str], revision: str | None = None) -> Lineage:
+        """How ``revision`` (default: the deploy branch head, fetched now) relates to ``commit`` for ``paths``."""
+        ...
+
 
 class ArgoCD(Protocol):
     """The Argo CD API server."""
@@ -44,14 +49,24 @@ class ArgoCD(Protocol):
         """Ask Argo CD to look at the repository again (GET ?refresh=normal)."""
         ...
 
-    async def sync(self, app: str, project: str, revision: str, prune: bool) -> None:
-        """Start a sync that will deploy ``revision``; waits out an operation already running."""
+    async def sync(
+        self, app: str, project: str, revision: str, prune: bool, lineage: LineageLookup | None = None
+    ) -> None:
+        """Start a sync that will deploy ``revision``; waits out an operation already running.
+
+        With ``lineage``, a running operation for a descendant that keeps the app's paths is adopted,
+        and one for a revision that changed them raises Superseded instead of syncing over it.
+        """
         ...
 
-    async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
+    async def wait_synced_healthy(
+        self, app: str, project: str, revision: str, timeout: float, lineage: LineageLookup | None = None
+    ) -> AppHealth:
         """Poll until the sync for ``revision`` finished, reconciled, Synced and Healthy.
 
-        Raises PermanentError with a readable reason when it fails, degrades or times out.
+        With ``lineage``, Synced and Healthy at a descendant of ``revision`` with the app's paths unchanged
+        counts too. Raises Superseded when a later commit changed the app's paths, PermanentError with a
+        readable reason when it fails, degrades or times out.
         """
         ...
 

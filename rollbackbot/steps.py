@@ -2,6 +2,18 @@
 
 Each method takes the persisted incident and returns the next version; the service saves it.
 Blocking git work runs in a thread so the webhook keeps answering in milliseconds.
+
+Argo CD in a moving world:
+
+* Planning also reads each target Application once (``GET ?project=``): a rejected token (401/403),
+  a missing application or a project mismatch fails the incident before anything is committed.
+  An Argo CD that does not answer at all does not block the rollback (the commit still deploys
+  with auto-sync); the plan event says the pre-check was skipped.
+* Before every (re-)sync, also after a restart in ``syncing``, the deploy branch must still contain
+  the rollback commit with the app's paths unchanged since; otherwise nothing is synced.
+* Synced and Healthy at the rollback commit or at a descendant with the app's paths unchanged is
+  success. When a later commit changed those paths, the incident ends ``failed`` with the reason
+  ``superseded by <sha> (<subject>)``: ``rolled_back`` is never claimed for someone else's change.
 """
 
 from __future__ import annotations
@@ -15,10 +27,11 @@ from typing import TypeVar
 from rollbackbot import forensics
 from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.clock import Clock
+from rollbackbot.core.argo_status import Lineage, LineageLookup, application_problems, branch_problem, short_sha
 from rollbackbot.core.incidents import Incident, IncidentState
-from rollbackbot.core.model import ResolvedTarget, RollbackRequest, plan_from_dict, target_from_dict
+from rollbackbot.core.model import AppHealth, ResolvedTarget, RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import Policy
-from rollbackbot.errors import AdapterError, ConflictError, PermanentError, TransientError
+from rollbackbot.errors import AdapterError, ConflictError, PermanentError, Superseded, TransientError
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.metrics import observe_call
 from rollbackbot.ports import ArgoCD, EvidenceSink, GitOpsRepo
@@ -29,6 +42,7 @@ S = IncidentState
 
 COMMIT_ATTEMPTS = 3
 COMMIT_BACKOFF_SECONDS = 1.0
+PRECHECK_TIMEOUT_SECONDS = 10.0  # an Argo CD that does not answer must not delay the rollback commit long
 
 
 async def _timed(operation: str, call: Awaitable[T]) -> T:
@@ -75,7 +89,38 @@ class Steps:
         detail = f"plan: current {current}, target {target_name}"
         if plan.skipped:
             detail += "; skipped " + "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped)
-        return incident.with_event(now, detail)
+        problem, skipped = await self._argocd_precheck(target)
+        if skipped:
+            detail += f"; Argo CD pre-check skipped: {skipped}"
+        incident = incident.with_event(now, detail)
+        if problem:
+            return incident.with_state(
+                S.failed, self.clock.now(), f"Argo CD pre-check failed, nothing committed: {problem}"
+            )
+        return incident
+
+    async def _argocd_precheck(self, target: ResolvedTarget) -> tuple[str | None, str | None]:
+        """One GET per target app: (why it cannot be synced, or None; why a check was skipped, or None).
+
+        401/403/404 and a wrong project are final; an Argo CD that does not answer only skips the check.
+        """
+        skipped: list[str] = []
+        for app in target.apps:
+            try:
+                data = await asyncio.wait_for(
+                    self.argocd.get_application(app, target.project), timeout=PRECHECK_TIMEOUT_SECONDS
+                )
+                problems = application_problems(data, app, target.project)
+            except PermanentError as exc:
+                return f"{app}: {exc}", None
+            except (TransientError, TimeoutError, ValueError) as exc:
+                reason = str(exc) or f"no answer within {PRECHECK_TIMEOUT_SECONDS:g}s"
+                log.warning("Argo CD pre-check skipped", extra={"app": app, "error": reason})
+                skipped.append(f"{app}: {reason}")
+                continue
+            if problems:
+                return f"{app}: {'; '.join(problems)}", None
+        return None, "; ".join(skipped) or None
 
     async def capture_evidence(self, incident: Incident, policy: Policy) -> Incident:
         """Before anything changes: the forensic bundle, recorded on the incident."""
@@ -119,21 +164,57 @@ class Steps:
         return incident.with_commit(result.commit).with_state(S.syncing, self.clock.now(), detail)
 
     async def sync(self, incident: Incident, policy: Policy) -> Incident:
-        """Refresh and sync every app of the target in order; all must end Synced and Healthy."""
+        """Refresh and sync every app of the target in order; all must end Synced and Healthy.
+
+        First, also when resuming after downtime, the branch must still hold our commit with the app's
+        paths unchanged; a later change to them ends the incident as superseded, never synced over.
+        """
         target = target_from_dict(incident.target)
         revision = incident.rollback_commit
         assert revision is not None
+        problem = await self._branch_problem(revision, target.paths)
+        if problem:
+            return incident.with_state(S.failed, self.clock.now(), problem)
+        lineage = self._lineage_lookup(revision, target.paths)
         timeout = policy.spec.sync.timeout.total_seconds()
         started = self.clock.monotonic()
+        healths: list[AppHealth] = []
         try:
             for app in target.apps:
                 await self.argocd.refresh(app, target.project)
-                await self.argocd.sync(app, target.project, revision, policy.spec.sync.prune)
+                await self.argocd.sync(app, target.project, revision, policy.spec.sync.prune, lineage=lineage)
                 checkpoint("during_sync")
-                await self.argocd.wait_synced_healthy(app, target.project, revision, timeout)
+                health = await self.argocd.wait_synced_healthy(app, target.project, revision, timeout, lineage=lineage)
+                healths.append(health)
+        except Superseded as exc:
+            return incident.with_state(S.failed, self.clock.now(), str(exc))
         except PermanentError as exc:  # a TransientError goes up: the service retries it within the budget
             return incident.with_state(S.failed, self.clock.now(), f"Argo CD: {exc}")
         elapsed = self.clock.monotonic() - started
         apps = ", ".join(target.apps)
         detail = f"{apps} Synced and Healthy at {revision[:12]} after {elapsed:.1f}s"
+        later = sorted({h.revision for h in healths if h.revision and h.revision.lower() != revision.lower()})
+        if later:
+            detail += f" (Argo CD now at {', '.join(short_sha(r) for r in later)}, which keeps the app's paths)"
         return incident.with_state(S.rolled_back, self.clock.now(), detail)
+
+    async def _branch_problem(self, revision: str, paths: tuple[str, ...]) -> str | None:
+        """Why syncing ``revision`` now would be wrong (superseded, branch rewritten), or None."""
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                head = await _timed("lineage", asyncio.to_thread(self.git.lineage, revision, paths))
+                return branch_problem(head, revision)
+            except PermanentError as exc:
+                return f"cannot confirm the deploy branch still holds {revision[:12]}: {exc}"
+            except TransientError as exc:
+                if attempt == COMMIT_ATTEMPTS:
+                    return f"cannot confirm the deploy branch still holds {revision[:12]}; not syncing: {exc}"
+                log.warning("branch check failed, retrying", extra={"attempt": attempt, "error": str(exc)})
+                await asyncio.sleep(COMMIT_BACKOFF_SECONDS * attempt)
+        return None  # unreachable: the last attempt returns
+
+    def _lineage_lookup(self, revision: str, paths: tuple[str, ...]) -> LineageLookup:
+        async def lookup(seen: str) -> Lineage:
+            return await _timed("lineage", asyncio.to_thread(self.git.lineage, revision, paths, seen))
+
+        return lookup

@@ -1,5 +1,12 @@
 """Rules over Argo CD Application JSON: is auto-sync on, and has the sync of a revision finished.
 
+The branch moves: Argo CD reports the newest revision it compared against (``status.sync.revision``)
+and, with auto-sync, deploys the branch head. So "finished" accepts our rollback commit X **or a
+descendant of X in which the app's paths are unchanged since X** (``Relation.descendant``); a
+descendant that changed those paths means the rollback was superseded by newer work
+(``Relation.superseded``): the incident stops with that outcome instead of waiting for X. The git
+facts come in as ``Lineage`` values (computed by the git adapter), one per revision Argo CD reports.
+
 Purely computational: no I/O, no clock reads. Every field is optional because older Argo CD servers
 omit many of them (docs/argocd-wire.md §10) and fresh applications lack others; a missing field means "not
 known yet", never a KeyError. Wire facts are from docs/argocd-wire.md §0.5, §4 and §6.
@@ -7,9 +14,10 @@ known yet", never a KeyError. Wire facts are from docs/argocd-wire.md §0.5, §4
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -53,6 +61,7 @@ class SyncPolicy(_Wire):
 
 class Spec(_Wire):
     sync_policy: SyncPolicy | None = None
+    project: str | None = None
 
 
 class Metadata(_Wire):
@@ -113,14 +122,92 @@ class Application(_Wire):
     operation: Operation | None = None
 
 
+class Relation(StrEnum):
+    """How a revision Argo CD reports relates to our rollback commit X, for the app's paths."""
+
+    same = "same"  # it is X
+    descendant = "descendant"  # X is an ancestor and the app's paths are unchanged since X
+    superseded = "superseded"  # X is an ancestor, but a later commit changed the app's paths
+    older = "older"  # an ancestor of X: Argo CD has not seen X yet
+    unrelated = "unrelated"  # neither (rewritten history, another branch) or not in our clone
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The git facts about one revision relative to our rollback commit."""
+
+    revision: str
+    relation: Relation
+    changed_by: str = ""  # superseded: the first commit after X that changed the app's paths
+    subject: str = ""  # superseded: that commit's subject line
+
+    @property
+    def contains_ours(self) -> bool:
+        """The revision deploys exactly what our commit deploys for this app."""
+        return self.relation in (Relation.same, Relation.descendant)
+
+
+LineageLookup = Callable[[str], Awaitable[Lineage]]
+"""Computes the Lineage of a revision (blocking git work in a thread); may raise TransientError."""
+
+
 @dataclass(frozen=True)
 class SyncVerdict:
-    """Whether the sync of one revision is finished, failed, or still under way, and why."""
+    """Whether the sync of one revision is finished, failed, superseded or still under way, and why."""
 
     done: bool
     failed: bool
     reason: str
     health: AppHealth
+    superseded: Lineage | None = None  # set when newer work replaced our commit: stop, report it
+
+
+def superseded_reason(lineage: Lineage) -> str:
+    """``superseded by <sha> (<subject>)``: the incident's outcome when newer work replaced ours."""
+    subject = " ".join(lineage.subject.split())[:120] or "no subject"
+    return f"superseded by {short_sha(lineage.changed_by or lineage.revision)} ({subject})"
+
+
+def branch_problem(head: Lineage, commit: str) -> str | None:
+    """Before (re-)syncing: None when the branch head still deploys ``commit`` for the app, else why not.
+
+    A head that changed the app's paths since ``commit`` is newer work; a head that does not contain
+    ``commit`` at all means the branch was rewritten. Syncing ``commit`` then would overwrite either.
+    """
+    if head.contains_ours:
+        return None
+    if head.relation is Relation.superseded:
+        return superseded_reason(head)
+    return (
+        f"superseded: the deploy branch no longer contains {short_sha(commit)} "
+        f"(it is at {short_sha(head.revision)}); not syncing an old revision over it"
+    )
+
+
+def application_problems(app_json: Mapping[str, Any] | Application, app: str, project: str) -> list[str]:
+    """Pre-flight: why this Application is not the one the policy means (wrong name or project)."""
+    parsed = parse_application(app_json)
+    problems: list[str] = []
+    name = parsed.metadata.name if parsed.metadata else None
+    if name and name != app:
+        problems.append(f"Argo CD answered for application {name!r}, not {app!r}")
+    actual = parsed.spec.project if parsed.spec else None
+    if actual and actual != project:
+        problems.append(f"application {app!r} is in Argo CD project {actual!r}, the policy says {project!r}")
+    return problems
+
+
+def reported_revisions(app_json: Mapping[str, Any] | Application) -> tuple[str, ...]:
+    """Every revision the Application names: the requested and last synced one, and the compared one."""
+    app = parse_application(app_json)
+    status = app.status or Status()
+    state = status.operation_state
+    found = [
+        app.operation.sync.revision if app.operation and app.operation.sync else None,
+        state.sync_result.revision if state and state.sync_result else None,
+        status.sync.revision if status.sync else None,
+    ]
+    return tuple(dict.fromkeys(r.strip().lower() for r in found if r and r.strip()))
 
 
 def parse_application(app_json: Mapping[str, Any] | Application) -> Application:
@@ -147,16 +234,20 @@ def op_in_progress(app_json: Mapping[str, Any] | Application) -> bool:
     return parse_application(app_json).operation is not None
 
 
-def op_covers_revision(app_json: Mapping[str, Any] | Application, revision: str) -> bool:
-    """The running operation, or the last one when none runs, deploys ``revision``."""
+def op_covers_revision(
+    app_json: Mapping[str, Any] | Application, revision: str, lineage: Mapping[str, Lineage] | None = None
+) -> bool:
+    """The running operation, or the last one when none runs, deploys ``revision`` (or, with ``lineage``,
+    a descendant of it with the app's paths unchanged)."""
     app = parse_application(app_json)
+    ours = _Ours(revision, lineage or {})
     state = app.status.operation_state if app.status else None
     result_rev = state.sync_result.revision if state and state.sync_result else None
     if app.operation is not None:
         requested = app.operation.sync.revision if app.operation.sync else None
         # operationState may still be absent (not picked up yet); the request carries the resolved SHA.
-        return _same_revision(requested, revision) or _same_revision(result_rev, revision)
-    return _same_revision(result_rev, revision)
+        return ours.covers(requested) or ours.covers(result_rev)
+    return ours.covers(result_rev)
 
 
 def last_op_succeeded(app_json: Mapping[str, Any] | Application) -> bool:
@@ -183,31 +274,75 @@ def app_health(app_json: Mapping[str, Any] | Application) -> AppHealth:
     )
 
 
-def judge_sync(app_json: Mapping[str, Any] | Application, revision: str) -> SyncVerdict:
-    """Apply the "done" rule of docs/argocd-wire.md §0.5 (the `argocd app wait` rule) for ``revision``."""
+def judge_sync(
+    app_json: Mapping[str, Any] | Application, revision: str, lineage: Mapping[str, Lineage] | None = None
+) -> SyncVerdict:
+    """Apply the "done" rule of docs/argocd-wire.md §0.5 (the `argocd app wait` rule) for ``revision``.
+
+    ``lineage`` holds the git facts of the other revisions the app reports (``reported_revisions``);
+    without it only ``revision`` itself counts. A reported revision that superseded ours ends the
+    wait (``superseded``); one not looked up yet counts as not ours.
+    """
     app = parse_application(app_json)
     health = app_health(app)
-    failed, reason = _judge(app, revision)
-    return SyncVerdict(done=reason is None, failed=failed, reason=reason or _done_reason(revision), health=health)
+    ours = _Ours(revision, lineage or {})
+    newer = ours.superseding(reported_revisions(app))
+    if newer is not None:
+        return SyncVerdict(False, False, superseded_reason(newer), health, superseded=newer)
+    failed, reason = _judge(app, ours)
+    return SyncVerdict(done=reason is None, failed=failed, reason=reason or _done_reason(ours, health), health=health)
 
 
-def _done_reason(revision: str) -> str:
-    return f"Synced and Healthy at {short_sha(revision)}"
+@dataclass(frozen=True)
+class _Ours:
+    """Our rollback commit and the lineage of other revisions: which of them deploy our content."""
+
+    revision: str
+    lineage: Mapping[str, Lineage]
+
+    def facts(self, seen: str | None) -> Lineage | None:
+        if not seen:
+            return None
+        key = seen.strip().lower()
+        return self.lineage.get(key) or self.lineage.get(seen)
+
+    def covers(self, seen: str | None) -> bool:
+        """``seen`` is our commit, or a descendant with the app's paths unchanged."""
+        if _same_revision(seen, self.revision):
+            return True
+        facts = self.facts(seen)
+        return facts is not None and facts.contains_ours
+
+    def superseding(self, revisions: tuple[str, ...]) -> Lineage | None:
+        """The first of ``revisions`` in which a later commit changed the app's paths."""
+        for seen in revisions:
+            facts = self.facts(seen)
+            if facts is not None and facts.relation is Relation.superseded:
+                return facts
+        return None
 
 
-def _judge(app: Application, revision: str) -> tuple[bool, str | None]:
+def _done_reason(ours: _Ours, health: AppHealth) -> str:
+    at = health.revision or ours.revision
+    if _same_revision(at, ours.revision):
+        return f"Synced and Healthy at {short_sha(ours.revision)}"
+    return f"Synced and Healthy at {short_sha(at)}, which contains {short_sha(ours.revision)} (app paths unchanged)"
+
+
+def _judge(app: Application, ours: _Ours) -> tuple[bool, str | None]:
     """(failed, reason why not done); reason None means done."""
+    revision = ours.revision
     status = app.status or Status()
     state = status.operation_state
     if app.operation is not None:
-        ours = op_covers_revision(app, revision)
-        if ours and state is not None and state.phase in _FAILED_PHASES:
+        covered = op_covers_revision(app, revision, ours.lineage)
+        if covered and state is not None and state.phase in _FAILED_PHASES:
             return True, f"operation {state.phase}: {state.message or 'no message'}"
-        return False, _running_reason(app, state, revision)
+        return False, _running_reason(app, state, ours)
     if state is None:
         return False, "no sync operation recorded yet"
     op_rev = state.sync_result.revision if state.sync_result else None
-    if not _same_revision(op_rev, revision):
+    if not ours.covers(op_rev):
         return False, f"last operation deployed {short_sha(op_rev)}, not {short_sha(revision)}"
     if state.phase in _FAILED_PHASES:
         return True, f"operation {state.phase}: {state.message or 'no message'}"
@@ -220,7 +355,7 @@ def _judge(app: Application, revision: str) -> tuple[bool, str | None]:
         # Until the post-sync reconcile, status.sync/health are the stale pre-sync values.
         return False, "waiting for reconcile after sync"
     sync = status.sync or SyncStatus()
-    if sync.status != "Synced" or not _same_revision(sync.revision, revision):
+    if sync.status != "Synced" or not ours.covers(sync.revision):
         return False, f"sync status {sync.status or 'Unknown'} at {short_sha(sync.revision)}"
     health = status.health.status if status.health and status.health.status else "Unknown"
     if health != "Healthy":
@@ -229,8 +364,8 @@ def _judge(app: Application, revision: str) -> tuple[bool, str | None]:
     return False, None
 
 
-def _running_reason(app: Application, state: OperationState | None, revision: str) -> str:
-    if not op_covers_revision(app, revision):
+def _running_reason(app: Application, state: OperationState | None, ours: _Ours) -> str:
+    if not op_covers_revision(app, ours.revision, ours.lineage):
         requested = app.operation.sync.revision if app.operation and app.operation.sync else None
         return f"another operation is running (for {short_sha(requested)})"
     if state is None:

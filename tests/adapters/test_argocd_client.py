@@ -16,7 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from rollbackbot.adapters.argocd.client import MAX_LOG_BYTES, ArgoCDClient
-from rollbackbot.errors import PermanentError, TransientError
+from rollbackbot.core.argo_status import Lineage, Relation
+from rollbackbot.errors import PermanentError, Superseded, TransientError
 from rollbackbot.ports import ArgoCD
 
 EXAMPLES = Path(Path(__file__).resolve().parents[1] / "fixtures" / "argocd" / "examples")
@@ -561,6 +562,110 @@ async def test_pod_logs_http_error_before_stream(connect: Any) -> None:
     async with connect(server) as client:
         with pytest.raises(PermanentError, match="HTTP 403: permission denied"):
             await client.pod_logs(APP, PROJECT, "pod-1", "payments")
+
+
+# --- a moving branch: lineage of the revisions Argo CD reports ------------------------------------------
+
+Y = "1f2e3d4c5b6a79880716253443526170a9b8c7d6"  # later, kept the app's paths
+Z = "7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"  # later, changed the app's paths
+
+
+class Lineages:
+    """A LineageLookup that answers from a table and records every question."""
+
+    def __init__(self, *answers: Lineage | Exception) -> None:
+        self.answers = list(answers)
+        self.asked: list[str] = []
+
+    async def __call__(self, revision: str) -> Lineage:
+        self.asked.append(revision)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def at(name: str, **fields: str) -> dict[str, Any]:
+    """An example with status.sync.revision / syncResult.revision / operation revision replaced."""
+    app = example(name)
+    if "compared" in fields:
+        app["status"]["sync"]["revision"] = fields["compared"]
+    if "deployed" in fields:
+        app["status"]["operationState"]["syncResult"]["revision"] = fields["deployed"]
+    if "requested" in fields:
+        app["operation"]["sync"]["revision"] = fields["requested"]
+    return app
+
+
+async def test_wait_accepts_a_descendant_that_kept_the_app_paths(connect: Any, clock: FakeTime) -> None:
+    lineage = Lineages(Lineage(Y, Relation.descendant))
+    server = Server(get=sequence(ok(at("app_get_final_synced_healthy", compared=Y))))
+    async with connect(server, poll_interval=1.0) as client:
+        health = await client.wait_synced_healthy(APP, PROJECT, X, timeout=60, lineage=lineage)
+        with pytest.raises(PermanentError, match="within 5s: sync status Synced at 1f2e3d4c5b6a"):
+            await client.wait_synced_healthy(APP, PROJECT, X, timeout=5)  # without lineage: only X counts
+    assert (health.sync_status, health.health_status, health.revision) == ("Synced", "Healthy", Y)
+    assert lineage.asked == [Y]
+
+
+async def test_wait_stops_at_a_revision_that_changed_the_app_paths(connect: Any, clock: FakeTime) -> None:
+    lineage = Lineages(Lineage(Z, Relation.superseded, changed_by=Z, subject="payments-api: manual bump"))
+    server = Server(get=sequence(ok(example("app_get_running")), ok(at("app_get_final_synced_healthy", compared=Z))))
+    async with connect(server) as client:
+        with pytest.raises(Superseded) as caught:
+            await client.wait_synced_healthy(APP, PROJECT, X, timeout=600, lineage=lineage)
+    assert str(caught.value) == "superseded by 7a6b5c4d3e2f (payments-api: manual bump)"
+    assert clock.now - 1000.0 < 5, "stops at once, no timeout"
+
+
+async def test_wait_asks_git_once_per_revision_and_rides_out_a_git_hiccup(connect: Any) -> None:
+    lineage = Lineages(TransientError("git fetch failed"), Lineage(Y, Relation.descendant))
+    progressing = at("app_get_succeeded_progressing", compared=Y, deployed=Y)
+    server = Server(get=sequence(ok(progressing), ok(progressing), ok(at("app_get_final_synced_healthy", compared=Y))))
+    async with connect(server) as client:
+        health = await client.wait_synced_healthy(APP, PROJECT, X, timeout=60, lineage=lineage)
+    assert health.revision == Y
+    assert lineage.asked == [Y, Y], "asked again after the hiccup, then remembered"
+
+
+async def test_unrelated_revisions_are_asked_again(connect: Any) -> None:
+    lineage = Lineages(Lineage(Y, Relation.unrelated), Lineage(Y, Relation.descendant))
+    server = Server(get=sequence(ok(at("app_get_final_synced_healthy", compared=Y))))
+    async with connect(server) as client:
+        await client.wait_synced_healthy(APP, PROJECT, X, timeout=60, lineage=lineage)
+    assert lineage.asked == [Y, Y], "not in our clone yet: the next poll asks again"
+
+
+async def test_sync_adopts_a_running_operation_for_a_descendant(connect: Any) -> None:
+    lineage = Lineages(Lineage(Y, Relation.descendant))
+    server = Server(
+        get=sequence(ok(example("app_get_incident")), ok(at("app_get_running", requested=Y, deployed=Y))),
+        sync=sequence(error(400, IN_PROGRESS)),
+    )
+    async with connect(server) as client:
+        await client.sync(APP, PROJECT, X, prune=True, lineage=lineage)
+    assert len(server.posts()) == 1, "adopted: no second sync"
+
+
+async def test_sync_never_syncs_over_a_revision_that_changed_the_app_paths(connect: Any) -> None:
+    lineage = Lineages(Lineage(Z, Relation.superseded, changed_by=Z, subject="hotfix"))
+    server = Server(get=sequence(ok(manual(at("app_get_final_synced_healthy", compared=Z)))))
+    async with connect(server) as client:
+        with pytest.raises(Superseded, match="superseded by 7a6b5c4d3e2f"):
+            await client.sync(APP, PROJECT, X, prune=True, lineage=lineage)
+    assert server.posts() == []
+
+
+async def test_sync_waits_out_a_superseding_operation_by_stopping(connect: Any) -> None:
+    lineage = Lineages(Lineage(B, Relation.older), Lineage(Z, Relation.superseded, changed_by=Z, subject="hotfix"))
+    server = Server(
+        get=sequence(ok(example("app_get_incident")), ok(at("app_get_running", requested=Z, deployed=Z))),
+        sync=sequence(error(400, IN_PROGRESS)),
+    )
+    async with connect(server) as client:
+        with pytest.raises(Superseded):
+            await client.sync(APP, PROJECT, X, prune=True, lineage=lineage)
+    assert len(server.posts()) == 1
 
 
 def test_client_implements_the_port() -> None:

@@ -499,3 +499,74 @@ def test_module_serves_as_a_process(repo: GitRepo, tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.stdout.read() == "", "stdout carries only the announcement line; logs go to stderr"
+
+
+# --- (f) a moving branch: auto-sync follows the head, status.sync.revision advances ---------------------
+
+
+def settle(state: FakeArgoState) -> None:
+    """Long enough for any queued operation, its reconcile and the rollout to finish."""
+    state.advance(sum(DELAYS.values()) + state.config.tick)
+
+
+async def test_auto_sync_follows_the_branch_head_past_our_commit(
+    client: httpx.AsyncClient, state: FakeArgoState
+) -> None:
+    x = revert(repo_of(state))
+    refreshed = await get_app(client, refresh="normal")
+    assert refreshed["operation"]["sync"]["revision"] == x
+    state.advance(DELAYS["running"])
+    z = repo_of(state).commit({f"{APP_PATH}/app.yaml": manifests("registry.example.com/fraud-llm:1.43.0")}, "hotfix")
+    state.advance(DELAYS["succeeded"] + DELAYS["reconcile"])
+    compared = await get_app(client)
+    assert compared["status"]["history"][-1]["revision"] == x
+    assert (compared["status"]["sync"]["status"], compared["status"]["sync"]["revision"]) == ("OutOfSync", z)
+    assert compared["operation"]["sync"]["revision"] == z, "auto-sync starts for the newest head"
+    assert compared["operation"]["initiatedBy"] == {"automated": True}
+    assert "operationState" not in compared["status"], "starting an operation clears the last state"
+    settle(state)
+    final = await get_app(client)
+    assert (final["status"]["sync"]["status"], final["status"]["sync"]["revision"]) == ("Synced", z)
+    assert final["status"]["health"]["status"] == "Healthy"
+    assert [h["revision"] for h in final["status"]["history"]][-2:] == [x, z]
+    assert final["status"]["summary"]["images"] == ["registry.example.com/fraud-llm:1.43.0"]
+    assert_valid(final, APPLICATION)
+
+
+async def test_unrelated_push_advances_the_compared_revision_without_a_sync(
+    client: httpx.AsyncClient, state: FakeArgoState
+) -> None:
+    x = revert(repo_of(state))
+    await get_app(client, refresh="normal")
+    settle(state)
+    y = repo_of(state).commit({"docs/runbook.md": "# runbook\n"}, "docs: runbook")
+    refreshed = await get_app(client, refresh="normal")
+    assert (refreshed["status"]["sync"]["status"], refreshed["status"]["sync"]["revision"]) == ("Synced", y)
+    assert refreshed["status"]["health"]["status"] == "Healthy"
+    assert "operation" not in refreshed, "nothing to deploy: the app's manifests did not change"
+    assert refreshed["status"]["operationState"]["syncResult"]["revision"] == x
+    assert refreshed["status"]["history"][-1]["revision"] == x
+
+
+async def test_refresh_after_two_pushes_syncs_the_newest_head(client: httpx.AsyncClient, state: FakeArgoState) -> None:
+    revert(repo_of(state))
+    y = repo_of(state).commit({"docs/runbook.md": "# runbook\n"}, "docs: runbook")
+    refreshed = await get_app(client, refresh="normal")
+    assert refreshed["status"]["sync"]["revision"] == y
+    assert refreshed["operation"]["sync"]["revision"] == y
+    settle(state)
+    final = await get_app(client)
+    assert (final["status"]["sync"]["status"], final["status"]["health"]["status"]) == ("Synced", "Healthy")
+    assert final["status"]["operationState"]["syncResult"]["revision"] == y
+
+
+async def test_manual_sync_of_our_commit_is_compared_against_the_newer_head(repo: GitRepo) -> None:
+    state = FakeArgoState(make_config(repo, apps=[{"name": APP, "project": PROJECT, "path": APP_PATH}]))
+    app, caller = state.app(APP), state.authenticate(TOKEN)
+    x = revert(repo)
+    y = repo.commit({"docs/runbook.md": "# runbook\n"}, "docs: runbook")
+    state.sync(app, {"revision": x}, caller)
+    settle(state)
+    assert app.status["operationState"]["syncResult"]["revision"] == x
+    assert (app.status["sync"]["status"], app.status["sync"]["revision"]) == ("Synced", y)
+    assert app.status["health"]["status"] == "Healthy"

@@ -10,12 +10,17 @@ from typing import Any
 import pytest
 
 from rollbackbot.core.argo_status import (
+    Lineage,
+    Relation,
     app_health,
+    application_problems,
+    branch_problem,
     is_auto_sync,
     judge_sync,
     last_op_succeeded,
     op_covers_revision,
     op_in_progress,
+    reported_revisions,
 )
 
 EXAMPLES = Path(Path(__file__).resolve().parents[1] / "fixtures" / "argocd" / "examples")
@@ -320,3 +325,207 @@ def test_operation_helpers(case: tuple[str, str, dict[str, Any], str, bool, bool
     assert op_covers_revision(app, revision) is covers
     assert op_in_progress(app) is in_progress
     assert last_op_succeeded(app) is succeeded
+
+
+# --- the branch moves: descendants, superseding commits (lineage facts from git) ----------------------
+
+Y = "1f2e3d4c5b6a79880716253443526170a9b8c7d6"  # a later commit that kept the app's paths
+Z = "7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"  # a later commit that changed the app's paths
+U = "0123456789abcdef0123456789abcdef01234567"  # a revision that does not contain X
+LATER = {Y: Lineage(Y, Relation.descendant)}
+NEWER = {Z: Lineage(Z, Relation.superseded, changed_by=Z, subject="payments-api: bump image by hand")}
+AT_Y = {"status.sync.revision": Y}
+DEPLOYED_Y = {"status.sync.revision": Y, "status.operationState.syncResult.revision": Y}
+
+# (id, example, changes, lineage, done, failed, superseded, reason substring)
+MOVING_CASES: list[tuple[str, str, dict[str, Any], dict[str, Lineage], bool, bool, bool, str]] = [
+    (
+        "compared-at-descendant",
+        FINAL,
+        AT_Y,
+        LATER,
+        True,
+        False,
+        False,
+        "Synced and Healthy at 1f2e3d4c5b6a, which contains c41d7e2a9f0b",
+    ),
+    (
+        "compared-at-descendant-unknown-lineage",
+        FINAL,
+        AT_Y,
+        {},
+        False,
+        False,
+        False,
+        "sync status Synced at 1f2e3d4c5b6a",
+    ),
+    ("deployed-descendant", FINAL, DEPLOYED_Y, LATER, True, False, False, "at 1f2e3d4c5b6a, which contains"),
+    (
+        "descendant-upper-case-sha",
+        FINAL,
+        {"status.sync.revision": Y.upper()},
+        LATER,
+        True,
+        False,
+        False,
+        "Synced and Healthy",
+    ),
+    (
+        "descendant-but-degraded",
+        FINAL,
+        AT_Y | {"status.health.status": "Degraded"},
+        LATER,
+        False,
+        False,
+        False,
+        "health Degraded",
+    ),
+    (
+        "descendant-out-of-sync",
+        FINAL,
+        AT_Y | {"status.sync.status": "OutOfSync"},
+        LATER,
+        False,
+        False,
+        False,
+        "sync status OutOfSync",
+    ),
+    ("descendant-op-failed", "app_get_failed", DEPLOYED_Y, LATER, False, True, False, "operation Failed"),
+    (
+        "descendant-op-running",
+        "app_get_running",
+        {"operation.sync.revision": Y, "status.operationState.syncResult.revision": Y},
+        LATER,
+        False,
+        False,
+        False,
+        "sync running",
+    ),
+    (
+        "compared-at-superseding",
+        FINAL,
+        {"status.sync.revision": Z, "status.sync.status": "OutOfSync"},
+        NEWER,
+        False,
+        False,
+        True,
+        "superseded by 7a6b5c4d3e2f (payments-api: bump image by hand)",
+    ),
+    (
+        "superseding-op-running",
+        "app_get_running",
+        {"operation.sync.revision": Z},
+        NEWER,
+        False,
+        False,
+        True,
+        "superseded by 7a6b5c4d3e2f",
+    ),
+    ("superseding-wins-over-healthy", FINAL, {"status.sync.revision": Z}, NEWER, False, False, True, "superseded by"),
+    (
+        "compared-at-older",
+        FINAL,
+        {"status.sync.revision": B},
+        {B: Lineage(B, Relation.older)},
+        False,
+        False,
+        False,
+        "sync status Synced at 9b1e4c7a2d5f",
+    ),
+    (
+        "compared-at-unrelated",
+        FINAL,
+        {"status.sync.revision": U},
+        {U: Lineage(U, Relation.unrelated)},
+        False,
+        False,
+        False,
+        "at 0123456789ab",
+    ),
+    (
+        "deployed-unrelated",
+        FINAL,
+        {"status.sync.revision": U, "status.operationState.syncResult.revision": U},
+        {U: Lineage(U, Relation.unrelated)},
+        False,
+        False,
+        False,
+        "last operation deployed 012345678",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case[0]) for case in MOVING_CASES])
+def test_judge_sync_on_a_moving_branch(
+    case: tuple[str, str, dict[str, Any], dict[str, Lineage], bool, bool, bool, str],
+) -> None:
+    _, name, changes, lineage, done, failed, superseded, reason = case
+    verdict = judge_sync(example(name, changes), X, lineage)
+    assert (verdict.done, verdict.failed, verdict.superseded is not None) == (done, failed, superseded), verdict.reason
+    assert reason in verdict.reason
+
+
+def test_superseded_verdict_names_the_commit_and_its_subject() -> None:
+    verdict = judge_sync(example(FINAL, {"status.sync.revision": Z}), X, NEWER)
+    assert verdict.superseded == NEWER[Z]
+    assert verdict.reason == "superseded by 7a6b5c4d3e2f (payments-api: bump image by hand)"
+
+
+def test_op_covers_a_descendant_only_with_its_lineage() -> None:
+    running_y = example(
+        "app_get_running", {"operation.sync.revision": Y, "status.operationState.syncResult.revision": Y}
+    )
+    assert not op_covers_revision(running_y, X)
+    assert op_covers_revision(running_y, X, LATER)
+    assert not op_covers_revision(running_y, X, {Y: Lineage(Y, Relation.older)})
+
+
+def test_reported_revisions_are_distinct_lower_case() -> None:
+    running = example("app_get_running", {"operation.sync.revision": Y.upper()})
+    assert reported_revisions(running) == (Y, X, B)
+    assert reported_revisions(example(FINAL)) == (X,)
+    assert reported_revisions({}) == ()
+
+
+# (id, head lineage, problem substring or None)
+BRANCH_CASES: list[tuple[str, Lineage, str | None]] = [
+    ("head-is-ours", Lineage(X, Relation.same), None),
+    ("head-descends-keeping-paths", Lineage(Y, Relation.descendant), None),
+    ("head-changed-paths", NEWER[Z], "superseded by 7a6b5c4d3e2f (payments-api: bump image by hand)"),
+    ("branch-reset-behind-us", Lineage(B, Relation.older), "no longer contains c41d7e2a9f0b (it is at 9b1e4c7a2d5f)"),
+    ("branch-rewritten", Lineage(U, Relation.unrelated), "superseded: the deploy branch no longer contains"),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case[0]) for case in BRANCH_CASES])
+def test_branch_problem(case: tuple[str, Lineage, str | None]) -> None:
+    _, head, expected = case
+    problem = branch_problem(head, X)
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None and expected in problem
+
+
+def test_superseded_subject_is_one_short_line() -> None:
+    odd = Lineage(Z, Relation.superseded, changed_by=Z, subject="fix\nForged: line " + "x" * 300)
+    assert "\n" not in branch_problem(odd, X)  # type: ignore[operator]
+    assert len(branch_problem(odd, X) or "") < 160
+
+
+# (id, changes, app, project, problem substrings)
+PRECHECK_CASES: list[tuple[str, dict[str, Any], str, str, list[str]]] = [
+    ("matches", {}, "payments-api", "payments", []),
+    ("other-project", {}, "payments-api", "ml-prod", ["in Argo CD project 'payments', the policy says 'ml-prod'"]),
+    ("other-name", {}, "checkout", "payments", ["answered for application 'payments-api', not 'checkout'"]),
+    ("fields-absent", {"spec.project": DELETE, "metadata.name": DELETE}, "x", "y", []),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case[0]) for case in PRECHECK_CASES])
+def test_application_problems(case: tuple[str, dict[str, Any], str, str, list[str]]) -> None:
+    _, changes, app, project, expected = case
+    problems = application_problems(example(FINAL, changes), app, project)
+    assert len(problems) == len(expected)
+    for problem, text in zip(problems, expected, strict=True):
+        assert text in problem

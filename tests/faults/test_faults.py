@@ -186,6 +186,9 @@ class HumanRace:
         self.sandbox.commit_paths({self.path: "hotfix: true\n"}, "human hotfix during the incident")
         return self.inner.commit_rollback(request)
 
+    def lineage(self, commit, paths, revision=None):  # type: ignore[no-untyped-def]
+        return self.inner.lineage(commit, paths, revision)
+
 
 @pytest.mark.parametrize(("path", "survives"), [("platform/other.yaml", True), (f"apps/{APP}/hotfix.yaml", False)])
 async def test_push_race_with_a_human(rig: Rig, path: str, survives: bool, abuse_report) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rollbackbot.core.argo_status import Lineage, Relation
 from rollbackbot.core.model import (
     AppHealth,
     ReleaseTag,
@@ -57,6 +58,11 @@ class FakeGit:
     def head_paths(self) -> frozenset[str] | None:
         return self.paths
 
+    def lineage(self, commit: str, paths: object, revision: str | None = None) -> Lineage:
+        """The branch never moves here: the head is the last commit."""
+        seen = revision or self.head
+        return Lineage(seen, Relation.same if seen == commit else Relation.descendant)
+
 
 @dataclass
 class FakeArgo:
@@ -67,10 +73,12 @@ class FakeArgo:
         self.calls.append(("refresh", app))
         return AppHealth(app, "OutOfSync", "Healthy", None, None)
 
-    async def sync(self, app: str, project: str, revision: str, prune: bool) -> None:
+    async def sync(self, app: str, project: str, revision: str, prune: bool, lineage: object = None) -> None:
         self.calls.append(("sync", app, revision))
 
-    async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
+    async def wait_synced_healthy(
+        self, app: str, project: str, revision: str, timeout: float, lineage: object = None
+    ) -> AppHealth:
         self.calls.append(("wait", app, revision))
         if self.unhealthy:
             raise PermanentError(self.unhealthy)

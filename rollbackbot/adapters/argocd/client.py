@@ -2,6 +2,11 @@
 
 The rules (auto-sync, "done") live in ``rollbackbot.core.argo_status``; the wire (headers, errors,
 retries) in ``argocd_http``. This module is the choreography of docs/argocd-wire.md §6.
+
+The deploy branch moves while we wait (docs/argocd-wire.md §5.5): ``sync`` and ``wait_synced_healthy``
+take a ``LineageLookup`` (git facts per revision, from the git adapter) so that Synced and Healthy at a
+descendant of our commit with the app's paths unchanged counts as done, and a revision that changed
+those paths ends the wait with ``Superseded`` instead of a timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from pydantic import SecretStr, ValidationError
 
 from rollbackbot.adapters.argocd.http import ArgoHTTP, OperationInProgress
 from rollbackbot.core.argo_status import (
+    Lineage,
+    LineageLookup,
+    Relation,
     app_health,
     is_auto_sync,
     judge_sync,
@@ -27,10 +35,11 @@ from rollbackbot.core.argo_status import (
     op_covers_revision,
     op_in_progress,
     parse_application,
+    reported_revisions,
     short_sha,
 )
 from rollbackbot.core.model import AppHealth
-from rollbackbot.errors import PermanentError, TransientError
+from rollbackbot.errors import PermanentError, Superseded, TransientError
 
 log = logging.getLogger("rollbackbot.argocd")
 
@@ -109,11 +118,19 @@ class ArgoCDClient:
         _check_application(app, data)
         return app_health(data)
 
-    async def sync(self, app: str, project: str, revision: str, prune: bool) -> None:
-        """Start a sync that deploys ``revision``, waiting out (or adopting) an operation already running."""
+    async def sync(
+        self, app: str, project: str, revision: str, prune: bool, lineage: LineageLookup | None = None
+    ) -> None:
+        """Start a sync that deploys ``revision``, waiting out (or adopting) an operation already running.
+
+        With ``lineage``: an operation for a descendant keeping the app's paths is adopted, and an
+        Application that already names a revision which changed them raises Superseded (never synced over).
+        """
+        lineages = _Lineages(revision, lineage)
         deadline = self._monotonic() + self._busy_timeout
         while True:
             current = await self._read_app(app, project)
+            _raise_if_superseded(current, revision, await lineages.of(current))
             body: dict[str, Any] = {"prune": prune, "project": project}
             if not is_auto_sync(current):
                 # With auto-sync on, an explicit SHA is refused ("Cannot sync to …"); without a revision
@@ -126,7 +143,7 @@ class ArgoCDClient:
             else:
                 _warn_if_other_revision(app, started, revision)
                 return
-            if await self._wait_out_operation(app, project, revision, deadline):
+            if await self._wait_out_operation(app, project, revision, deadline, lineages):
                 return
             if self._monotonic() >= deadline:
                 raise PermanentError(
@@ -135,8 +152,15 @@ class ArgoCDClient:
                 )
             await self._sleep(self._poll_interval)
 
-    async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
-        """Poll until the sync of ``revision`` finished, reconciled, Synced and Healthy (docs/argocd-wire.md §0.5)."""
+    async def wait_synced_healthy(
+        self, app: str, project: str, revision: str, timeout: float, lineage: LineageLookup | None = None
+    ) -> AppHealth:
+        """Poll until the sync of ``revision`` finished, reconciled, Synced and Healthy (docs/argocd-wire.md §0.5).
+
+        With ``lineage``, a descendant of ``revision`` with the app's paths unchanged counts as ``revision``,
+        and a reported revision that changed them raises Superseded.
+        """
+        lineages = _Lineages(revision, lineage)
         deadline = self._monotonic() + timeout
         last_reason = "no answer from Argo CD yet"
         while True:
@@ -146,8 +170,10 @@ class ArgoCDClient:
                 # Only the deadline decides; a flaky API server mid-rollout is not a failed rollback.
                 last_reason = f"Argo CD unreachable: {exc}"
             else:
-                verdict = judge_sync(data, revision)
+                verdict = judge_sync(data, revision, await lineages.of(data))
                 log.debug("argocd %s at %s: %s", app, short_sha(revision), verdict.reason)
+                if verdict.superseded is not None:
+                    raise Superseded(verdict.reason)
                 if verdict.done:
                     return verdict.health
                 if verdict.failed:
@@ -214,16 +240,20 @@ class ArgoCDClient:
         _check_application(app, data)
         return data
 
-    async def _wait_out_operation(self, app: str, project: str, revision: str, deadline: float) -> bool:
+    async def _wait_out_operation(
+        self, app: str, project: str, revision: str, deadline: float, lineages: _Lineages
+    ) -> bool:
         """Wait for the running operation to end; True when it deploys ``revision`` and may be adopted."""
         while True:
             current = await self._read_app(app, project)
+            facts = await lineages.of(current)
+            _raise_if_superseded(current, revision, facts)
             if op_in_progress(current):
-                if op_covers_revision(current, revision):
+                if op_covers_revision(current, revision, facts):
                     # Usually auto-sync got there first; wait_synced_healthy judges its outcome.
                     log.info("argocd %s: adopting the running operation for %s", app, short_sha(revision))
                     return True
-            elif op_covers_revision(current, revision) and last_op_succeeded(current):
+            elif op_covers_revision(current, revision, facts) and last_op_succeeded(current):
                 log.info("argocd %s: adopting the finished operation for %s", app, short_sha(revision))
                 return True
             else:
@@ -235,6 +265,41 @@ class ArgoCDClient:
                     f"after {self._busy_timeout:g}s ({reason})"
                 )
             await self._sleep(self._poll_interval)
+
+
+class _Lineages:
+    """The Lineage of each revision an Application names, looked up once per revision and call."""
+
+    def __init__(self, revision: str, lookup: LineageLookup | None) -> None:
+        self._ours = revision.strip().lower()
+        self._lookup = lookup
+        self._known: dict[str, Lineage] = {}
+
+    async def of(self, app_json: dict[str, Any]) -> dict[str, Lineage]:
+        """Facts for the revisions ``app_json`` names other than ours; a git hiccup leaves one out this round."""
+        if self._lookup is None:
+            return {}
+        facts: dict[str, Lineage] = {}
+        for seen in reported_revisions(app_json):
+            if seen == self._ours:
+                continue
+            found = self._known.get(seen)
+            if found is None:
+                try:
+                    found = await self._lookup(seen)
+                except TransientError as exc:
+                    log.info("lineage of %s unknown for now: %s", short_sha(seen), exc)
+                    continue
+                if found.relation is not Relation.unrelated:  # may be fetched later: ask again then
+                    self._known[seen] = found
+            facts[seen] = found
+        return facts
+
+
+def _raise_if_superseded(app_json: dict[str, Any], revision: str, facts: dict[str, Lineage]) -> None:
+    verdict = judge_sync(app_json, revision, facts)
+    if verdict.superseded is not None:
+        raise Superseded(verdict.reason)
 
 
 def _app_path(app: str) -> str:

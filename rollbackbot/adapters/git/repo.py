@@ -17,6 +17,7 @@ from pathlib import Path
 import git
 import yaml
 
+from rollbackbot.adapters.git.lineage import has_commit, relate
 from rollbackbot.adapters.git.paths import list_paths
 from rollbackbot.adapters.git.plumbing import (
     NETWORK_TIMEOUT_SECONDS,
@@ -27,6 +28,7 @@ from rollbackbot.adapters.git.plumbing import (
     redact,
     tag_ref_prefix,
 )
+from rollbackbot.core.argo_status import Lineage
 from rollbackbot.core.commit_message import build_commit_message, one_line, parse_trailers
 from rollbackbot.core.model import (
     ReleaseTag,
@@ -356,6 +358,8 @@ class GitOpsRepository:
                 return False
             if result is not None and any(info.flags & info.REMOTE_REJECTED for info in result):
                 summary = one_line(" ".join(info.summary for info in result))
+                if "failed to update ref" in summary:  # another push moved the branch mid-push: a lost race
+                    return False
                 raise PermanentError(f"the remote refused the push to {self.branch}: {summary}") from None
             detail = one_line(redact(str(exc.stderr)), 300)
             raise TransientError(f"git push to {redact(self.url)} failed: {detail}") from None
@@ -368,6 +372,19 @@ class GitOpsRepository:
     def head_paths(self) -> frozenset[str] | None:
         """Paths at the deploy branch head as of the last fetch; None before the first. No git process, no lock."""
         return self._head_paths
+
+    # --- lineage (rollbackbot.adapters.git.lineage) -------------------------------------------------
+
+    def lineage(self, commit: str, paths: Sequence[str], revision: str | None = None) -> Lineage:
+        """How ``revision`` (default: the deploy branch head, fetched now) relates to ``commit`` for ``paths``.
+
+        A commit the clone does not hold yet (pushed after our last fetch) triggers one fetch.
+        """
+        with self._lock:
+            plumbing = self._ready()
+            if revision is None or not (has_commit(plumbing, revision) and has_commit(plumbing, commit)):
+                self._fetch()
+            return relate(self._ready(), commit, revision or self._head(), checked_paths(paths))
 
 
 def _oid(found: GitObject | None) -> str | None:

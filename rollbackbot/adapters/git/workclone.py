@@ -13,15 +13,16 @@ import logging
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import git
 
 from rollbackbot.adapters.git.repo import GitOpsRepository
+from rollbackbot.core.argo_status import Lineage
 from rollbackbot.core.model import ReleaseTag, ResolvedTarget, RollbackPlan, RollbackRequest, RollbackResult
-from rollbackbot.errors import AdapterError, ConflictError, NoTargetError
+from rollbackbot.errors import AdapterError, ConflictError, NoTargetError, Superseded
 
 log = logging.getLogger("rollbackbot.git")
 T = TypeVar("T")
@@ -96,6 +97,10 @@ class SelfRepairingRepo:
         """Write and push the rollback commit; exactly once per incident, never forced."""
         return self._call(lambda repo: repo.commit_rollback(request))
 
+    def lineage(self, commit: str, paths: Sequence[str], revision: str | None = None) -> Lineage:
+        """How ``revision`` (default: the branch head, fetched now) relates to ``commit`` for ``paths``."""
+        return self._call(lambda repo: repo.lineage(commit, paths, revision))
+
     def head_paths(self) -> frozenset[str] | None:
         """Every path at the branch head as of the last fetch (in memory: no clone needed)."""
         with self._lock:
@@ -105,7 +110,7 @@ class SelfRepairingRepo:
         repo = self._checked()
         try:
             result = work(repo)
-        except (ConflictError, NoTargetError):
+        except (ConflictError, NoTargetError, Superseded):
             raise  # answers about the repository's content, never about the clone
         except (AdapterError, git.GitError, OSError) as exc:
             problem = clone_damaged(self.workdir)
