@@ -40,11 +40,17 @@ def _parser() -> argparse.ArgumentParser:
     incidents = sub.add_parser("incidents", help="list incidents, or show one")
     incidents.add_argument("incident_id", nargs="?")
     incidents.add_argument("--json", action="store_true")
+    sub.add_parser("observer", help="the model observer sidecar: serve | scan | baseline", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["observer"]:  # its own command tree: rollbackbot/observer/cli.py
+        from rollbackbot.observer.cli import main as observer_main
+
+        return observer_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run(args)
