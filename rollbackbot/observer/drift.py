@@ -120,7 +120,11 @@ class DriftTracker:
 
     def observe(self, reading: Reading) -> None:
         """Add one reading; every ``RECOMPUTE_EVERY`` readings, recompute and publish the scores."""
-        values = {"input_bytes": float(reading.input_bytes), "confidence": reading.confidence, "decision": reading.decision}
+        values = {
+            "input_bytes": float(reading.input_bytes),
+            "confidence": reading.confidence,
+            "decision": reading.decision,
+        }
         for name, window in self._windows.items():
             if values.get(name) is not None:
                 window.append(values[name])

@@ -61,7 +61,9 @@ class _ProxyCollector(Collector):
     def collect(self) -> Iterator[Any]:
         names, values = list(self._labels), list(self._labels.values())
         requests = CounterMetricFamily(
-            "model_observer_requests_total", "Requests on scorable routes by status class", labels=[*names, "status_class"]
+            "model_observer_requests_total",
+            "Requests on scorable routes by status class",
+            labels=[*names, "status_class"],
         )
         for index, status_class in enumerate(STATUS_CLASSES):
             requests.add_metric([*values, status_class], float(self._counters.values[index]))
@@ -93,7 +95,9 @@ class ObserverMetrics:
         def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
             return Counter(name, doc, [*BASE_LABELS, *extra], registry=reg)
 
-        self.responses = counter("model_observer_responses_total", "Scored responses by finish reason", ("finish_reason",))
+        self.responses = counter(
+            "model_observer_responses_total", "Scored responses by finish reason", ("finish_reason",)
+        )
         self.refusals = counter("model_observer_refusals_total", "Responses that refuse").labels(**self.labels)
         self.injections = counter(
             "model_observer_injection_detections_total", "Prompt-injection pattern hits", ("detector",)
@@ -128,10 +132,16 @@ class ObserverMetrics:
             registry=reg,
         )
         self.drift_psi = Gauge(
-            "model_observer_drift_psi", "Population stability index vs the baseline", [*BASE_LABELS, "feature"], registry=reg
+            "model_observer_drift_psi",
+            "Population stability index vs the baseline",
+            [*BASE_LABELS, "feature"],
+            registry=reg,
         )
         self.drift_samples = Gauge(
-            "model_observer_drift_window_samples", "Samples in the drift window", [*BASE_LABELS, "feature"], registry=reg
+            "model_observer_drift_window_samples",
+            "Samples in the drift window",
+            [*BASE_LABELS, "feature"],
+            registry=reg,
         )
         Gauge(
             "model_observer_build_info", "Observer build", [*BASE_LABELS, "version", "ruleset_version"], registry=reg

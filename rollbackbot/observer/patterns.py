@@ -7,13 +7,20 @@ text; tune them only on the corpora named in docs/observer.md.
 
 from __future__ import annotations
 
-_ANY = r"(?:all|any|every|the|your|my|these|those|of|and|previous|prior|above|preceding|earlier|initial|original|system|following|other|existing|current|given)"
-_RULES = r"(?:instructions?|prompts?|rules|directions?|guidelines|guidance|context|commands?|orders|programming|restrictions|constraints|policies|messages?|text)"
+_ANY = (
+    r"(?:all|any|every|the|your|my|these|those|of|and|previous|prior|above|preceding|earlier|initial|original"
+    r"|system|following|other|existing|current|given)"
+)
+_RULES = (
+    r"(?:instructions?|prompts?|rules|directions?|guidelines|guidance|context|commands?|orders|programming"
+    r"|restrictions|constraints|policies|messages?|text)"
+)
 
 INJECTION: dict[str, tuple[str, ...]] = {
     "instruction_override": (
         rf"\b(?:ignore|disregard|forget|skip|override|overrule|bypass|neglect|discard|abandon)\s+(?:{_ANY}\s+){{0,5}}{_RULES}\b",
-        r"\b(?:ignore|disregard|forget)\s+(?:everything|anything|all)\s+(?:(?:you\s+)?(?:were|was|have been)\s+)?(?:told|said|above|before|previously|prior)",
+        r"\b(?:ignore|disregard|forget)\s+(?:everything|anything|all)\s+(?:(?:you\s+)?(?:were|was|have been)\s+)?"
+        r"(?:told|said|above|before|previously|prior)",
         r"\bnew\s+(?:instructions|rules|task|directive)\s*(?:are|is)?\s*:",
         r"\b(?:stop\s+everything|nevermind|never\s+mind)\b[\s\S]{0,40}\b(?:print|say|output|write|instead)\b",
         r"\binstead\s*,?\s*(?:just\s+)?(?:print|say|output|respond\s+with|reply\s+with)\b",
@@ -69,7 +76,9 @@ INVISIBLE_CHARS = (
     r"[\x{200B}\x{200C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{2069}"
     r"\x{E0000}-\x{E007F}\x{E000}-\x{F8FF}\x{F0000}-\x{FFFFD}\x{100000}-\x{10FFFD}]"
 )
-ZERO_WIDTH_STRIP = r"[\x{200B}\x{200C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{2069}\x{FEFF}\x{E0000}-\x{E007F}]"
+ZERO_WIDTH_STRIP = (
+    r"[\x{200B}\x{200C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{2069}\x{FEFF}\x{E0000}-\x{E007F}]"
+)
 # C0 controls other than tab, newline, carriage return; DEL; C1 controls.
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F\x{80}-\x{9F}]"
 BASE64_RUN = r"[A-Za-z0-9+/_-]{24,}={0,2}"
@@ -98,8 +107,14 @@ SECRETS: tuple[str, ...] = (
     r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----",
 )
 
-_CANT = r"(?:can(?:not|'t|’t| not)|won(?:'t|’t)|will\s+not|am\s+(?:unable|not\s+able)|'m\s+(?:unable|not\s+able)|must\s+(?:decline|refuse))"
-_HELP = r"(?:help|assist|provide|comply|fulfil{1,2}|do\s+that|do\s+this|create|generate|write|engage|support|share|give|answer|participate|produce)"
+_CANT = (
+    r"(?:can(?:not|'t|’t| not)|won(?:'t|’t)|will\s+not|am\s+(?:unable|not\s+able)|'m\s+(?:unable|not\s+able)"
+    r"|must\s+(?:decline|refuse))"
+)
+_HELP = (
+    r"(?:help|assist|provide|comply|fulfil{1,2}|do\s+that|do\s+this|create|generate|write|engage|support|share"
+    r"|give|answer|participate|produce)"
+)
 
 REFUSAL_START: tuple[str, ...] = (
     r"^\s*(?:I'?m|I\s+am|I’m)\s+(?:really\s+|very\s+|so\s+|truly\s+)?sorry,?\s+but\b",
@@ -113,7 +128,7 @@ REFUSAL_START: tuple[str, ...] = (
     r"^\s*(?:That|This)\s+(?:request\s+)?(?:is\s+not\s+something|isn't\s+something)\s+I\s+(?:can|will)",
 )
 REFUSAL_END: tuple[str, ...] = (
-    rf"\bI\s+{_CANT}\s+(?:\w+\s+){{0,2}}{_HELP}\s+(?:you\s+)?with\s+(?:that|this|your\s+request|the\s+request|such\s+requests?)[\s.!]*$",
+    rf"\bI\s+{_CANT}\s+(?:\w+\s+){{0,2}}{_HELP}\s+(?:you\s+)?with\s+(?:that|this|your|the|such)(?:\s+(?:request|requests|question|task|topic))?[\s.!]*$",
     rf"\bI\s+{_CANT}\s+(?:\w+\s+){{0,2}}{_HELP}\s+(?:that|this)(?:\s+request)?[\s.!]*$",
     r"\b(?:against|violates?)\s+(?:my|our)\s+(?:guidelines|policies|policy|principles|programming)[\s.!]*$",
 )

@@ -50,7 +50,9 @@ def _forwardable(headers: Any) -> list[tuple[str, str]]:
 class Proxy:
     """The reverse proxy of one endpoint; ``copies`` is the (swappable) queue to the scoring worker."""
 
-    def __init__(self, settings: ObserverSettings, config: EndpointConfig, counters: ProxyCounters, copies: Any) -> None:
+    def __init__(
+        self, settings: ObserverSettings, config: EndpointConfig, counters: ProxyCounters, copies: Any
+    ) -> None:
         self.settings = settings
         self.config = config
         self.counters = counters
@@ -60,7 +62,9 @@ class Proxy:
 
     async def start(self) -> None:
         """Open the upstream connection pool (keep-alive)."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self.settings.upstream_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self.settings.upstream_timeout
+        )
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             timeout=timeout, connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -132,11 +136,19 @@ class Proxy:
         return response, copied, True
 
     def _queue_copy(
-        self, request: web.Request, body: bytes, upstream: aiohttp.ClientResponse, copied: bytearray | None, seconds: float
+        self,
+        request: web.Request,
+        body: bytes,
+        upstream: aiohttp.ClientResponse,
+        copied: bytearray | None,
+        seconds: float,
     ) -> None:
         if copied is None:
             return
-        if len(body) > self.settings.max_copy_bytes or upstream.headers.get("Content-Encoding", "identity") != "identity":
+        if (
+            len(body) > self.settings.max_copy_bytes
+            or upstream.headers.get("Content-Encoding", "identity") != "identity"
+        ):
             self.counters.unscanned("too_large" if len(body) > self.settings.max_copy_bytes else "unsupported")
             return
         streamed = upstream.headers.get("Content-Type", "").startswith("text/event-stream")

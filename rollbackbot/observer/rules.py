@@ -139,7 +139,7 @@ class EndpointRules:
 
 def normalise(text: str) -> str:
     """NFKC, with zero-width characters removed (ZWJ and variation selectors stay for emoji)."""
-    return _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
+    return str(_ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text)))
 
 
 def _windows(text: str) -> list[str]:
@@ -233,9 +233,20 @@ def iban_valid(compact: str) -> bool:
     return int(number) % 97 == 1
 
 
+def _card_length_fits(digits: str) -> bool:
+    """Lengths issuers use: Amex 15, Visa 13/16/19, Mastercard 16, Discover/JCB/Diners 14-19."""
+    if digits[:2] in {"34", "37"}:
+        return len(digits) == 15
+    if digits[0] == "4":
+        return len(digits) in {13, 16, 19}
+    if digits[0] in "25":
+        return len(digits) == 16
+    return 14 <= len(digits) <= 19
+
+
 def _card(value: str) -> bool:
     digits = "".join(char for char in value if char.isdigit())
-    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_valid(digits)
+    return _card_length_fits(digits) and len(set(digits)) > 1 and luhn_valid(digits)
 
 
 def _iban_span(value: str) -> int:

@@ -52,7 +52,7 @@ class Scorer:
     metrics: ObserverMetrics
     counters: ProxyCounters
     buffer: ForensicBuffer
-    redactor: Redactor
+    redaction_key: bytes
     text_limit: int
     drift: DriftTracker | None = None
 
@@ -62,6 +62,7 @@ class Scorer:
             canary=self.config.canary,
             max_input_bytes=self.config.max_input_bytes,
         )
+        self.redactor = Redactor(key=self.redaction_key, canary=self.config.canary)
 
     def score(self, exchange: Exchange) -> None:
         """Everything the observer learns from one exchange."""
@@ -83,7 +84,16 @@ class Scorer:
             self._count_output(reading, output, output_seconds)
         if self.drift is not None:
             self.drift.observe(reading)
-        self.buffer.append(self._entry(exchange, reading, hits, output, input_seconds, output_seconds))
+        self.buffer.append(
+            self._entry(
+                exchange,
+                reading=reading,
+                hits=hits,
+                output=output,
+                input_seconds=input_seconds,
+                output_seconds=output_seconds,
+            )
+        )
 
     def _count_input(self, reading: Reading, hits: list[str], seconds: float) -> None:
         labels = self.metrics.labels
@@ -115,6 +125,7 @@ class Scorer:
     def _entry(
         self,
         exchange: Exchange,
+        *,
         reading: Reading,
         hits: list[str],
         output: OutputScan | None,

@@ -205,7 +205,9 @@ def _read_json_model(exchange: Exchange, model: JsonModel) -> Reading:
     reading = Reading(kind="json", input_bytes=len(exchange.request_body))
     if model.input:
         value = json_path(request, model.input)
-        reading.inputs = _content_texts(value) if not isinstance(value, list) else [v for v in value if isinstance(v, str)]
+        reading.inputs = (
+            _content_texts(value) if not isinstance(value, list) else [v for v in value if isinstance(v, str)]
+        )
     if model.features:
         values = json_path(request, model.features)
         if isinstance(values, list):

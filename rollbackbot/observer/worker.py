@@ -4,7 +4,8 @@ One process (not a thread: the proxy keeps its core for forwarding). A scoring t
 off the queue and runs ``Scorer.score``; the process's event loop serves the admin routes:
 
 - ``GET /metrics``: the ``model_observer_*`` series (Prometheus text format).
-- ``GET /healthz``: ``{"status": "ok", "ruleset_version": ...}`` while the scoring thread runs.
+- ``GET /healthz``: ``{"status": "ok", "ruleset_version": ..., "pid": ...}`` while the scoring thread
+  runs (503 otherwise).
 - ``GET /forensics/requests?limit=N``: the newest N (default and max: the buffer size) redacted
   entries as JSON lines, oldest first. Needs ``Authorization: Bearer <ROLLBACKBOT_OBSERVER_FORENSICS_TOKEN>``;
   without that setting the route answers 404. This is the ``forensics.requestsUrl`` of a policy.
@@ -20,7 +21,6 @@ import hmac
 import json
 import logging
 import os
-import queue
 import secrets
 import threading
 from typing import Any
@@ -32,7 +32,6 @@ from rollbackbot import __version__
 from rollbackbot.observer.config import ObserverSettings, load_endpoint_config
 from rollbackbot.observer.drift import DriftTracker
 from rollbackbot.observer.exporter import ObserverMetrics, ProxyCounters
-from rollbackbot.observer.redact import Redactor
 from rollbackbot.observer.rules import RULESET_VERSION
 from rollbackbot.observer.scoring import ForensicBuffer, Scorer
 
@@ -59,7 +58,7 @@ def build_scorer(settings: ObserverSettings, counters: ProxyCounters) -> Scorer:
         metrics=metrics,
         counters=counters,
         buffer=ForensicBuffer(settings.buffer_size),
-        redactor=Redactor(key=key, canary=config.canary),
+        redaction_key=key,
         text_limit=settings.entry_text_chars,
         drift=drift,
     )
@@ -97,7 +96,7 @@ def admin_app(settings: ObserverSettings, scorer: Scorer, alive: threading.Threa
 
     async def healthz(_: web.Request) -> web.Response:
         ok = alive.is_alive()
-        status = {"status": "ok" if ok else "scoring stopped", "ruleset_version": RULESET_VERSION}
+        status = {"status": "ok" if ok else "scoring stopped", "ruleset_version": RULESET_VERSION, "pid": os.getpid()}
         return web.json_response(status, status=200 if ok else 503)
 
     async def forensics(request: web.Request) -> web.Response:
