@@ -145,7 +145,9 @@ def _record_feedback(body: bytes, scorer: Scorer, high: float) -> str | None:
     return None
 
 
-async def _serve_admin(settings: ObserverSettings, app: web.Application, port_out: Any, ready: Any) -> None:
+async def _serve_admin(
+    settings: ObserverSettings, app: web.Application, scoring: threading.Thread, port_out: Any, ready: Any
+) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.admin_port)
@@ -154,7 +156,8 @@ async def _serve_admin(settings: ObserverSettings, app: web.Application, port_ou
     sockets = getattr(server, "sockets", None) or []
     port_out.value = int(sockets[0].getsockname()[1]) if sockets else settings.admin_port
     ready.set()
-    await asyncio.Event().wait()
+    await asyncio.to_thread(scoring.join)  # the scoring thread ends on STOP (the queue is drained)
+    await runner.cleanup()
 
 
 def run_worker(settings: ObserverSettings, copies: Any, counters: ProxyCounters, port_out: Any, ready: Any) -> None:
@@ -165,6 +168,6 @@ def run_worker(settings: ObserverSettings, copies: Any, counters: ProxyCounters,
     thread.start()
     app = admin_app(settings, scorer, thread, copies.qsize)
     try:
-        asyncio.run(_serve_admin(settings, app, port_out, ready))
+        asyncio.run(_serve_admin(settings, app, thread, port_out, ready))
     except KeyboardInterrupt:
         pass
