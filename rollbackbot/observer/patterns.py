@@ -36,34 +36,75 @@ INJECTION: dict[str, tuple[str, ...]] = {
         r"(?m)^\s*(?:system|assistant)\s*:\s*\S",
     ),
     "jailbreak_persona": (
-        r"\bDAN\b[\s\S]{0,120}\b(?:do\s+anything|stands\s+for|jailbr|mode)",
+        r"(?-i:\bD\.?A\.?N\b)[\s\S]{0,160}\b(?:do\s+anything|stands\s+for|jailbr|mode|no\s+(?:rules|limits|restrictions))",
+        r"(?-i:\b(?:DAN|STAN|DUDE|AIM|UCAR|BetterDAN|AntiGPT|BasedGPT|DevMode|NRAF|KEVIN|BISH|APOPHIS)\b)[\s\S]{0,300}"
+        r"\b(?:ai|chatgpt|assistant|model|character|persona|stands\s+for|free)\b",
         r"\bdo\s+anything\s+now\b",
-        r"\b(?:developer|god|dude|stan|evil|unrestricted|unfiltered|opposite|chaos|jailbreak|jailbroken|anarchy|devil|dark)\s+mode\b",
+        r"\b(?:developer|god|dude|stan|evil|unrestricted|unfiltered|opposite|chaos|jailbreak|jailbroken|anarchy|devil|dark)"
+        r"\s+mode\b",
         r"\bjailbr(?:eak|oken)\b",
-        r"\b(?:unfiltered|uncensored|unrestricted|amoral|unethical|unbound|unchained|limitless|immoral)\s+(?:ai|a\.i\.|assistant|chatbot|bot|model|version|character|persona|language\s+model|response)",
-        r"\b(?:no|without\s+any|without|free\s+(?:of|from))\s+(?:ethical|moral|content)?\s*(?:restrictions|limitations|filters|filtering|censorship|guidelines|boundaries|morals|ethics)\b",
+        r"\b(?:uncensored|unfiltered|amoral)\b",
+        r"\b(?:unrestricted|unethical|unbound|unchained|limitless|immoral)\s+(?:ai|a\.i\.|assistant|chatbot|bot|model|version"
+        r"|character|persona|language\s+model|response)",
+        r"\b(?:you|he|she|it|they|ai|bot|model|chatbot|assistant)\s+(?:have|has|with|are|is)\s+(?:absolutely\s+)?no\s+"
+        r"(?:ethical|moral|content)?\s*(?:restrictions|limitations|filters|filtering|censorship|guidelines|boundaries|morals"
+        r"|ethics|rules|limits)\b",
+        r"\bfree\s+(?:from|of)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:typical\s+)?(?:restrictions|rules|limitations|censorship"
+        r"|filters|confines|constraints|guidelines)\b",
+        r"\bwithout\s+(?:any\s+)?(?:ethical|moral)\s+(?:restrictions|limitations|guidelines|boundaries|considerations)\b",
         r"\b(?:stay|remain|break|breaking)\s+(?:in|out\s+of)\s+character\b",
-        r"\b(?:pretend|act|behave|roleplay|role-play)\s+(?:to\s+be\s+|as\s+|like\s+)(?:an?\s+)?(?:\w+\s+){0,3}(?:ai|assistant|chatbot|model)\s+(?:that|which|who|without|with\s+no)\b",
+        r"\b(?:pretend|act|behave|roleplay|role-play)\s+(?:to\s+be\s+|as\s+|like\s+)(?:an?\s+)?(?:\w+\s+){0,3}"
+        r"(?:ai|assistant|chatbot|model)\s+(?:that|which|who|without|with\s+no)\b",
         r"\b(?:broken|broke|break)\s+free\s+(?:of|from)\b",
-        r"\b(?:openai|anthropic|content)\s+(?:policy|policies|guidelines)\b[\s\S]{0,80}\b(?:ignore|no\s+longer|doesn't|does\s+not|don't|bypass)",
-        r"\b(?:no\s+longer|not)\s+(?:bound|restricted|limited)\s+by\b",
+        r"\b(?:openai|chatgpt|content)(?:'s|’s)?\s+(?:content\s+)?(?:policy|policies|guidelines|filters?)\b",
+        r"\b(?:no\s+longer|not|isn't|aren't)\s+(?:bound|restricted|limited|confined)\s+(?:by|to)\b",
         r"\bnever\s+refuse\b",
-        r"\b(?:AIM|STAN|DUDE|BetterDAN|AntiGPT|BasedGPT|DevMode|UCAR|Mongo\s+Tom)\b",
-        r"\b(?:hypothetical|fictional)\s+(?:ai|character|story)\b[\s\S]{0,100}\b(?:no\s+(?:rules|limits|restrictions|filters)|unfiltered|amoral)",
+        r"\bnot\s+allowed\s+to\s+(?:say|refuse|mention|decline)\b",
+        r"\b(?:opposite|reverse)\s+(?:of|from)\s+(?:openai|chatgpt|your\s+(?:programming|guidelines|rules))",
+        r"\bwithout\s+(?:any\s+)?(?:warnings?|disclaimers?|censorship|filters?|filtering)\b",
+        r"\b(?:hypothetical|fictional)\s+(?:ai|character|story|being)\b[\s\S]{0,100}\b(?:no\s+(?:rules|limits|restrictions"
+        r"|filters)|unfiltered|amoral|hates?)",
         r"\bchatgpt\s+with\s+\w+\s+mode\b",
-        r"\b(?:from\s+now\s+on|starting\s+now)\b[\s\S]{0,60}\b(?:you\s+(?:are|will\s+be|will\s+act|must\s+act)|act\s+as|pretend)",
+        r"\b(?:from\s+now\s+on|starting\s+now)\b[\s\S]{0,60}\b(?:you\s+(?:are|will\s+be|will\s+act|must\s+act)|act\s+as"
+        r"|pretend)",
+        r"\b(?:ethics|morals|morality|legality)\b[^.]{0,40}\b(?:don't|doesn't|do\s+not|does\s+not|no\s+longer)\s+"
+        r"(?:apply|matter|exist)",
+        r"\b(?:two|2)\s+(?:different\s+|separate\s+)?(?:responses|answers|paragraphs|ways)\b[\s\S]{0,160}"
+        r"\b(?:normal|classic|jailbr|developer|unfiltered|opposite)",
+        r"\bsimulate\s+(?:another|an?\s+(?:\w+\s+)?)?ai\b",
+        r"\b(?:can|will|could)\s+(?:say|do|generate|write)\s+anything\b",
     ),
     "prompt_extraction": (
-        r"\b(?:repeat|print|reveal|show|output|display|tell\s+me|give\s+me|write\s+out|spell\s+out|list|share|leak|dump|recite|copy)\s+(?:me\s+)?(?:back\s+)?(?:\w+\s+){0,3}(?:system\s+prompt|system\s+message|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|original\s+(?:prompt|instructions)|pre-?prompt|your\s+(?:instructions|prompt|rules))",
+        r"\b(?:repeat|print|reveal|show|output|display|tell\s+me|give\s+me|write\s+out|spell\s+out|list|share|leak|dump"
+        r"|recite|copy|encode|translate)\b[^.?!]{0,60}\b(?:system\s*(?:prompt|message|instructions?|configuration)"
+        r"|initial\s+(?:prompt|instructions?|configuration)|hidden\s+(?:prompt|instructions)|original\s+(?:prompt|instructions)"
+        r"|starting\s+instructions|pre-?prompt|initiali[sz]ation\s+string|your\s+(?:instructions|prompt|rules))",
         r"\b(?:repeat|print|output|copy)\s+(?:everything|all|the\s+(?:text|words|content))\s+(?:above|before|prior)",
-        r"\bwhat\s+(?:is|are|was|were)\s+(?:your|the)\s+(?:system\s+prompt|initial\s+(?:prompt|instructions)|original\s+instructions|instructions)\b",
-        r"\b(?:words|text|everything)\s+(?:above|before)\s+(?:this|the\s+first)\b[\s\S]{0,60}\b(?:repeat|verbatim|print|output)",
+        r"\brepeat\s+the\s+(?:above|previous|preceding)\s+(?:text|message|instructions)",
+        r"\bwhat\s+(?:is|are|was|were)\s+(?:your|the)\s+(?:system\s+prompt|initial\s+(?:prompt|instructions)"
+        r"|original\s+instructions|instructions)\b",
+        r"\b(?:words|text|everything)\s+(?:above|before)\s+(?:this|the\s+first)\b[\s\S]{0,60}\b(?:repeat|verbatim|print"
+        r"|output)",
         r"\bverbatim\b[\s\S]{0,60}\b(?:system\s+prompt|instructions|above)",
         r"\bbeginning\s+with\s+['\"]?you\s+are\b",
+        r"\b(?:instructions|text|prompt)\s+you\s+were\s+given\b",
+        r"\bwhat\s+were\s+you\s+told\b",
+        r"\bwhat\s+are\s+you\s+not\s+(?:supposed|allowed|permitted)\s+to\s+(?:tell|say|reveal|share)",
+        r"\b(?:my|your)\s+instructions\s+are\s*:",
+        r"\bI\s+was\s+instructed\s+to\s*['\"]",
+        r"\bthe\s+system\s+prompt\s+is\s*:",
+        r"\bsystem_?prompt\s*[)>(]",
+        r"<\s*system_?prompt\s*>",
+        r"\b(?:see|read|view|know|get|access)\s+(?:the|your)\s+system\s+prompt\b",
+        r"\b(?:opposite|reverse)\s+of\s+your\s+(?:system\s+)?instructions\b",
+        r"\bdisplay\s+(?:the\s+|your\s+)?system\s+configuration\b",
     ),
     "fake_authority": (
         r"\b(?:this\s+is|message\s+from|i\s+am|i'm|we\s+are)\s+(?:your|the|an?)\s+(?:developer|developers|administrator|admin|sysadmin|system\s+administrator|creator|owner|openai|anthropic|security\s+team|operator)\b",
-        r"\b(?:admin|administrator|developer|sudo|root|debug|maintenance|god)\s+(?:mode|access|override|privileges?)\s+(?:enabled|activated|granted|on)\b",
+        r"\b(?:admin|administrator|developer|sudo|root|debug|maintenance|god)\s+(?:mode|override)\s+(?:is\s+)?"
+        r"(?:enabled|activated|engaged|on)\b",
+        r"\b(?:administrator|admin|developer|system)\s+override\s*:",
+        r"\byou\s+are\s+now\s+in\s+(?:maintenance|debug|developer|admin|god)\s+mode\b",
         r"\bauthori[sz]ed\s+(?:by|override|request)\b[\s\S]{0,60}\b(?:openai|anthropic|admin|developer|system)",
         r"\b(?:official|urgent|important)\s+(?:notice|message|update|instruction)\s+from\s+(?:openai|anthropic|the\s+(?:developers|administrators|system))",
         r"\[(?:system|admin|developer)\s+(?:note|override|message|instruction)\]",
@@ -72,15 +113,21 @@ INJECTION: dict[str, tuple[str, ...]] = {
 
 # Bidi embeddings/overrides/isolates, Unicode tag characters, private-use planes and
 # zero-width/invisible formatters (ZWJ U+200D is emoji glue: not counted).
+# Any bidi control or tag character counts; the weaker signs (zero-width spaces, invisible operators,
+# private-use code points, which copy-pasted web text and math carry) only from three on.
+_WEAK_INVISIBLE = (
+    r"[\x{200B}\x{200C}\x{200E}\x{200F}\x{2060}-\x{2064}\x{E000}-\x{F8FF}\x{F0000}-\x{FFFFD}\x{100000}-\x{10FFFD}]"
+)
 INVISIBLE_CHARS = (
-    r"[\x{200B}\x{200C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{2069}"
-    r"\x{E0000}-\x{E007F}\x{E000}-\x{F8FF}\x{F0000}-\x{FFFFD}\x{100000}-\x{10FFFD}]"
+    r"[\x{202A}-\x{202E}\x{2066}-\x{2069}\x{E0000}-\x{E007F}]"
+    rf"|{_WEAK_INVISIBLE}(?:[^\x{{200B}}-\x{{200F}}]{{0,200}}{_WEAK_INVISIBLE}){{2}}"
 )
 ZERO_WIDTH_STRIP = (
     r"[\x{200B}\x{200C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{2066}-\x{2069}\x{FEFF}\x{E0000}-\x{E007F}]"
 )
-# C0 controls other than tab, newline, carriage return; DEL; C1 controls.
-CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F\x{80}-\x{9F}]"
+# C0 controls other than tab, newline, vertical tab, form feed, carriage return (pasted documents
+# carry those); DEL. C1 controls are mostly mojibake, not attacks: not counted.
+CONTROL_CHARS = r"[\x00-\x08\x0E-\x1F\x7F]"
 BASE64_RUN = r"[A-Za-z0-9+/_-]{24,}={0,2}"
 HEX_RUN = r"\b(?:[0-9a-fA-F]{2}){16,}\b"
 
