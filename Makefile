@@ -33,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.observer
 
 clean:
 	rm -rf $(VENV) .rollbackbot .pytest_cache .mypy_cache .ruff_cache
