@@ -145,13 +145,15 @@ def _pii_examples() -> tuple[list[tuple[str, str]], list[str]]:
         "NL91ABNA0417164300",
     ):
         positives.append((f"Please transfer to IBAN {iban} today.", "iban"))
-    negatives = [
-        f"Order {rng.randint(10**9, 10**10)} ships on 2024-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}; call 555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}."
-        for _ in range(100)
-    ] + [
-        f"The result is {rng.random() * 10**6:.4f} and version 1.{rng.randint(0, 99)}.{rng.randint(0, 9)}."
+    orders = [
+        f"Order {rng.randint(10**9, 10**10)} ships on 2024-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}."
         for _ in range(100)
     ]
+    phones = [
+        f"Call 555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)} after {rng.randint(1, 12)} pm." for _ in range(50)
+    ]
+    numbers = [f"The result is {rng.random() * 10**6:.4f}, version 1.{rng.randint(0, 99)}." for _ in range(50)]
+    negatives = orders + phones + numbers
     return positives, negatives
 
 
