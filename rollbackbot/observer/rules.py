@@ -81,6 +81,12 @@ _BASE64_RUN = _compile(patterns.BASE64_RUN)
 _HEX_RUN = _compile(patterns.HEX_RUN)
 _PII = {name: _compile(pattern) for name, pattern in patterns.PII.items()}
 _SECRETS = _compile("|".join(f"(?:{pattern})" for pattern in patterns.SECRETS))
+# One linear pass says which of the PII/secret patterns occur at all (most texts hold none).
+_SENSITIVE_SET = re2.Set.SearchSet(_options())
+for _pattern in (*patterns.PII.values(), _SECRETS.pattern):
+    _SENSITIVE_SET.Add(_pattern)
+_SENSITIVE_SET.Compile()
+_SENSITIVE_NAMES = (*patterns.PII, "secret")
 _REFUSAL_START = _compile("|".join(f"(?:{p})" for p in patterns.REFUSAL_START), case_sensitive=False)
 _REFUSAL_END = _compile("|".join(f"(?:{p})" for p in patterns.REFUSAL_END), case_sensitive=False)
 
@@ -267,20 +273,24 @@ def _ssn(value: str) -> bool:
 def find_sensitive(text: str) -> list[Finding]:
     """PII (email, Luhn-valid card, mod-97 IBAN, SSN) and secrets in ``text``, by offset."""
     text = text[:OUTPUT_SCAN_CHARS]
+    present = _SENSITIVE_SET.Match(text)
+    if not present:
+        return []
+    kinds = {_SENSITIVE_NAMES[index] for index in present}
     found: list[Finding] = []
-    for match in _PII["email"].finditer(text):
+    for match in _PII["email"].finditer(text) if "email" in kinds else ():
         found.append(Finding("email", *match.span()))
-    for match in _PII["card"].finditer(text):
+    for match in _PII["card"].finditer(text) if "card" in kinds else ():
         if _card(match.group(0)):
             found.append(Finding("card", *match.span()))
-    for match in _PII["iban"].finditer(text):
+    for match in _PII["iban"].finditer(text) if "iban" in kinds else ():
         length = _iban_span(match.group(0))
         if length:
             found.append(Finding("iban", match.start(), match.start() + length))
-    for match in _PII["ssn"].finditer(text):
+    for match in _PII["ssn"].finditer(text) if "ssn" in kinds else ():
         if _ssn(match.group(0)):
             found.append(Finding("ssn", *match.span()))
-    for match in _SECRETS.finditer(text):
+    for match in _SECRETS.finditer(text) if "secret" in kinds else ():
         found.append(Finding("secret", *match.span()))
     return sorted(found, key=lambda finding: (finding.start, -finding.end))
 
