@@ -163,7 +163,7 @@ class Proxy:
         )
         try:
             self.copies.put_nowait(exchange)
-        except queue.Full:
+        except (queue.Full, ValueError):  # full, or closed while a dead worker is being replaced
             self.counters.dropped()
 
     def _local_error(self, kind: str | None, status: int, message: str) -> web.Response:

@@ -44,6 +44,7 @@ class WorkerHandle:
     def start(self) -> None:
         """Start a worker with a new queue and wait until its admin port is bound."""
         ready = _CTX.Event()
+        self._abandon_queue()
         self.copies = _CTX.Queue(maxsize=self.settings.queue_size)
         self.process = _CTX.Process(
             target=run_worker,
@@ -66,6 +67,13 @@ class WorkerHandle:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(DRAIN_TIMEOUT)
+        self._abandon_queue()
+
+    def _abandon_queue(self) -> None:
+        """Never let copies nobody will read hold up this process's exit (the queue's feeder thread)."""
+        if self.copies is not None:
+            self.copies.cancel_join_thread()
+            self.copies.close()
 
 
 async def _supervise(worker: WorkerHandle, proxy: Proxy, stop: asyncio.Event) -> None:
