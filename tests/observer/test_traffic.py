@@ -185,3 +185,21 @@ def test_an_unreadable_exchange_is_counted_not_raised() -> None:
     scorer.score(Exchange("/v1/chat/completions", 200, b"{", b"{}", False, 0.0, 0.0))
     assert scorer.counters.values[7] == 1  # unscanned{reason="parse_error"}
     assert scorer.buffer.last(10) == []
+
+
+def test_the_worker_exports_drift_from_the_configured_baseline(tmp_path: Any) -> None:
+    from rollbackbot.observer.config import ObserverSettings
+    from rollbackbot.observer.worker import build_scorer
+
+    baseline = build_baseline({"input": "x" * size} for size in range(10, 1010))
+    config = tmp_path / "endpoint.json"
+    config.write_text(json.dumps({"baseline": baseline}))
+    settings = ObserverSettings(upstream="http://127.0.0.1:9", endpoint="support-llm", config=config)
+    scorer = build_scorer(settings, ProxyCounters())
+    request = {"messages": [{"role": "user", "content": "y" * 40_000}]}
+    response = {"choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]}
+    for _ in range(100):
+        scorer.score(_exchange("/v1/chat/completions", request, response))
+    labels = {"endpoint": "support-llm", "model_version": "unknown", "feature": "input_bytes"}
+    assert scorer.metrics.registry.get_sample_value("model_observer_drift_psi", labels) > 1
+    assert scorer.metrics.registry.get_sample_value("model_observer_drift_window_samples", labels) == 100
