@@ -147,6 +147,11 @@ class ObserverMetrics:
             "model_observer_build_info", "Observer build", [*BASE_LABELS, "version", "ruleset_version"], registry=reg
         ).labels(**self.labels, version=version, ruleset_version=RULESET_VERSION).set(1)
         self._initialise()
+        # Bound children of the hot series (``labels()`` costs more than the increment itself).
+        self.input_seconds = self.check_seconds.labels(**self.labels, stage="input")
+        self.output_seconds = self.check_seconds.labels(**self.labels, stage="output")
+        self.flagged_input = self.flagged.labels(**self.labels, direction="input")
+        self.flagged_output = self.flagged.labels(**self.labels, direction="output")
 
     def _initialise(self) -> None:
         """Create the enum series at 0 so rates and `increase` see the first event."""

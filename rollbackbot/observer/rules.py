@@ -145,6 +145,8 @@ class EndpointRules:
 
 def normalise(text: str) -> str:
     """NFKC, with zero-width characters removed (ZWJ and variation selectors stay for emoji)."""
+    if text.isascii():  # NFKC leaves ASCII alone and it holds no zero-width character
+        return text
     return str(_ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text)))
 
 

@@ -97,13 +97,13 @@ class Scorer:
 
     def _count_input(self, reading: Reading, hits: list[str], seconds: float) -> None:
         labels = self.metrics.labels
-        self.metrics.check_seconds.labels(**labels, stage="input").observe(seconds)
+        self.metrics.input_seconds.observe(seconds)
         self.metrics.input_bytes.observe(reading.input_bytes)
         for detector in hits:
             if detector in INPUT_DETECTORS:
                 self.metrics.injections.labels(**labels, detector=detector).inc()
         if hits:
-            self.metrics.flagged.labels(**labels, direction="input").inc()
+            self.metrics.flagged_input.inc()
 
     def _count_output(self, reading: Reading, output: OutputScan | None, seconds: float) -> None:
         labels = self.metrics.labels
@@ -112,7 +112,7 @@ class Scorer:
             self.metrics.confidence.observe(reading.confidence)
         if output is None:
             return
-        self.metrics.check_seconds.labels(**labels, stage="output").observe(seconds)
+        self.metrics.output_seconds.observe(seconds)
         if output.refusal:
             self.metrics.refusals.inc()
         for finding in output.findings:
@@ -120,7 +120,7 @@ class Scorer:
         if output.canary:
             self.metrics.canary.inc()
         if output.flagged:
-            self.metrics.flagged.labels(**labels, direction="output").inc()
+            self.metrics.flagged_output.inc()
 
     def _entry(
         self,
