@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import queue
 import secrets
 import threading
 from typing import Any
@@ -38,6 +39,7 @@ from rollbackbot.observer.scoring import ForensicBuffer, Scorer
 log = logging.getLogger("rollbackbot.observer.worker")
 STOP = None  # sentinel put on the queue to end the scoring thread
 FEEDBACK_MAX_BYTES = 4096
+ORPHAN_CHECK_SECONDS = 1.0
 
 
 def build_scorer(settings: ObserverSettings, counters: ProxyCounters) -> Scorer:
@@ -65,9 +67,14 @@ def build_scorer(settings: ObserverSettings, counters: ProxyCounters) -> Scorer:
 
 
 def _score_forever(scorer: Scorer, copies: Any) -> None:
+    parent = os.getppid()
     while True:
         try:
-            exchange = copies.get()
+            exchange = copies.get(timeout=ORPHAN_CHECK_SECONDS)
+        except queue.Empty:
+            if os.getppid() != parent:  # the proxy died without stopping us: do not linger as an orphan
+                return
+            continue
         except (EOFError, OSError):
             return
         if exchange is STOP:

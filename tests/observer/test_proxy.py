@@ -107,6 +107,22 @@ def start_observer(tmp: Path, upstream: str, **env: str) -> Observer:
     return Observer(proc, line.rsplit(" ", 1)[-1], f"http://127.0.0.1:{admin_port}")
 
 
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Observer]]:
+    """Start observers for one test; any still running at teardown (a failed test) is killed."""
+    started: list[Observer] = []
+
+    def start(upstream: str, **env: str) -> Observer:
+        started.append(start_observer(tmp_path, upstream, **env))
+        return started[-1]
+
+    yield start
+    for observer in started:
+        if observer.proc.poll() is None:
+            observer.proc.kill()
+            observer.proc.wait()
+
+
 def stop_observer(observer: Observer) -> int:
     observer.proc.send_signal(signal.SIGTERM)
     return observer.proc.wait(timeout=30)
@@ -229,8 +245,8 @@ def test_unreachable_upstream_is_502_and_forensics_disabled_without_token(tmp_pa
         assert stop_observer(observer) == 0
 
 
-def test_a_full_queue_drops_copies_and_never_blocks_requests(model: str, tmp_path: Path) -> None:
-    observer = start_observer(tmp_path, model, ROLLBACKBOT_OBSERVER_QUEUE_SIZE="2")
+def test_a_full_queue_drops_copies_and_never_blocks_requests(model: str, launch: Callable[..., Observer]) -> None:
+    observer = launch(model, ROLLBACKBOT_OBSERVER_QUEUE_SIZE="2")
     worker = observer.worker_pid()
     os.kill(worker, signal.SIGSTOP)  # the worker takes nothing off the queue
     try:
@@ -246,11 +262,27 @@ def test_a_full_queue_drops_copies_and_never_blocks_requests(model: str, tmp_pat
     assert stop_observer(observer) == 0
 
 
-def test_a_dead_worker_is_replaced(model: str, tmp_path: Path) -> None:
-    observer = start_observer(tmp_path, model)
+def test_a_dead_worker_is_replaced(model: str, launch: Callable[..., Observer]) -> None:
+    observer = launch(model)
     first = observer.worker_pid()
     os.kill(first, signal.SIGKILL)
     eventually(lambda: observer.worker_pid() != first)
     httpx.post(observer.url + "/v1/chat/completions", json=chat("after the restart"))
     eventually(lambda: observer.metric("model_observer_responses_total", finish_reason="stop") == 1)
     assert stop_observer(observer) == 0
+
+
+def test_the_worker_does_not_outlive_a_killed_proxy(model: str, launch: Callable[..., Observer]) -> None:
+    observer = launch(model)
+    worker = observer.worker_pid()
+    observer.proc.kill()  # SIGKILL: no chance to stop the worker
+    observer.proc.wait()
+
+    def gone() -> bool:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"  # exited, awaiting its reaper
+
+    eventually(gone)
