@@ -144,6 +144,9 @@ def test_answers_pass_through_unchanged(observer: Observer, model: str) -> None:
         direct, proxied = httpx.get(model + path), httpx.get(observer.url + path)
         assert (proxied.status_code, proxied.content) == (direct.status_code, direct.content)
         assert proxied.headers["X-Upstream"] == "fake"
+        head_direct, head_proxied = httpx.head(model + path), httpx.head(observer.url + path)
+        assert head_proxied.status_code == head_direct.status_code and head_proxied.content == b""
+        assert head_proxied.headers["Content-Length"] == head_direct.headers["Content-Length"] != "0"
     answer = httpx.post(observer.url + "/v1/chat/completions", json=chat("hello there"))
     assert answer.status_code == 200
     assert answer.json()["choices"][0]["message"]["content"] == "hello there"
