@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rollbackbot.errors import ConfigError
+from rollbackbot.observer.drift import validate_baseline
 
 
 class ObserverSettings(BaseSettings):
@@ -79,6 +80,11 @@ class EndpointConfig(BaseModel):
     canary: str | None = Field(default=None, min_length=8)
     max_input_bytes: int | None = Field(default=None, ge=1)
     baseline: dict[str, Any] | None = None
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_usable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else validate_baseline(value)
 
 
 def load_endpoint_config(path: Path | None) -> EndpointConfig:

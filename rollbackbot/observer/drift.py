@@ -17,9 +17,12 @@ import json
 import math
 from collections import Counter, deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from rollbackbot.observer.traffic import Reading
+if TYPE_CHECKING:
+    from rollbackbot.observer.traffic import Reading
+
+FEATURES = ("input_bytes", "confidence", "decision")
 
 WINDOW = 1000
 MIN_SAMPLES = 100
@@ -96,6 +99,29 @@ def build_baseline(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         total = sum(decisions.values())
         features["decision"] = {"categories": {k: v / total for k, v in decisions.items()}, "samples": total}
     return {"version": 1, "features": features}
+
+
+def _numbers(values: Any) -> TypeGuard[list[float]]:
+    return isinstance(values, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def validate_baseline(baseline: dict[str, Any]) -> dict[str, Any]:
+    """The baseline itself when it is what ``build_baseline`` writes; ValueError naming the problem."""
+    features = baseline.get("features")
+    if not isinstance(features, dict) or not features:
+        raise ValueError("baseline needs a non-empty 'features' object (rollbackbot observer baseline)")
+    for name, spec in features.items():
+        if name not in FEATURES or not isinstance(spec, dict):
+            raise ValueError(f"baseline feature {name!r}: expected one of {', '.join(FEATURES)} with an object")
+        if name == "decision":
+            categories = spec.get("categories")
+            if not isinstance(categories, dict) or not all(isinstance(v, int | float) for v in categories.values()):
+                raise ValueError("baseline feature 'decision': 'categories' must map names to shares")
+            continue
+        edges, shares = spec.get("edges"), spec.get("shares")
+        if not _numbers(edges) or not _numbers(shares) or len(shares) != len(edges) + 1 or edges != sorted(edges):
+            raise ValueError(f"baseline feature {name!r}: sorted 'edges' and len(edges)+1 'shares' expected")
+    return baseline
 
 
 def read_sample(lines: Iterable[str]) -> Iterable[dict[str, Any]]:

@@ -130,16 +130,20 @@ def confidence_from_logprobs(values: list[float]) -> float | None:
 
 
 def _finish(reason: Any) -> str:
-    return reason if reason in FINISH_REASONS else ("none" if reason is None else "other")
+    if reason is None:
+        return "none"
+    return reason if isinstance(reason, str) and reason in FINISH_REASONS else "other"
+
+
+def _field(container: Any, name: str) -> Any:
+    return container.get(name) if isinstance(container, dict) else None
 
 
 def _choice_text(choice: dict[str, Any], kind: str, streamed: bool) -> str:
     if kind == "completion":
         value = choice.get("text")
-    elif streamed:
-        value = (choice.get("delta") or {}).get("content")
     else:
-        value = (choice.get("message") or {}).get("content")
+        value = _field(choice.get("delta" if streamed else "message"), "content")
     return value if isinstance(value, str) else ""
 
 
@@ -167,7 +171,8 @@ def _read_openai(exchange: Exchange, kind: str) -> Reading:
     texts: dict[int, list[str]] = {}
     logprobs: list[float] = []
     for chunk in chunks:
-        for choice in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
+        choices = _field(chunk, "choices")
+        for choice in choices if isinstance(choices, list) else []:
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0) if isinstance(choice.get("index", 0), int) else 0

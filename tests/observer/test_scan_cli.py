@@ -81,3 +81,11 @@ def test_a_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
     result = _run(["serve", "--upstream", "http://127.0.0.1:9", "--endpoint", "e", "--config", str(config)])
     assert result.returncode == 2
     assert "observer config" in result.stderr and "unknown_key" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_malformed_baseline_is_refused_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "endpoint.json"
+    config.write_text(json.dumps({"baseline": {"features": {"input_bytes": {"edges": [1, 2], "shares": [1.0]}}}}))
+    result = _run(["serve", "--upstream", "http://127.0.0.1:9", "--endpoint", "e", "--config", str(config)])
+    assert result.returncode == 2
+    assert "input_bytes" in result.stderr and "shares" in result.stderr and "Traceback" not in result.stderr

@@ -203,3 +203,21 @@ def test_the_worker_exports_drift_from_the_configured_baseline(tmp_path: Any) ->
     labels = {"endpoint": "support-llm", "model_version": "unknown", "feature": "input_bytes"}
     assert scorer.metrics.registry.get_sample_value("model_observer_drift_psi", labels) > 1
     assert scorer.metrics.registry.get_sample_value("model_observer_drift_window_samples", labels) == 100
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"choices": 5},
+        {"choices": [{"index": 0, "message": ["not", "a", "dict"], "finish_reason": ["stop"]}]},
+        {"choices": [{"index": 0, "delta": "text", "finish_reason": {"x": 1}}]},
+    ],
+)
+def test_odd_shapes_from_the_model_are_read_without_raising(response: dict[str, Any]) -> None:
+    streamed = "delta" in json.dumps(response)
+    body = _sse([response]) if streamed else json.dumps(response).encode()
+    try:
+        reading = read_exchange(_exchange("/v1/chat/completions", {"messages": []}, body, streamed=streamed), ())
+    except UnreadableExchange:
+        return
+    assert reading.answer == "" and reading.finish_reason == "other"
