@@ -33,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.observer
 
 # Regenerate the reference parts of docs/ from the code (tests/docs fails while they differ).
 docs: $(STAMP)

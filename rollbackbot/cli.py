@@ -46,11 +46,17 @@ def _parser() -> argparse.ArgumentParser:
         help="ask the running service's /api (token from ROLLBACKBOT_API_TOKEN or ROLLBACKBOT_WEBHOOK_TOKEN) "
         "instead of reading ROLLBACKBOT_DATABASE_URL; default $ROLLBACKBOT_API_URL",
     )
+    sub.add_parser("observer", help="the model observer sidecar: serve | scan | baseline", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["observer"]:  # its own command tree: rollbackbot/observer/cli.py
+        from rollbackbot.observer.cli import main as observer_main
+
+        return observer_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run(args)
