@@ -5,8 +5,10 @@ Settings are an object built once at start-up and passed down; nothing reads the
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +36,24 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     database_url: str = "sqlite:///.rollbackbot/state.db"
     evidence_url: str = "file://.rollbackbot/evidence"
+    ui: bool = Field(
+        default=False,
+        description="Serve the incident pages at /ui/incidents (docs/ui.md); off unless set to true",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL people reach rollbackbot at (https://rollbackbot.example.com); Slack messages "
+        "link each incident's page under it",
+    )
+    ui_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated address ranges (CIDR) of an authenticating proxy whose user header "
+        "is trusted instead of the login form; empty: no proxy is trusted",
+    )
+    ui_user_header: str = Field(
+        default="X-Forwarded-User",
+        description="The header a trusted authenticating proxy sets to the signed-in user (oauth2-proxy)",
+    )
 
     @field_validator("argocd_token")
     @classmethod
@@ -48,6 +68,28 @@ class Settings(BaseSettings):
         # A guessable token would let anyone on the network trigger rollbacks.
         if len(value.get_secret_value().strip()) < MIN_WEBHOOK_TOKEN_LENGTH:
             raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_plain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parsed.username or parsed.password or parsed.query or parsed.fragment:
+            raise ValueError("must not carry credentials, a query or a fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("ui_trusted_proxies")
+    @classmethod
+    def _proxy_ranges(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address range: {part[:60]!r}") from None
         return value
 
     @field_validator("git_allowed_signers", mode="before")

@@ -115,6 +115,31 @@ def _slack_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
     return [slack_router(bolt, wired.slack, actions)]
 
 
+def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
+    """The incident pages (docs/ui.md), only with ROLLBACKBOT_UI=true; sign-in uses the API token."""
+    if not settings.ui:
+        return []
+    from rollbackbot.ui import UiConfig, ui_router
+    from rollbackbot.ui.auth import ProxyTrust, parse_ranges
+
+    token = getattr(settings, "api_token", None) or settings.webhook_token  # the API token, else the webhook's
+    slack = wired.slack
+
+    def slack_message(incident_id: str) -> str | None:
+        posted = slack.messages.find(incident_id) if slack else None
+        return f"channel {posted.channel}, message ts {posted.ts}" if posted else None
+
+    config = UiConfig(
+        store=wired.store,
+        token=token.get_secret_value(),
+        git_workdir=settings.git_workdir,
+        proxy=ProxyTrust(parse_ranges(settings.ui_trusted_proxies), settings.ui_user_header),
+        slack_message=slack_message,
+        now=wired.service.clock.now,
+    )
+    return [ui_router(config)]
+
+
 def build_app(settings: Settings) -> FastAPI:
     """The HTTP application of ``rollbackbot serve``."""
     wired = build(settings)
@@ -148,5 +173,5 @@ def build_app(settings: Settings) -> FastAPI:
         wired.service,
         settings.webhook_token,
         readiness={"store": store_ready, "git": git_ready, "policies": policies_ready},
-        routers=_slack_routers(settings, wired),
+        routers=[*_slack_routers(settings, wired), *_ui_routers(settings, wired)],
     )
