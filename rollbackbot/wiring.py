@@ -100,6 +100,7 @@ def _slack_chat(
         policies={p.name: p for p in policies},
         store=store,
         clock=clock,
+        public_url=settings.public_url,
     )
 
 
