@@ -40,6 +40,7 @@ SINCE_CHOICES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timed
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -130,11 +131,12 @@ def ui_router(config: UiConfig) -> APIRouter:
     def home() -> Response:
         return _secure(RedirectResponse(f"{PREFIX}/incidents", 303))
 
-    @router.get("/static/ui.css")
-    def stylesheet() -> Response:
-        css = resources.files("rollbackbot.ui").joinpath("static/ui.css").read_text()
-        response = Response(css, media_type="text/css")
-        _secure(response)
+    @router.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            return _secure(Response("not found", 404, media_type="text/plain"))
+        body = resources.files("rollbackbot.ui").joinpath(f"static/{name}").read_bytes()
+        response = _secure(Response(body, media_type=STATIC_FILES[name]))
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
 

@@ -152,3 +152,11 @@ def world(tmp_path: Path) -> Iterator[UiWorld]:
     config = UiConfig(store=store, token=TOKEN, git_workdir=tmp_path / "repo", now=lambda: T0 + timedelta(hours=1))
     with TestClient(build_app(config), base_url="https://testserver") as client:
         yield UiWorld(client, store, incident, commit, tmp_path / "evidence" / incident.id)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember each phase's report on the test, so the browser fixture can screenshot failures."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
