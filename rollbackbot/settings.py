@@ -38,21 +38,21 @@ class Settings(BaseSettings):
     evidence_url: str = "file://.rollbackbot/evidence"
     ui: bool = Field(
         default=False,
-        description="Serve the incident pages at /ui/incidents (docs/ui.md); off unless set to true",
+        description="Serve the incident pages under `/ui/` (docs/ui.md): `true` or `false`.",
     )
     public_url: str | None = Field(
         default=None,
-        description="Base URL people reach rollbackbot at (https://rollbackbot.example.com); Slack messages "
-        "link each incident's page under it",
+        description="Base URL people reach rollbackbot at, e.g. `https://rollbackbot.example.com`; every Slack "
+        "message links its incident's page under it.",
     )
     ui_trusted_proxies: str = Field(
         default="",
         description="Comma-separated address ranges (CIDR) of an authenticating proxy whose user header "
-        "is trusted instead of the login form; empty: no proxy is trusted",
+        "signs people in to the incident pages; empty: none is trusted.",
     )
     ui_user_header: str = Field(
         default="X-Forwarded-User",
-        description="The header a trusted authenticating proxy sets to the signed-in user (oauth2-proxy)",
+        description="The header in which a trusted authenticating proxy names the signed-in user.",
     )
 
     @field_validator("argocd_token")

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("ROLLBACKBOT_TEST_ARTIFACTS", REPO / ".test-artifacts")) / "ui"
+ARTIFACTS = Path(os.environ.get("UI_TEST_ARTIFACTS", REPO / ".test-artifacts")) / "ui"
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 DRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 DEMO_START_SECONDS = 180.0

@@ -2,7 +2,7 @@
 
 Checks the timeline order, the diff against git, the Slack decision, hostile values, the login
 redirect, 375 px layouts and basic accessibility (labels, headings, contrast, keyboard). Every
-failure leaves a screenshot in ``.test-artifacts/ui/``; ``ROLLBACKBOT_UPDATE_SCREENSHOTS=1``
+failure leaves a screenshot in ``.test-artifacts/ui/``; ``UI_UPDATE_SCREENSHOTS=1``
 also refreshes the README's docs/img/incident-page.png from this run.
 """
 
@@ -165,7 +165,7 @@ def test_screenshot_of_an_incident_page(browser: Any, demo: DemoServer) -> None:
     browser.get(_auto_incident_page(browser))
     shot = save_screenshot(browser, "incident-page", max_height=2300)  # header to the start of the diff
     assert shot.stat().st_size > 10_000
-    if os.environ.get("ROLLBACKBOT_UPDATE_SCREENSHOTS") == "1":
+    if os.environ.get("UI_UPDATE_SCREENSHOTS") == "1":
         README_SHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, README_SHOT)
 
