@@ -152,12 +152,12 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
                 Path(env["ROLLBACKBOT_POLICIES"]),
             )
             proposed = await demo_propose.propose_act(setting)
-            _say(f"\ndemo {'OK' if auto == proposed == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s")
-            _say(f"\nincident pages: {base}/ui/incidents (sign in with the API token {WEBHOOK_TOKEN})")
+            if not serve:
+                _say("\nthe incident pages close with the demo; `rollbackbot demo --serve` keeps them up")
+            pages = f"incident pages: {base}/ui/incidents (sign in with the API token {WEBHOOK_TOKEN})"
+            _say(f"\ndemo {'OK' if auto == proposed == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s; {pages}")
             if serve:
                 await _serve_until_interrupted()
-            else:
-                _say("   they close with the demo; run `rollbackbot demo --serve` to keep them up")
             return auto or proposed
 
 
