@@ -151,28 +151,59 @@ class DecisionView:
     slack_message: str | None
 
 
+_VERBS = {
+    S.rolling_back: "roll back now",
+    S.awaiting_approval: "propose the rollback to a person",
+    S.suppressed: "do nothing (suppressed)",
+    S.notified: "notify only",
+    S.failed: "none: failed before deciding",
+}
+
+
 def _first_move(incident: Incident) -> str:
+    """``"roll back now: a/v2 -> a/v1 (policy mode is auto)"``; ``"waiting"`` while nothing was decided."""
     for event in incident.events:
         if event.state is not S.received:
-            return event.detail
-    return incident.events[-1].detail if incident.events else ""
+            return f"{_VERBS.get(event.state, event.state.value)}: {event.detail}"
+    return "not decided yet"
 
 
-def _rule(incident: Incident) -> str:
-    text = f"{incident.reason} {_first_move(incident)}".lower()
-    for rule in ("debounce", "cooldown", "budget", "duplicate", "resolved", "no verified target", "approval"):
-        if rule in text:
-            return rule
-    return f"policy mode {incident.mode}"
+# How decide() and the service word each rule at the start of an event (rollbackbot/core/decide.py).
+_RULES = (
+    ("debounce:", "debounce"),
+    ("duplicate:", "duplicate"),
+    ("cooldown:", "cooldown"),
+    ("budget", "budget"),
+    ("stale alert", "stale alert"),
+    ("alert resolved before", "resolved before acting"),
+    ("no verified target", "no verified target"),
+    ("policy mode is ", "policy mode"),
+)
+
+
+def rules_applied(incident: Incident) -> list[str]:
+    """The rules that decided, in the order they did: e.g. ``["debounce", "policy mode auto"]``."""
+    found: list[str] = []
+    for text in [e.detail for e in incident.events] + [incident.reason]:
+        lowered = text.lower()
+        for prefix, rule in _RULES:
+            if prefix in lowered:
+                name = (
+                    f"policy mode {lowered.split(prefix, 1)[1].split()[0].strip('()')}"
+                    if rule == "policy mode"
+                    else rule
+                )
+                if name not in found:
+                    found.append(name)
+    return found or [f"policy mode {incident.mode}"]
 
 
 def decision(incident: Incident, slack_message: str | None) -> DecisionView:
     """The decision and its rule (debounce, cooldown, budget, policy mode) and the Slack decision."""
     closed = decision_of(incident)
-    outcome = incident.reason if incident.state.terminal and incident.reason else _first_move(incident)
     return DecisionView(
-        outcome=outcome,
-        rule=_rule(incident),
+        outcome=_first_move(incident),
+        rule=" → ".join(rules_applied(incident)),
         mode=incident.mode,
         policy=incident.policy,
         person=decision_line(closed) if closed else None,

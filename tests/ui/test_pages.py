@@ -181,3 +181,26 @@ def test_an_unknown_incident_is_a_404_page(world: UiWorld) -> None:
     login(world.client)
     answer = world.client.get(f"/ui/incidents/{BIDI}<b>")
     assert answer.status_code == 404 and "<b>" not in answer.text
+
+
+def test_the_decision_names_the_rules_in_the_order_they_applied() -> None:
+    from rollbackbot.core.incidents import new_incident
+    from rollbackbot.ui.views import decision, rules_applied
+
+    base = hostile_incident()
+    fresh = new_incident(app="a", policy="p", mode="auto", alert=base.alert, target={}, now=T0)
+    waited = fresh.with_event(T0, "debounce: waiting until the alert has fired 2m")
+    rolled = waited.with_state(IncidentState.rolling_back, T0, "a/v2 -> a/v1 (policy mode is auto)")
+    assert rules_applied(rolled) == ["debounce", "policy mode auto"]
+    cooled = fresh.with_state(IncidentState.suppressed, T0, "cooldown: app rolled back at 2026-11-25T11:00:00Z")
+    assert decision(cooled, None).rule == "cooldown"
+    assert decision(cooled, None).outcome.startswith("do nothing (suppressed): cooldown: app rolled back")
+    assert decision(rolled, None).outcome == "roll back now: a/v2 -> a/v1 (policy mode is auto)"
+    spent = fresh.with_state(IncidentState.suppressed, T0, "budget spent: 3 rollbacks in 1 day")
+    assert rules_applied(spent) == ["budget"]
+    proposed = fresh.with_state(IncidentState.awaiting_approval, T0, "a/v2 -> a/v1 (policy mode is propose)")
+    approved = proposed.with_approver("Dana Ops U012ABC").with_state(IncidentState.approved, T0, "approved")
+    assert (
+        decision(approved, "channel C1, message ts 1.2").person
+        == "approved by Dana Ops (U012ABC) at 2026-11-25 12:00:00 UTC"
+    )
