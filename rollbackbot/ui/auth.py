@@ -12,7 +12,8 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
@@ -96,3 +97,34 @@ class ProxyTrust:
             return None
         user = headers.get(self.header.lower(), "").strip()
         return user[:MAX_USER_LENGTH] or None
+
+
+class LoginThrottle:
+    """At most ``limit`` failed sign-ins per client address in ``window`` seconds; then 429 until they age out.
+
+    In memory, per replica: it slows guessing down, the token's length is what makes guessing hopeless.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.setdefault(client, deque())
+        horizon = self.clock() - self.window
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        return failures
+
+    def blocked(self, client: str) -> bool:
+        """Whether ``client`` used up its failed attempts."""
+        blocked = len(self._recent(client)) >= self.limit
+        if not self._failures[client]:
+            del self._failures[client]  # keep the table as small as the set of recent failures
+        return blocked
+
+    def failed(self, client: str) -> None:
+        """Count one failed sign-in."""
+        self._recent(client).append(self.clock())

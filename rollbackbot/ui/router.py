@@ -26,7 +26,7 @@ from markupsafe import Markup
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.ports import IncidentStore
 from rollbackbot.ui import chart, sources, views
-from rollbackbot.ui.auth import COOKIE_NAME, ProxyTrust, SessionSigner
+from rollbackbot.ui.auth import COOKIE_NAME, LoginThrottle, ProxyTrust, SessionSigner
 
 log = logging.getLogger("rollbackbot.ui")
 
@@ -60,6 +60,7 @@ class UiConfig:
     proxy: ProxyTrust = field(default_factory=lambda: ProxyTrust(()))
     slack_message: Callable[[str], str | None] | None = None  # incident id → "channel C…, message ts …"
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def _finalize(value: Any) -> Any:
@@ -146,12 +147,19 @@ def ui_router(config: UiConfig) -> APIRouter:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        if config.throttle.blocked(client):
+            log.warning("ui login throttled", extra={"client": client})
+            return render(
+                "login.html", 429, next=f"{PREFIX}/incidents", error="Too many attempts; wait a few minutes.", user=None
+            )
         body = await request.body()
         fields = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace")) if len(body) <= MAX_FORM_BYTES else {}
         token = (fields.get("token") or [""])[0]
         target = _safe_next((fields.get("next") or [""])[0])
         if not signer.token_matches(token):
-            log.info("ui login refused")
+            config.throttle.failed(client)
+            log.info("ui login refused", extra={"client": client})
             return render("login.html", 401, next=target, error="That token is not valid.", user=None)
         response = _secure(RedirectResponse(target, 303))
         response.set_cookie(

@@ -204,3 +204,23 @@ def test_the_decision_names_the_rules_in_the_order_they_applied() -> None:
         decision(approved, "channel C1, message ts 1.2").person
         == "approved by Dana Ops (U012ABC) at 2026-11-25 12:00:00 UTC"
     )
+
+
+def test_repeated_wrong_tokens_are_throttled_then_forgiven() -> None:
+    from rollbackbot.ui.auth import LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(limit=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert not throttle.blocked("192.0.2.1")
+        throttle.failed("192.0.2.1")
+    assert throttle.blocked("192.0.2.1") and not throttle.blocked("192.0.2.2")
+    now[0] = 61.0
+    assert not throttle.blocked("192.0.2.1")
+
+
+def test_the_login_form_answers_429_after_too_many_wrong_tokens(world: UiWorld) -> None:
+    for _ in range(10):
+        assert world.client.post("/ui/login", data={"token": "wrong-0123456789abcdef"}).status_code == 401
+    answer = world.client.post("/ui/login", data={"token": TOKEN}, follow_redirects=False)
+    assert answer.status_code == 429 and "set-cookie" not in answer.headers
