@@ -224,3 +224,25 @@ def test_the_login_form_answers_429_after_too_many_wrong_tokens(world: UiWorld) 
         assert world.client.post("/ui/login", data={"token": "wrong-0123456789abcdef"}).status_code == 401
     answer = world.client.post("/ui/login", data={"token": TOKEN}, follow_redirects=False)
     assert answer.status_code == 429 and "set-cookie" not in answer.headers
+
+
+async def test_the_proxy_user_signs_in_only_from_the_trusted_range(world: UiWorld) -> None:
+    import httpx
+
+    from rollbackbot.ui import UiConfig
+    from tests.ui.conftest import build_app
+
+    config = UiConfig(
+        store=world.store,
+        token=TOKEN,
+        git_workdir=world.evidence_root,
+        proxy=ProxyTrust(parse_ranges("10.0.0.0/8")),
+    )
+    app = build_app(config)
+    for peer, expected in (("10.1.2.3", 200), ("192.0.2.7", 303)):
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://rollbackbot") as client:
+            answer = await client.get(PAGE, headers={"X-Forwarded-User": "dana@example.com"})
+            assert answer.status_code == expected, peer
+            if expected == 200:
+                assert "Signed in as dana@example.com" in answer.text
