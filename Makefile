@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make demo DEMO_ARGS=--serve keeps the incident pages up until Ctrl-C.
 demo: $(STAMP)
-	$(VENV)/bin/rollbackbot demo
+	$(VENV)/bin/rollbackbot demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rollbackbot tests

@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole loop on an embedded sandbox")
     demo.add_argument("--workdir", type=Path, default=None, help="keep the sandbox here (default: a temp dir)")
+    demo.add_argument("--serve", action="store_true", help="keep serving the incident pages until interrupted")
 
     policy = sub.add_parser("policy", help="policy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from rollbackbot.demo import run_demo
 
-        return asyncio.run(run_demo(args.workdir))
+        return asyncio.run(run_demo(args.workdir, serve=args.serve))
     if args.command == "policy":
         if args.policy_command == "schema":
             from rollbackbot.core.policy import policy_json_schema

@@ -5,8 +5,10 @@ Settings are an object built once at start-up and passed down; nothing reads the
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +88,24 @@ class Settings(BaseSettings):
     retention_days: int = Field(
         default=90, ge=1, description="terminal incidents opened longer ago than this many days are pruned"
     )
+    ui: bool = Field(
+        default=False,
+        description="Serve the incident pages under `/ui/` (docs/ui.md): `true` or `false`.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL people reach rollbackbot at, e.g. `https://rollbackbot.example.com`; every Slack "
+        "message links its incident's page under it.",
+    )
+    ui_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated address ranges (CIDR) of an authenticating proxy whose user header "
+        "signs people in to the incident pages; empty: none is trusted.",
+    )
+    ui_user_header: str = Field(
+        default="X-Forwarded-User",
+        description="The header in which a trusted authenticating proxy names the signed-in user.",
+    )
 
     @field_validator("argocd_token")
     @classmethod
@@ -114,6 +134,28 @@ class Settings(BaseSettings):
             return None  # unset or empty: the webhook token guards the API
         if len(value.get_secret_value().strip()) < MIN_WEBHOOK_TOKEN_LENGTH:
             raise ValueError(f"must be at least {MIN_WEBHOOK_TOKEN_LENGTH} characters")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_plain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parsed.username or parsed.password or parsed.query or parsed.fragment:
+            raise ValueError("must not carry credentials, a query or a fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("ui_trusted_proxies")
+    @classmethod
+    def _proxy_ranges(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address range: {part[:60]!r}") from None
         return value
 
     @field_validator("git_allowed_signers", mode="before")

@@ -125,6 +125,7 @@ def _slack_chat(
         policies={p.name: p for p in policies},
         store=store,
         clock=clock,
+        public_url=settings.public_url,
     )
 
 
@@ -164,6 +165,31 @@ def _policy_reload_router(settings: Settings, wired: Wired, loaded_fingerprint: 
     return APIRouter(lifespan=lifespan)
 
 
+def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
+    """The incident pages (docs/ui.md), only with ROLLBACKBOT_UI=true; sign-in uses the API token."""
+    if not settings.ui:
+        return []
+    from rollbackbot.ui import UiConfig, ui_router
+    from rollbackbot.ui.auth import ProxyTrust, parse_ranges
+
+    token = settings.api_token or settings.webhook_token  # the API token, else the webhook token
+    slack = wired.slack
+
+    def slack_message(incident_id: str) -> str | None:
+        posted = slack.messages.find(incident_id) if slack else None
+        return f"channel {posted.channel}, message ts {posted.ts}" if posted else None
+
+    config = UiConfig(
+        store=wired.store,
+        token=token.get_secret_value(),
+        git_workdir=settings.git_workdir,
+        proxy=ProxyTrust(parse_ranges(settings.ui_trusted_proxies), settings.ui_user_header),
+        slack_message=slack_message,
+        now=wired.service.clock.now,
+    )
+    return [ui_router(config)]
+
+
 def build_app(settings: Settings) -> FastAPI:
     """The HTTP application of ``rollbackbot serve``; ``app.state.service`` is the service (for shutdown)."""
     loaded_fingerprint = policy_set_fingerprint(settings.policies)
@@ -196,7 +222,11 @@ def build_app(settings: Settings) -> FastAPI:
         settings.webhook_token,
         readiness={"store": store_ready, "policies": policies_ready, "shutdown": intake_open},
         liveness={"state": StateFileCheck(settings.database_url)},
-        routers=[*_slack_routers(settings, wired), _policy_reload_router(settings, wired, loaded_fingerprint)],
+        routers=[
+            *_slack_routers(settings, wired),
+            *_ui_routers(settings, wired),
+            _policy_reload_router(settings, wired, loaded_fingerprint),
+        ],
         api_token=settings.api_token,
         background=[retention],
     )

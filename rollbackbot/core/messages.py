@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.policy import Policy
@@ -87,6 +88,7 @@ class IncidentMessage:
     approvers: tuple[str, ...] = ()
     decision: Decision | None = None
     reason: str = ""
+    page_url: str | None = None  # the incident's page (docs/ui.md), when ROLLBACKBOT_PUBLIC_URL is set
 
     @property
     def asks_for_decision(self) -> bool:
@@ -102,6 +104,7 @@ class ThreadNote:
     incident_id: str
     text: str
     broadcast: bool = False
+    page_url: str | None = None  # the incident's page (docs/ui.md), when ROLLBACKBOT_PUBLIC_URL is set
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ class Notices:
     def empty(self) -> bool:
         """Nothing to say."""
         return self.post is None and self.update is None and self.reply is None
+
+
+def incident_page_url(public_url: str | None, incident_id: str) -> str | None:
+    """``<public URL>/ui/incidents/<id>``: where the incident's page is, or None without a public URL."""
+    if not public_url:
+        return None
+    return f"{public_url.rstrip('/')}/ui/incidents/{quote(incident_id, safe='')}"
 
 
 def notices_for(incident: Incident, previous: IncidentState | None, policy: Policy | None) -> Notices:
@@ -295,6 +305,7 @@ def as_text(message: IncidentMessage) -> str:
     for index, stat in enumerate(message.diff_stat.strip("\n").splitlines()):
         lines.append(f"{'Diff:' if index == 0 else '':<11}{stat.strip()}")
     lines += [f"Evidence:  {message.evidence_url}"] if message.evidence_url else []
+    lines += [f"Incident:  {message.page_url}"] if message.page_url else []
     if message.reason:
         lines.append(f"Reason:    {message.reason}")
     if message.expires_at:

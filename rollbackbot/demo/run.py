@@ -2,7 +2,9 @@
 
 A real GitOps repository with ssh-signed release tags, the fake Argo CD API server and the real
 service run as processes; an alert is delivered exactly as Alertmanager sends it, and the
-timeline, the rollback commit and the final health are printed.
+timeline, the rollback commit and the final health are printed. The service serves the incident
+pages (docs/ui.md); the demo ends by printing their URL, and with ``--serve`` keeps every process
+running until interrupted (Ctrl-C or SIGTERM) so the pages can be browsed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -89,8 +92,8 @@ def _print_timeline(events: list[dict[str, Any]], shown: int, t0: datetime) -> i
     return len(events)
 
 
-async def run_demo(workdir: Path | None = None) -> int:
-    """Run the demo; exit code 0 when the app ends rolled back and Healthy."""
+async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
+    """Run the demo; exit code 0 when the app ends rolled back and Healthy; ``serve`` keeps the pages up."""
     started = time.monotonic()
     work = Path(workdir or tempfile.mkdtemp(prefix="rollbackbot-demo-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -121,6 +124,7 @@ async def run_demo(workdir: Path | None = None) -> int:
         slack_proc, slack_url = fake_slack.start_process(log, token=demo_propose.SLACK_BOT_TOKEN, users=users)
         stack.callback(procs.stop, slack_proc)
         port = procs.free_port()
+        base = f"http://127.0.0.1:{port}"
         env = procs.service_env(
             git_url=sandbox.remote_url,
             branch=sandbox.branch,
@@ -131,9 +135,9 @@ async def run_demo(workdir: Path | None = None) -> int:
             webhook_token=WEBHOOK_TOKEN,
             state=work / "state",
         ) | demo_propose.slack_env(slack_url)
+        env |= {"ROLLBACKBOT_UI": "true", "ROLLBACKBOT_PUBLIC_URL": base}  # incident pages, linked from Slack
         service = procs.start_service(env, port, log, cwd=work)
         stack.callback(procs.stop, service)
-        base = f"http://127.0.0.1:{port}"
         procs.wait_ready(f"{base}/readyz", service)
         _say(f"\n2. fake Argo CD at {argo_url}; fake Slack at {slack_url}; rollbackbot serving at {base}")
         api_auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}  # /api/* takes the webhook token by default
@@ -149,8 +153,28 @@ async def run_demo(workdir: Path | None = None) -> int:
                 Path(env["ROLLBACKBOT_POLICIES"]),
             )
             proposed = await demo_propose.propose_act(setting)
-            _say(f"\ndemo {'OK' if auto == proposed == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s")
+            if not serve:
+                _say("\nthe incident pages close with the demo; `rollbackbot demo --serve` keeps them up")
+            pages = f"incident pages: {base}/ui/incidents (sign in with the API token {WEBHOOK_TOKEN})"
+            _say(f"\ndemo {'OK' if auto == proposed == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s; {pages}")
+            if serve:
+                await _serve_until_interrupted()
             return auto or proposed
+
+
+async def _serve_until_interrupted() -> None:
+    """Keep the demo's processes running until Ctrl-C or SIGTERM; the caller's ExitStack stops them."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    _say("   serving until interrupted (Ctrl-C)")
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    _say("stopping the demo's processes")
 
 
 async def _deliver_and_follow(

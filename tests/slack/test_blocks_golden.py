@@ -17,7 +17,14 @@ import pytest
 
 from rollbackbot.adapters.slack.blocks import ActionId, fallback_text, message_blocks, note_text
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
-from rollbackbot.core.messages import MessageKind, Notices, as_text, incident_message, notices_for
+from rollbackbot.core.messages import (
+    MessageKind,
+    Notices,
+    as_text,
+    incident_message,
+    incident_page_url,
+    notices_for,
+)
 from rollbackbot.core.model import ReleaseTag, RollbackPlan
 from rollbackbot.core.policy import Policy
 from rollbackbot.policy_files import load_policies
@@ -26,6 +33,7 @@ S = IncidentState
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+PUBLIC_URL = "https://rollbackbot.example.com"
 DIGEST_OLD = "sha256:" + "1a" * 32
 DIGEST_NEW = "sha256:" + "9f" * 32
 DIFF_STAT = (
@@ -110,12 +118,15 @@ def _notices() -> dict[str, tuple[Notices, IncidentState | None]]:
 
 
 def _rendered(notices: Notices) -> dict[str, Any]:
+    """Rendered as SlackChat sends it with ROLLBACKBOT_PUBLIC_URL set: each message links the incident page."""
     message = notices.post or notices.update
     if message is not None:
+        message = replace(message, page_url=incident_page_url(PUBLIC_URL, message.incident_id))
         placement = "post" if notices.post else "update"
         return {"placement": placement, "text": fallback_text(message), "blocks": message_blocks(message)}
     assert notices.reply is not None
-    return {"placement": "reply", "text": note_text(notices.reply), "broadcast": notices.reply.broadcast}
+    reply = replace(notices.reply, page_url=incident_page_url(PUBLIC_URL, notices.reply.incident_id))
+    return {"placement": "reply", "text": note_text(reply), "broadcast": reply.broadcast}
 
 
 def _check_golden(name: str, rendered: object) -> None:

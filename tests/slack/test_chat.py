@@ -190,3 +190,22 @@ async def test_an_auto_rollback_held_back_for_a_person_says_why(harness: Harness
     [proposal] = harness.fake.top_level()
     assert "the branch head is already a rollbackbot rollback" in str(proposal["blocks"])
     assert "approve_rollback" in str(proposal["blocks"])
+
+
+async def test_with_a_public_url_every_message_links_the_incident_page(harness: Harness) -> None:
+    harness.chat.public_url = "https://rollbackbot.example.com"
+    incident_id = harness.fire(DOCSUM)
+    await harness.settle()
+    assert harness.incident(incident_id).state is S.rolled_back
+    page = f"<https://rollbackbot.example.com/ui/incidents/{incident_id}|View incident>"
+    posts = harness.fake.calls_of("chat.postMessage")
+    assert len(posts) >= 3  # the message and its thread replies
+    for call in posts:
+        assert page in str(call["args"]), call["args"]
+
+
+async def test_without_a_public_url_no_message_links_a_page(harness: Harness) -> None:
+    harness.fire(DOCSUM)
+    await harness.settle()
+    posts = harness.fake.calls_of("chat.postMessage")
+    assert posts and all("View incident" not in str(call["args"]) for call in posts)

@@ -85,7 +85,8 @@ def fallback_text(message: IncidentMessage) -> str:
 def note_text(note: ThreadNote) -> str:
     """A thread reply as mrkdwn."""
     icon = {"failure": ":x: ", "verification_failed": ":rotating_light: ", "outcome": ":white_check_mark: "}
-    return clip(icon.get(note.kind.value, "") + escape(note.text), TEXT_LIMIT)
+    view = f" · {link(note.page_url, 'View incident')}" if note.page_url else ""
+    return clip(icon.get(note.kind.value, "") + escape(note.text), TEXT_LIMIT - len(view)) + view
 
 
 def message_blocks(message: IncidentMessage) -> list[Block]:
@@ -156,6 +157,8 @@ def _release_text(side: str, release: Release) -> str:
 
 def _context(message: IncidentMessage) -> Block:
     parts = [f"Incident {code(message.incident_id)}"]
+    if message.page_url:
+        parts.append(link(message.page_url, "View incident"))
     if message.evidence_url:
         parts.append(f"Evidence {link(message.evidence_url, 'bundle')}")
     if message.expires_at and message.asks_for_decision:

@@ -13,6 +13,7 @@ import itertools
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from rollbackbot.adapters.slack.api import Posted, RateLimited, SlackApi, Sleep
 from rollbackbot.adapters.slack.blocks import fallback_text, message_blocks, note_text
@@ -20,7 +21,14 @@ from rollbackbot.adapters.slack.metrics import SLACK_PROPOSAL_FAILURES, SLACK_PR
 from rollbackbot.adapters.slack.store import SlackMessageStore
 from rollbackbot.clock import Clock
 from rollbackbot.core.incidents import Incident, IncidentState
-from rollbackbot.core.messages import IncidentMessage, MessageKind, Notices, incident_message, notices_for
+from rollbackbot.core.messages import (
+    IncidentMessage,
+    MessageKind,
+    Notices,
+    incident_message,
+    incident_page_url,
+    notices_for,
+)
 from rollbackbot.core.policy import Policy
 from rollbackbot.errors import AdapterError
 from rollbackbot.ports import IncidentStore
@@ -48,6 +56,7 @@ class SlackChat:
         clock: Clock,
         retry_seconds: Sequence[float] = PROPOSAL_RETRY_SECONDS,
         sleep: Sleep = asyncio.sleep,
+        public_url: str | None = None,
     ) -> None:
         self.api = api
         self.messages = messages
@@ -56,6 +65,7 @@ class SlackChat:
         self.clock = clock
         self.retry_seconds = tuple(retry_seconds) or (60.0,)
         self.sleep = sleep
+        self.public_url = public_url  # every message links the incident's page under it (docs/ui.md)
         # One delivery at a time per incident, in the order the changes happened (asyncio locks are FIFO).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._retries: dict[str, asyncio.Task[None]] = {}
@@ -106,13 +116,13 @@ class SlackChat:
                 if parent is None:
                     parent = await self._post(incident.id, channel, notices.update)
                 else:
-                    update = notices.update
+                    update = replace(notices.update, page_url=self._page(incident.id))
                     await self.api.update_message(parent, fallback_text(update), message_blocks(update))
             if notices.reply:
                 if parent is None:  # the first message was lost (Slack was down): start the thread now
                     first = MessageKind.failure if incident.state is S.failed else MessageKind.rollback
                     parent = await self._post(incident.id, channel, incident_message(incident, policy, first))
-                reply = notices.reply
+                reply = replace(notices.reply, page_url=self._page(incident.id))
                 await self.api.post_message(
                     parent.channel, note_text(reply), thread_ts=parent.ts, broadcast=reply.broadcast
                 )
@@ -127,7 +137,11 @@ class SlackChat:
             else:
                 SLACK_UNDELIVERED.labels(kind).inc()
 
+    def _page(self, incident_id: str) -> str | None:
+        return incident_page_url(self.public_url, incident_id)
+
     async def _post(self, incident_id: str, channel: str, message: IncidentMessage) -> Posted:
+        message = replace(message, page_url=self._page(incident_id))
         posted = await self.api.post_message(channel, fallback_text(message), message_blocks(message))
         return self.messages.remember(incident_id, posted, message.kind.value, self.clock.now())
 
