@@ -539,7 +539,7 @@ async def test_unrelated_push_advances_the_compared_revision_without_a_sync(
     x = revert(repo_of(state))
     await get_app(client, refresh="normal")
     settle(state)
-    y = repo_of(state).commit({"docs/runbook.md": "# runbook\n"}, "docs: runbook")
+    y = repo_of(state).commit({"handbook/runbook.md": "# runbook\n"}, "docs: runbook")
     refreshed = await get_app(client, refresh="normal")
     assert (refreshed["status"]["sync"]["status"], refreshed["status"]["sync"]["revision"]) == ("Synced", y)
     assert refreshed["status"]["health"]["status"] == "Healthy"
@@ -550,7 +550,7 @@ async def test_unrelated_push_advances_the_compared_revision_without_a_sync(
 
 async def test_refresh_after_two_pushes_syncs_the_newest_head(client: httpx.AsyncClient, state: FakeArgoState) -> None:
     revert(repo_of(state))
-    y = repo_of(state).commit({"docs/runbook.md": "# runbook\n"}, "docs: runbook")
+    y = repo_of(state).commit({"handbook/runbook.md": "# runbook\n"}, "docs: runbook")
     refreshed = await get_app(client, refresh="normal")
     assert refreshed["status"]["sync"]["revision"] == y
     assert refreshed["operation"]["sync"]["revision"] == y
@@ -564,7 +564,7 @@ async def test_manual_sync_of_our_commit_is_compared_against_the_newer_head(repo
     state = FakeArgoState(make_config(repo, apps=[{"name": APP, "project": PROJECT, "path": APP_PATH}]))
     app, caller = state.app(APP), state.authenticate(TOKEN)
     x = revert(repo)
-    y = repo.commit({"docs/runbook.md": "# runbook\n"}, "docs: runbook")
+    y = repo.commit({"handbook/runbook.md": "# runbook\n"}, "docs: runbook")
     state.sync(app, {"revision": x}, caller)
     settle(state)
     assert app.status["operationState"]["syncResult"]["revision"] == x

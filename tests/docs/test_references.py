@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 from rollbackbot.cli import _parser
+from rollbackbot.observer.config import ObserverSettings
 from rollbackbot.settings import Settings
 from tests.docs.conftest import DOCS, REPO, markdown_files
 
@@ -42,7 +43,11 @@ def _variables_read_directly() -> set[str]:
 
 
 def test_every_variable_mentioned_is_a_setting() -> None:
-    known = {f"ROLLBACKBOT_{name.upper()}" for name in Settings.model_fields} | _variables_read_directly()
+    known = (
+        {f"ROLLBACKBOT_{name.upper()}" for name in Settings.model_fields}
+        | {f"ROLLBACKBOT_OBSERVER_{name.upper()}" for name in ObserverSettings.model_fields}
+        | _variables_read_directly()
+    )
     unknown = [
         f"{path.relative_to(REPO)}:{number}: {variable}"
         for path in markdown_files()
@@ -57,13 +62,24 @@ def _route_pattern(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$")
 
 
+def _observer_routes() -> list[tuple[str, re.Pattern[str]]]:
+    """The observer's admin routes (read from its aiohttp app) and the model routes it scores as it proxies."""
+    source = (REPO / "rollbackbot" / "observer" / "worker.py").read_text()
+    admin = re.findall(r'add_(get|post)\("(/[^"]*)"', source)
+    scored = [("post", "/v1/chat/completions"), ("post", "/v1/completions")]
+    return [(method.upper(), _route_pattern(path)) for method, path in [*admin, *scored]]
+
+
 def test_every_route_mentioned_exists(gen: ModuleType) -> None:
     operations = gen.openapi_document()["paths"]
-    routes = [(method.upper(), _route_pattern(path)) for path, ops in operations.items() for method in ops]
+    service_routes = [(method.upper(), _route_pattern(path)) for path, ops in operations.items() for method in ops]
+    observer_routes = _observer_routes()
+    assert observer_routes, "no observer routes found in rollbackbot/observer/worker.py"
     unknown = []
     for path in markdown_files():
         if path.name in ARGO_DOCS:
             continue
+        routes = observer_routes if path.name == "observer.md" else service_routes
         for number, code in _code(path):
             found = ROUTE.match(code)
             if not found or found.group(2).startswith(ARGO_API):

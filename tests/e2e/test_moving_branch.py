@@ -117,7 +117,8 @@ def fleet(tmp_path: Path) -> Iterator[tuple[GitOpsSandbox, str, str, Path]]:
 
 
 def _incidents(url: str, ids: list[str]) -> list[dict[str, object]]:
-    return [httpx.get(f"{url}/api/incidents/{incident_id}", timeout=10).json() for incident_id in ids]
+    auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}  # the incident API takes the webhook token by default
+    return [httpx.get(f"{url}/api/incidents/{incident_id}", headers=auth, timeout=10).json() for incident_id in ids]
 
 
 def test_fifty_rollbacks_while_the_branch_keeps_moving(

@@ -29,10 +29,12 @@ class HeldArgo(FakeArgo):
     waiting: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
+    async def wait_synced_healthy(
+        self, app: str, project: str, revision: str, timeout: float, lineage: object = None
+    ) -> AppHealth:
         self.waiting.set()
         await self.release.wait()
-        return await super().wait_synced_healthy(app, project, revision, timeout)
+        return await super().wait_synced_healthy(app, project, revision, timeout, lineage)
 
 
 def _service(tmp_path: Path, argo: FakeArgo, policies: list[Policy] | None = None) -> Service:

@@ -104,9 +104,11 @@ class HungArgo(FakeArgo):
         super().__init__()
         self.release = asyncio.Event()
 
-    async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
+    async def wait_synced_healthy(
+        self, app: str, project: str, revision: str, timeout: float, lineage: object = None
+    ) -> AppHealth:
         await self.release.wait()
-        return await super().wait_synced_healthy(app, project, revision, timeout)
+        return await super().wait_synced_healthy(app, project, revision, timeout, lineage)
 
 
 async def test_an_incident_past_its_deadline_is_overdue(tmp_path: Path, clock: FakeClock) -> None:

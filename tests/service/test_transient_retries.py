@@ -66,12 +66,12 @@ class FlakyArgo(FakeArgo):
 
     sync_faults: int = 0
 
-    async def sync(self, app: str, project: str, revision: str, prune: bool) -> None:
+    async def sync(self, app: str, project: str, revision: str, prune: bool, lineage: object = None) -> None:
         if self.sync_faults:
             self.sync_faults -= 1
             self.calls.append(("sync failed", app))
             raise TransientError("Argo CD POST /sync failed: HTTP 502: bad gateway")
-        await super().sync(app, project, revision, prune)
+        await super().sync(app, project, revision, prune, lineage)
 
 
 def _service(tmp_path: Path, clock: FakeClock, git: FakeGit, argo: FakeArgo, policy: Policy) -> Service:
