@@ -18,14 +18,15 @@ tenacity retries ``TransientError`` only.
 store being unavailable is waited out (the incident cannot even record a failure), a transient
 error is retried with backoff within the incident's retry budget, anything else ends the incident
 ``failed`` with ``describe(exc)``. Foreign exceptions are classified by class name, so this module
-imports nothing (core imports it and must stay pure).
+imports no library (core imports it and must stay pure); URLs are redacted by ``rollbackbot.redact``.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from enum import StrEnum
+
+from rollbackbot.redact import redact_urls
 
 
 class RollbackBotError(Exception):
@@ -108,14 +109,12 @@ def classify(exc: BaseException) -> Fault:
     return Fault.permanent
 
 
-_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
-_QUERY = re.compile(r"(://[^\s?#'\"]*)\?[^\s#'\"]*")
-_UNSAFE = ("Cc", "Cf", "Zl", "Zp")
+_UNSAFE = ("Cc", "Cf", "Zl", "Zp")  # control, format (bidi, zero-width) and line separators
 
 
 def redact(text: str) -> str:
-    """``text`` without URL userinfo (user:password@) or query strings (?token=...)."""
-    return _QUERY.sub(r"\1?<redacted>", _USERINFO.sub("<redacted>@", text))
+    """``text`` with every URL's userinfo and query string hidden (``rollbackbot.redact``, the one redaction)."""
+    return redact_urls(text)
 
 
 def describe(exc: BaseException, limit: int = 300) -> str:
