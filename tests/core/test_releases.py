@@ -209,7 +209,8 @@ def test_image_problems(manifest: str, problems: list[str]) -> None:
 def listing(version: str, commit: str, *, kind: str = "tag", trailers: dict[str, str] | None = None) -> TagListing:
     chosen = {"Model-Digest": D, "Data-Version": f"ds-{version}"} if trailers is None else trailers
     body = "".join(f"{k}: {v}\n" for k, v in chosen.items())
-    return TagListing(f"fraud-llm/v{version}", kind, f"obj-{version}", commit, body)
+    name = f"fraud-llm/v{version}"
+    return TagListing(name, kind, f"obj-{version}", commit, body, name if kind == "tag" else "")
 
 
 def trees(**at: str) -> TreeFacts:
@@ -223,12 +224,13 @@ def verified(_: Candidate) -> Inspection:
 
 
 LISTINGS = [listing("2.0.0", "c0"), listing("2.10.0", "c3"), listing("2.9.0", "c2"), listing("2.1.0", "c1")]
+ALL_ON_BRANCH = {"c0", "c1", "c2", "c3"}
 
 
 def test_candidates_are_ordered_by_semver_and_oddities_ignored() -> None:
     extra = [listing("2.11.0", "c9", kind="commit"), listing("next", "c8"), listing("3.0.0", "")]
     candidates, ignored = release_candidates(
-        [*LISTINGS, *extra, TagListing("chat/v9.0.0", "tag", "o", "c", "")], PATTERN
+        [*LISTINGS, *extra, TagListing("chat/v9.0.0", "tag", "o", "c", "", "chat/v9.0.0")], PATTERN
     )
     assert [c.tag.name for c in candidates] == [
         "fraud-llm/v2.10.0",
@@ -273,7 +275,7 @@ def test_retag_of_deployed_content_is_no_target() -> None:
     candidates, _ = release_candidates(LISTINGS, PATTERN)
     facts = trees(head="t3", c0="t0", c1="t1", c2="t3", c3="t3")  # 2.9.0 has 2.10.0's content
     current = find_current(candidates, facts)
-    pool, same = target_pool(candidates, current, facts)
+    pool, same = target_pool(candidates, current, facts, ALL_ON_BRANCH)
     assert [c.tag.name for c in pool] == ["fraud-llm/v2.1.0", "fraud-llm/v2.0.0"]
     assert [(s.name, s.reason) for s in same] == [("fraud-llm/v2.9.0", "same content as the deploy branch head")]
 

@@ -25,7 +25,9 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_MAX_BYTES = 1 << 20
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_LISTING_FORMAT = "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(contents:body)%00"
+_LISTING_FORMAT = (
+    "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(tag)%00%(contents:body)%00"
+)
 
 
 def tag_ref_prefix(pattern: str) -> str:
@@ -166,12 +168,12 @@ class Plumbing:
         out = self.run("for-each-ref", f"--format={_LISTING_FORMAT}", "--", *patterns)
         fields = out.split("\x00")
         listings: dict[str, TagListing] = {}
-        for start in range(0, len(fields) - 6, 6):
-            refname, kind, oid, peeled_kind, peeled, body = fields[start : start + 6]
+        for start in range(0, len(fields) - 7, 7):
+            refname, kind, oid, peeled_kind, peeled, signed_name, body = fields[start : start + 7]
             refname = refname.lstrip("\n")  # each record ends with the newline for-each-ref adds
             commit = oid if kind == "commit" else (peeled if peeled_kind == "commit" else "")
             name = refname.removeprefix("refs/tags/")
-            listings[refname] = TagListing(name, kind, oid, commit, body)
+            listings[refname] = TagListing(name, kind, oid, commit, body, signed_name)
         return listings
 
     def objects(self, specs: Iterable[str]) -> dict[str, GitObject | None]:

@@ -7,10 +7,12 @@ because the service calls them from worker threads and git index/ref updates do 
 from __future__ import annotations
 
 import os
+import random
 import re
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from rollbackbot.adapters.git.plumbing import (
     redact,
     tag_ref_prefix,
 )
-from rollbackbot.core.commit_message import build_commit_message, one_line, parse_trailers
+from rollbackbot.core.commit_message import build_commit_message, one_line, parse_commit_trailers, parse_trailers
 from rollbackbot.core.model import (
     ReleaseTag,
     ResolvedTarget,
@@ -36,8 +38,10 @@ from rollbackbot.core.model import (
     SkippedTag,
 )
 from rollbackbot.core.releases import (
+    NOT_ON_BRANCH,
     QUARANTINE_HEADER,
     QUARANTINE_PATH,
+    Broken,
     Candidate,
     Inspection,
     Quarantine,
@@ -71,6 +75,9 @@ class _Releases:
     ancestors: set[str]
 
 
+PUSH_BUDGET_SECONDS = 120.0  # how long a rollback keeps retrying a push that loses races
+PUSH_BACKOFF_BASE_SECONDS = 0.05
+PUSH_BACKOFF_MAX_SECONDS = 2.0
 OUTGOING_REF = "refs/rollbackbot/outgoing"  # pushed from a ref so GitPython can parse the outcome
 _SAFE_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
@@ -87,7 +94,8 @@ class GitOpsRepository:
         *,
         author_name: str = "rollbackbot",
         author_email: str = "rollbackbot@localhost",
-        push_attempts: int = 4,
+        push_attempts: int | None = None,
+        push_budget: float = PUSH_BUDGET_SECONDS,
     ) -> None:
         if not _SAFE_BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/")):
             raise ConfigError(f"invalid deploy branch name {one_line(branch)!r}")
@@ -95,7 +103,8 @@ class GitOpsRepository:
         self.branch = branch
         self.workdir = workdir
         self.allowed_signers = allowed_signers
-        self.push_attempts = max(1, push_attempts)
+        self.push_attempts = max(1, push_attempts) if push_attempts is not None else None
+        self.push_budget = push_budget
         self._identity = {
             "GIT_AUTHOR_NAME": author_name,
             "GIT_AUTHOR_EMAIL": author_email,
@@ -171,13 +180,18 @@ class GitOpsRepository:
         """Fetch, then compute current and target release for the target's paths."""
         with self._lock:
             self._fetch()
-            found = self._gather(target)
-            pool, same = target_pool(found.candidates, found.current, found.trees, found.ancestors)
-            inspect = partial(self._inspect, paths=found.trees.paths)
-            choice = select_target(pool, target.require_trailers, found.quarantine, inspect)
-            if not pool:
-                choice = TargetChoice(None, (), no_candidates_reason(target.tag_pattern, found.current))
-            return self._plan(target, found, choice, (*choice.skipped, *same, *found.ignored))
+            return self._choose(target)
+
+    def _choose(self, target: ResolvedTarget) -> RollbackPlan:
+        """The plan at the last fetched head: current release, newest verified target, skipped tags."""
+        found = self._gather(target)
+        pool, unusable = target_pool(found.candidates, found.current, found.trees, found.ancestors)
+        inspect = partial(self._inspect, paths=found.trees.paths)
+        broken = Broken(found.current.tag if found.current else None, found.trees, target.allow_delete)
+        choice = select_target(pool, target.require_trailers, found.quarantine, inspect, broken)
+        if not pool:
+            choice = TargetChoice(None, (), no_candidates_reason(target.tag_pattern, found.current))
+        return self._plan(target, found, choice, (*choice.skipped, *unusable, *found.ignored))
 
     def plan_to(self, target: ResolvedTarget, tag_name: str) -> RollbackPlan:
         """Like ``plan`` but towards ``tag_name``, which must still be verified (else NoTargetError)."""
@@ -190,8 +204,11 @@ class GitOpsRepository:
                 raise NoTargetError(f"{one_line(tag_name)} matching {target.tag_pattern!r}: {why}")
             if found.trees.same_as_head(chosen.tag.commit):
                 raise NoTargetError(f"{tag_name} has the same content as the deploy branch head")
+            if chosen.tag.commit not in found.ancestors:
+                raise NoTargetError(f"{tag_name} is {NOT_ON_BRANCH}")
             inspect = partial(self._inspect, paths=found.trees.paths)
-            problems = candidate_problems(chosen, target.require_trailers, found.quarantine, inspect)
+            broken = Broken(found.current.tag if found.current else None, found.trees, target.allow_delete)
+            problems = candidate_problems(chosen, target.require_trailers, found.quarantine, inspect, broken)
             if problems:
                 raise NoTargetError(f"{tag_name} is not verified: {'; '.join(problems)}")
             return self._plan(target, found, TargetChoice(chosen, ()), ())
@@ -220,10 +237,9 @@ class GitOpsRepository:
         at = {c: {p: _oid(objects[f"{c}:{p}"]) for p in paths} for c in commits}
         trees = TreeFacts(paths, at[head.object_id], at)
         current = find_current(candidates, trees)
-        ancestors: set[str] = set()
-        if current is None:  # rare path: an untagged head; only its ancestors are candidates
-            merged = plumbing.run("for-each-ref", f"--merged={head.object_id}", "--format=%(*objectname)", prefix)
-            ancestors = set(merged.split())
+        # Only releases on the deploy branch are targets: one listing of the tags the head contains.
+        merged = plumbing.run("for-each-ref", f"--merged={head.object_id}", "--format=%(*objectname)", prefix)
+        ancestors = set(merged.split())
         quarantine = self._read_quarantine(head.object_id, objects[f"{head.object_id}:{QUARANTINE_PATH}"])
         # "Is the app already rolled back?" is about the last commit that touched its paths, not the
         # branch head: another app's rollback on top must not turn this app's rollback into a proposal.
@@ -281,46 +297,97 @@ class GitOpsRepository:
         return self._rollbacks.find(self._ready(), head, one_line(incident_id))
 
     def commit_rollback(self, request: RollbackRequest) -> RollbackResult:
-        """Write and push the rollback commit; exactly once per incident, never forced."""
+        """Write and push the rollback commit; exactly once per incident, never forced.
+
+        A push that loses a race (the branch moved, or the remote lost a ref-lock race) is
+        rebuilt on the new head and retried with exponential backoff and jitter until
+        ``push_budget`` seconds have passed (or ``push_attempts`` pushes, when set).
+        """
         with self._lock:
-            plan = request.plan
-            if plan.target is None:
-                raise NoTargetError(plan.no_target_reason or "the plan has no target release")
+            if request.plan.target is None:
+                raise NoTargetError(request.plan.no_target_reason or "the plan has no target release")
             paths = checked_paths(request.target.paths)
-            message = build_commit_message(request).encode()
-            for attempt in range(1, self.push_attempts + 1):
+            planned = request.plan
+            deadline = time.monotonic() + self.push_budget
+            attempt = 0
+            while True:
+                attempt += 1
                 self._fetch()
                 head = self._head()
                 done = self._find_rollback(request.incident_id, head)
                 if done:
                     return RollbackResult(done, already_done=True, push_attempts=attempt)
-                commit = self._write_commit(request, plan.target, head, paths, message)
+                request = self._request_on(request, head, paths)
+                commit = self._write_commit(request, head, paths)
                 checkpoint("after_commit")
                 if self._push(commit):
-                    return RollbackResult(commit, already_done=False, push_attempts=attempt)
-            raise TransientError(
-                f"push to {self.branch} was rejected {self.push_attempts} times: the branch keeps moving"
-            )
+                    replanned = request.plan if request.plan != planned else None
+                    return RollbackResult(commit, already_done=False, push_attempts=attempt, replanned=replanned)
+                self._wait_before_retry(attempt, deadline)
 
-    def _write_commit(
-        self, request: RollbackRequest, release: ReleaseTag, head: str, paths: tuple[str, ...], message: bytes
-    ) -> str:
-        """The rollback commit on ``head``; ConflictError if a human changed our paths since the plan."""
+    def _wait_before_retry(self, attempt: int, deadline: float) -> None:
+        """Sleep a jittered, exponentially growing delay; TransientError once attempts or budget run out."""
+        remaining = deadline - time.monotonic()
+        if (self.push_attempts is not None and attempt >= self.push_attempts) or remaining <= 0:
+            raise TransientError(
+                f"push to {self.branch} was rejected {attempt} times in {self.push_budget - remaining:.0f}s: "
+                "the branch keeps moving"
+            )
+        ceiling = min(PUSH_BACKOFF_MAX_SECONDS, PUSH_BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 16))
+        time.sleep(min(remaining, random.uniform(0, ceiling)))  # noqa: S311 - jitter, not cryptography
+
+    def _request_on(self, request: RollbackRequest, head: str, paths: tuple[str, ...]) -> RollbackRequest:
+        """``request`` valid on ``head``: re-planned when only rollbackbot itself changed our paths since.
+
+        A human's change to the same paths is never overridden (ConflictError); another
+        incident's rollback (a commit with a ``Rollback-Incident`` trailer) is, because policies
+        may share paths and the re-plan picks the right target for the branch as it is now.
+        """
         plan = request.plan
-        target = release.commit  # the commit verified at plan time, even if the tag moved since
-        specs = [f"{rev}:{path}" for rev in (plan.head, head, target) for path in paths]
-        found = self._ready().objects([*specs, f"{head}:{QUARANTINE_PATH}"])
+        found = self._ready().objects(f"{rev}:{path}" for rev in (plan.head, head) for path in paths)
         moved = [p for p in paths if _oid(found[f"{plan.head}:{p}"]) != _oid(found[f"{head}:{p}"])]
-        if moved:
+        if not moved:
+            return request
+        if not self._only_rollbacks_since(plan.head, head, moved):
             raise ConflictError(self._conflict_message(plan.head, head, moved))
+        replanned = self._choose(request.target)
+        if replanned.target is None:
+            raise NoTargetError(
+                f"another rollback changed {', '.join(moved)} after the plan; re-planned on {head[:12]}: "
+                f"{replanned.no_target_reason}"
+            )
+        return replace(request, plan=replanned)
+
+    def _only_rollbacks_since(self, planned: str, head: str, moved: Sequence[str]) -> bool:
+        """Whether every commit since ``planned`` touching ``moved`` is a rollbackbot rollback."""
+        if self._ready().attempt("merge-base", "--is-ancestor", planned, head).status != 0:
+            return False  # history was rewritten: not ours to judge
+        log = self._ready().run("log", "--format=%B%x00", f"{planned}..{head}", "--", *moved)
+        messages = [m for m in log.split("\x00") if m.strip()]
+        return bool(messages) and all("Rollback-Incident" in parse_commit_trailers(m) for m in messages)
+
+    def _write_commit(self, request: RollbackRequest, head: str, paths: tuple[str, ...]) -> str:
+        """The rollback commit on ``head`` (whose paths equal the plan's head)."""
+        plan = request.plan
+        release = plan.target
+        if release is None:
+            raise NoTargetError(plan.no_target_reason or "the plan has no target release")
+        target = release.commit  # the commit verified at plan time, even if the tag moved since
+        found = self._ready().objects([*(f"{target}:{path}" for path in paths), f"{head}:{QUARANTINE_PATH}"])
+        quarantine = self._read_quarantine(head, found[f"{head}:{QUARANTINE_PATH}"])
+        quarantined = quarantine.reason(release)
+        if quarantined:
+            # An approval may come long after the plan; a release quarantined since is not deployed.
+            why = f"target {release.name} was quarantined after the plan ({quarantined}); not deploying it"
+            raise PermanentError(why)
         blobs: dict[str, bytes] = {}
         if plan.current is not None:
-            quarantine = self._read_quarantine(head, found[f"{head}:{QUARANTINE_PATH}"])
             updated = quarantine.with_abandoned(plan.current, request.incident_id, request.target.app)
             if updated != quarantine:
                 blobs[QUARANTINE_PATH] = render_quarantine(updated).encode()
         at_target = {path: found[f"{target}:{path}"] for path in paths}
         tree = self._ready().rollback_tree(head, target, at_target, blobs)
+        message = build_commit_message(request).encode()
         return (
             self._ready()
             .run("commit-tree", tree, "-p", head, "--no-gpg-sign", "-F", "-", env=self._identity, stdin=message)
@@ -336,7 +403,7 @@ class GitOpsRepository:
         )
 
     def _push(self, commit: str) -> bool:
-        """Push ``commit`` to the deploy branch; False when rejected because the branch moved."""
+        """Push ``commit`` to the deploy branch; False when it lost a race (retry on the new head)."""
         plumbing = self._ready()
         plumbing.run("update-ref", OUTGOING_REF, commit)
         result = None
@@ -350,12 +417,26 @@ class GitOpsRepository:
                 return False
             if result is not None and any(info.flags & info.REMOTE_REJECTED for info in result):
                 summary = one_line(" ".join(info.summary for info in result))
+                if lost_ref_race(summary):
+                    return False
                 raise PermanentError(f"the remote refused the push to {self.branch}: {summary}") from None
             detail = one_line(redact(str(exc.stderr)), 300)
+            if lost_ref_race(detail):
+                return False
             raise TransientError(f"git push to {redact(self.url)} failed: {detail}") from None
         if not result:
             raise TransientError(f"git push to {redact(self.url)} reported nothing")
         return True
+
+
+# The remote's receive-pack could not update the ref because another push held its lock or
+# moved it between its check and its update: a race like a non-fast-forward, not a refusal.
+_REF_RACE = re.compile(r"failed to update ref|failed to lock|cannot lock ref|incorrect old value|unable to lock")
+
+
+def lost_ref_race(summary: str) -> bool:
+    """Whether a push rejection is a ref-lock race with another pusher (retry), not a policy refusal."""
+    return _REF_RACE.search(summary) is not None
 
 
 def _oid(found: GitObject | None) -> str | None:
