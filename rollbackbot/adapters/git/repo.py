@@ -20,14 +20,14 @@ import git
 import yaml
 
 from rollbackbot.adapters.git.plumbing import (
-    NETWORK_TIMEOUT_SECONDS,
     GitObject,
     Plumbing,
     RollbackIndex,
+    TreeEntry,
     checked_paths,
-    redact,
     tag_ref_prefix,
 )
+from rollbackbot.adapters.git.transport import NetworkLimits, network_environment
 from rollbackbot.core.commit_message import build_commit_message, one_line, parse_commit_trailers, parse_trailers
 from rollbackbot.core.model import (
     ReleaseTag,
@@ -77,7 +77,7 @@ class _Releases:
 
 PUSH_BUDGET_SECONDS = 120.0  # how long a rollback keeps retrying a push that loses races
 PUSH_BACKOFF_BASE_SECONDS = 0.05
-PUSH_BACKOFF_MAX_SECONDS = 2.0
+PUSH_BACKOFF_MAX_SECONDS = 0.5
 OUTGOING_REF = "refs/rollbackbot/outgoing"  # pushed from a ref so GitPython can parse the outcome
 _SAFE_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
@@ -96,6 +96,7 @@ class GitOpsRepository:
         author_email: str = "rollbackbot@localhost",
         push_attempts: int | None = None,
         push_budget: float = PUSH_BUDGET_SECONDS,
+        network_limits: NetworkLimits | None = None,
     ) -> None:
         if not _SAFE_BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/")):
             raise ConfigError(f"invalid deploy branch name {one_line(branch)!r}")
@@ -105,6 +106,7 @@ class GitOpsRepository:
         self.allowed_signers = allowed_signers
         self.push_attempts = max(1, push_attempts) if push_attempts is not None else None
         self.push_budget = push_budget
+        self.network_limits = network_limits or NetworkLimits()
         self._identity = {
             "GIT_AUTHOR_NAME": author_name,
             "GIT_AUTHOR_EMAIL": author_email,
@@ -115,6 +117,8 @@ class GitOpsRepository:
         self._plumbing: Plumbing | None = None
         self._fetched = False
         self._rollbacks = RollbackIndex()
+        self._quarantines: dict[str, Quarantine] = {}  # blob id -> parsed file (the last one read)
+        self._entry_cache: dict[tuple[str, tuple[str, ...]], dict[str, TreeEntry | None]] = {}
 
     @property
     def remote_ref(self) -> str:
@@ -147,20 +151,16 @@ class GitOpsRepository:
         else:
             self.workdir.mkdir(parents=True, exist_ok=True)
             repo = git.Repo.init(self.workdir, bare=True)
-        # Never wait for a password prompt; treat policy paths as literal, never as globs.
-        # ssh gets a connect timeout and http a low-speed abort, so a dead remote fails fast.
+        # Never wait for a password prompt; treat policy paths as literal, never as globs; a
+        # stalled transfer ends (see rollbackbot.adapters.git.transport), a slow one does not.
         repo.git.update_environment(
-            GIT_TERMINAL_PROMPT="0",
-            GIT_LITERAL_PATHSPECS="1",
-            GIT_SSH_COMMAND=os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=15"),
-            GIT_HTTP_LOW_SPEED_LIMIT="1000",
-            GIT_HTTP_LOW_SPEED_TIME="30",
+            GIT_LITERAL_PATHSPECS="1", **network_environment(self.network_limits, os.environ.get("GIT_SSH_COMMAND"))
         )
         if "origin" not in [remote.name for remote in repo.remotes]:
             repo.create_remote("origin", self.url)
         elif repo.remote("origin").url != self.url:
             repo.remote("origin").set_url(self.url)
-        self._plumbing = Plumbing(repo)
+        self._plumbing = Plumbing(repo, self.network_limits)
         return self._plumbing
 
     def _ready(self) -> Plumbing:
@@ -267,11 +267,15 @@ class GitOpsRepository:
     def _read_quarantine(self, head: str, blob: GitObject | None) -> Quarantine:
         if blob is None:
             return Quarantine()
+        if blob.oid in self._quarantines:  # the file rarely changes; push retries skip re-reading it
+            return self._quarantines[blob.oid]
         text = self._ready().run("cat-file", "blob", blob.oid)
         try:
-            return parse_quarantine(yaml.safe_load(text))
+            quarantine = parse_quarantine(yaml.safe_load(text))
         except (yaml.YAMLError, ValueError) as exc:
             raise PermanentError(f"{QUARANTINE_PATH} at {head[:12]} is invalid: {one_line(str(exc), 300)}") from None
+        self._quarantines = {blob.oid: quarantine}
+        return quarantine
 
     def _inspect(self, candidate: Candidate, *, paths: tuple[str, ...]) -> Inspection:
         """Signature first (cheap to fail), then the image pins of the manifests at the tag."""
@@ -312,13 +316,17 @@ class GitOpsRepository:
             attempt = 0
             while True:
                 attempt += 1
-                self._fetch()
-                head = self._head()
+                if attempt == 1:
+                    self._fetch()
+                else:  # the branch moved: fetch only it, so the window until the next push stays short
+                    self._ready().fetch_branch(self.branch, self.remote_ref, self.url)
+                found = self._branch_objects(request.plan.head, paths)
+                head = _oid(found[self.remote_ref]) or self._head()
                 done = self._find_rollback(request.incident_id, head)
                 if done:
                     return RollbackResult(done, already_done=True, push_attempts=attempt)
-                request = self._request_on(request, head, paths)
-                commit = self._write_commit(request, head, paths)
+                request = self._request_on(request, head, paths, found)
+                commit = self._write_commit(request, head, paths, found)
                 checkpoint("after_commit")
                 if self._push(commit):
                     replanned = request.plan if request.plan != planned else None
@@ -336,7 +344,14 @@ class GitOpsRepository:
         ceiling = min(PUSH_BACKOFF_MAX_SECONDS, PUSH_BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 16))
         time.sleep(min(remaining, random.uniform(0, ceiling)))  # noqa: S311 - jitter, not cryptography
 
-    def _request_on(self, request: RollbackRequest, head: str, paths: tuple[str, ...]) -> RollbackRequest:
+    def _branch_objects(self, planned: str, paths: tuple[str, ...]) -> dict[str, GitObject | None]:
+        """In ONE cat-file: the fetched head, our paths there and at ``planned``, and the quarantine file."""
+        at_head = [f"{self.remote_ref}:{path}" for path in (*paths, QUARANTINE_PATH)]
+        return self._ready().objects([self.remote_ref, *at_head, *(f"{planned}:{path}" for path in paths)])
+
+    def _request_on(
+        self, request: RollbackRequest, head: str, paths: tuple[str, ...], found: dict[str, GitObject | None]
+    ) -> RollbackRequest:
         """``request`` valid on ``head``: re-planned when only rollbackbot itself changed our paths since.
 
         A human's change to the same paths is never overridden (ConflictError); another
@@ -344,8 +359,7 @@ class GitOpsRepository:
         may share paths and the re-plan picks the right target for the branch as it is now.
         """
         plan = request.plan
-        found = self._ready().objects(f"{rev}:{path}" for rev in (plan.head, head) for path in paths)
-        moved = [p for p in paths if _oid(found[f"{plan.head}:{p}"]) != _oid(found[f"{head}:{p}"])]
+        moved = [p for p in paths if _oid(found[f"{plan.head}:{p}"]) != _oid(found[f"{self.remote_ref}:{p}"])]
         if not moved:
             return request
         if not self._only_rollbacks_since(plan.head, head, moved):
@@ -366,15 +380,15 @@ class GitOpsRepository:
         messages = [m for m in log.split("\x00") if m.strip()]
         return bool(messages) and all("Rollback-Incident" in parse_commit_trailers(m) for m in messages)
 
-    def _write_commit(self, request: RollbackRequest, head: str, paths: tuple[str, ...]) -> str:
+    def _write_commit(
+        self, request: RollbackRequest, head: str, paths: tuple[str, ...], found: dict[str, GitObject | None]
+    ) -> str:
         """The rollback commit on ``head`` (whose paths equal the plan's head)."""
         plan = request.plan
         release = plan.target
         if release is None:
             raise NoTargetError(plan.no_target_reason or "the plan has no target release")
-        target = release.commit  # the commit verified at plan time, even if the tag moved since
-        found = self._ready().objects([*(f"{target}:{path}" for path in paths), f"{head}:{QUARANTINE_PATH}"])
-        quarantine = self._read_quarantine(head, found[f"{head}:{QUARANTINE_PATH}"])
+        quarantine = self._read_quarantine(head, found[f"{self.remote_ref}:{QUARANTINE_PATH}"])
         quarantined = quarantine.reason(release)
         if quarantined:
             # An approval may come long after the plan; a release quarantined since is not deployed.
@@ -385,14 +399,19 @@ class GitOpsRepository:
             updated = quarantine.with_abandoned(plan.current, request.incident_id, request.target.app)
             if updated != quarantine:
                 blobs[QUARANTINE_PATH] = render_quarantine(updated).encode()
-        at_target = {path: found[f"{target}:{path}"] for path in paths}
-        tree = self._ready().rollback_tree(head, target, at_target, blobs)
+        at_target = self._entries(release.commit, paths)  # the commit verified at plan time, even if the tag moved
         message = build_commit_message(request).encode()
-        return (
-            self._ready()
-            .run("commit-tree", tree, "-p", head, "--no-gpg-sign", "-F", "-", env=self._identity, stdin=message)
-            .strip()
+        identity = f"{self._identity['GIT_COMMITTER_NAME']} <{self._identity['GIT_COMMITTER_EMAIL']}>"
+        return self._ready().rollback_commit(
+            head, at_target, blobs, message=message, identity=identity, ref=OUTGOING_REF
         )
+
+    def _entries(self, commit: str, paths: tuple[str, ...]) -> dict[str, TreeEntry | None]:
+        """The target's entries for our paths; a commit never changes, so retries reuse them."""
+        key = (commit, paths)
+        if key not in self._entry_cache:
+            self._entry_cache = {key: self._ready().entries(commit, paths)}
+        return self._entry_cache[key]
 
     def _conflict_message(self, planned: str, head: str, moved: Sequence[str]) -> str:
         log = self._ready().run("log", "--format=%h %an: %s", f"{planned}..{head}", "--", *moved)
@@ -404,29 +423,12 @@ class GitOpsRepository:
 
     def _push(self, commit: str) -> bool:
         """Push ``commit`` to the deploy branch; False when it lost a race (retry on the new head)."""
-        plumbing = self._ready()
-        plumbing.run("update-ref", OUTGOING_REF, commit)
-        result = None
-        try:
-            result = plumbing.repo.remote("origin").push(
-                f"{OUTGOING_REF}:refs/heads/{self.branch}", kill_after_timeout=NETWORK_TIMEOUT_SECONDS
-            )
-            result.raise_if_error()
-        except git.GitCommandError as exc:
-            if result is not None and any(info.flags & info.REJECTED for info in result):
-                return False
-            if result is not None and any(info.flags & info.REMOTE_REJECTED for info in result):
-                summary = one_line(" ".join(info.summary for info in result))
-                if lost_ref_race(summary):
-                    return False
-                raise PermanentError(f"the remote refused the push to {self.branch}: {summary}") from None
-            detail = one_line(redact(str(exc.stderr)), 300)
-            if lost_ref_race(detail):
-                return False
-            raise TransientError(f"git push to {redact(self.url)} failed: {detail}") from None
-        if not result:
-            raise TransientError(f"git push to {redact(self.url)} reported nothing")
-        return True
+        outcome = self._ready().push(commit, f"refs/heads/{self.branch}", self.url)
+        if outcome.accepted:
+            return True
+        if "[rejected]" in outcome.summary or lost_ref_race(outcome.summary):
+            return False  # the branch moved (non-fast-forward) or another pusher held the ref lock
+        raise PermanentError(f"the remote refused the push to {self.branch}: {one_line(outcome.summary)}")
 
 
 # The remote's receive-pack could not update the ref because another push held its lock or
