@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
 from rollbackbot.adapters.git.repo import GitOpsRepository
+from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.adapters.slack.chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
@@ -49,7 +50,14 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     clock = clock or SystemClock()
     slack = _slack_chat(settings, store, policies, clock)
     INCIDENTS.count = store.count_by_app_state
-    git = GitOpsRepository(settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers)
+    git = GitOpsRepository(
+        settings.git_url,
+        settings.git_branch,
+        settings.git_workdir,
+        settings.git_allowed_signers,
+        push_budget=settings.git_push_budget_seconds,
+        network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
+    )
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
     evidence = evidence_sink_for(settings.evidence_url)
     service = Service(

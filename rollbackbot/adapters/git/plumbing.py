@@ -22,6 +22,9 @@ from rollbackbot.core.commit_message import one_line, parse_commit_trailers
 from rollbackbot.core.releases import TagListing
 from rollbackbot.errors import PermanentError, TransientError
 
+# index-pack (not unpack-objects) receives every pack: only it reports progress while bytes
+# arrive ("Receiving objects: ... KiB/s" once a second), which tells a trickle from a stall.
+_KEEP_PACK = ("-c", "fetch.unpackLimit=1")
 _PORCELAIN_FLAGS = (" ", "+", "-", "*", "!", "=")  # `git push --porcelain`: ok, forced, deleted, new, rejected, same
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_MAX_BYTES = 1 << 20
@@ -31,6 +34,14 @@ _PROGRESS = re.compile(r"^(remote: )?[A-Za-z ]+: +(\d+% |\d+, done|\d+ \(delta)"
 _LISTING_FORMAT = (
     "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(tag)%00%(contents:body)%00"
 )
+
+
+def _verb(args: Sequence[str]) -> str:
+    """The git subcommand of an argument list that may start with ``-c key=value`` pairs."""
+    index = 0
+    while index < len(args) - 1 and args[index] == "-c":
+        index += 2
+    return args[index] if index < len(args) else "?"
 
 
 def tag_ref_prefix(pattern: str) -> str:
@@ -145,7 +156,7 @@ class Plumbing:
         """Run a command that talks to the remote; TransientError (credential-free) when it fails."""
         outcome = self.watched(*args, remote_url=remote_url)
         if outcome.status != 0:
-            message = f"git {args[0]} {redact(remote_url)} failed: {outcome.detail}"
+            message = f"git {_verb(args)} {redact(remote_url)} failed: {outcome.detail}"
             if "couldn't find remote ref" in outcome.stderr:
                 raise PermanentError(message)
             raise TransientError(message)
@@ -194,6 +205,7 @@ class Plumbing:
                 return
         refspecs = (f"+refs/heads/{branch}:{tracking_ref}", "+refs/tags/*:refs/tags/*")
         self.network(
+            *_KEEP_PACK,
             "fetch",
             "--progress",  # progress lines are what the stall watchdog watches
             "--force",
@@ -211,6 +223,7 @@ class Plumbing:
         """Fetch only ``branch`` into ``tracking_ref`` (no tags): the quick re-read after a lost push race."""
         refspec = f"+refs/heads/{branch}:{tracking_ref}"
         self.network(
+            *_KEEP_PACK,
             "fetch",
             "--progress",
             "--no-tags",
