@@ -27,6 +27,21 @@ class Settings(BaseSettings):
     git_branch: str = Field(default="main", min_length=1)
     git_workdir: Path = Path(".rollbackbot/repo")
     git_allowed_signers: Path
+    git_push_budget_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a rollback keeps retrying a push that loses races (jittered exponential backoff).",
+    )
+    git_stall_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A git transfer with no progress for this long is aborted as stalled (a slow one is not).",
+    )
+    git_network_ceiling_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Upper bound on any single git network command, however steadily it progresses.",
+    )
     policies: Path = Path("policies")
     argocd_url: str = Field(min_length=1)
     argocd_token: SecretStr

@@ -159,6 +159,9 @@ class Steps:
                 await asyncio.sleep(COMMIT_BACKOFF_SECONDS * attempt)
         checkpoint("after_push")
         detail = f"commit {result.commit[:12]} pushed to {request.plan.branch}"
+        if result.replanned is not None:  # another rollback changed our paths since the plan: record what was written
+            incident = incident.with_plan(result.replanned)
+            detail += f" (re-planned on {result.replanned.head[:12]} after another rollback)"
         if result.already_done:
             detail = f"commit {result.commit[:12]} was already on {request.plan.branch}; resuming at sync"
         return incident.with_commit(result.commit).with_state(S.syncing, self.clock.now(), detail)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
 from rollbackbot.adapters.git.repo import GitOpsRepository
+from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
 from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.adapters.slack.chat import SlackChat
@@ -61,7 +62,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     INCIDENTS.count = store.count_by_app_state
     git = SelfRepairingRepo(
         lambda: GitOpsRepository(
-            settings.git_url, settings.git_branch, settings.git_workdir, settings.git_allowed_signers
+            settings.git_url,
+            settings.git_branch,
+            settings.git_workdir,
+            settings.git_allowed_signers,
+            push_budget=settings.git_push_budget_seconds,
+            network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
         ),
         settings.git_workdir,
     )

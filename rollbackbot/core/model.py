@@ -19,6 +19,7 @@ class ResolvedTarget:
     paths: tuple[str, ...]  # repository paths restored together in one commit
     tag_pattern: str  # glob over tag names, e.g. "fraud-llm/v*"
     require_trailers: tuple[str, ...] = ("Model-Digest", "Data-Version")
+    allow_delete: bool = False  # policy target.allowDelete: a path absent at the target may be deleted
 
     @property
     def app(self) -> str:
@@ -86,6 +87,7 @@ class RollbackResult:
     commit: str  # 40 hex
     already_done: bool  # True when a commit with this incident's trailer was already on the branch
     push_attempts: int = 1
+    replanned: RollbackPlan | None = None  # the plan actually written, when the commit step had to re-plan
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def target_from_dict(data: Mapping[str, Any]) -> ResolvedTarget:
         paths=tuple(data["paths"]),
         tag_pattern=data["tag_pattern"],
         require_trailers=tuple(data.get("require_trailers", ())),
+        allow_delete=bool(data.get("allow_delete", False)),
     )
 
 

@@ -220,6 +220,14 @@ class Target(_Section):
     paths: tuple[RepoPath, ...] = Field(min_length=1)
     tags: TagGlob
     require_trailers: tuple[Trailer, ...] = ("Model-Digest", "Data-Version")
+    allow_delete: StrictBool = Field(
+        default=False,
+        description=(
+            "Whether a rollback may delete a policy path that does not exist at the target release."
+            " Off by default: a path missing at the target usually belongs to another app or was added"
+            " later, and the plan refuses rather than deleting it."
+        ),
+    )
 
 
 class Budget(_Section):

@@ -47,6 +47,7 @@ def resolve_target(policy: Policy, labels: Mapping[str, str]) -> ResolvedTarget:
         paths=paths,
         tag_pattern=fill(target.tags, "tags"),
         require_trailers=target.require_trailers,
+        allow_delete=target.allow_delete,
     )
 
 

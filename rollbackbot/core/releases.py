@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rollbackbot.core.commit_message import parse_trailers
+from rollbackbot.core.commit_message import one_line, parse_trailers
 from rollbackbot.core.model import ReleaseTag, SkippedTag
 
 _SEMVER = re.compile(
@@ -89,6 +89,7 @@ class TagListing:
     object_id: str  # the tag object (annotated) or the commit (lightweight)
     commit: str  # peeled commit id; "" when the tag does not point at a commit
     body: str  # %(contents:body): the message after its title, signature excluded
+    signed_name: str  # %(tag): the name inside the (signed) tag object; "" for lightweight tags
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,11 @@ def release_candidates(listings: Iterable[TagListing], pattern: str) -> tuple[li
             ignored.append(SkippedTag(item.name, "no semver version in the tag name"))
         elif item.object_type != "tag":
             ignored.append(SkippedTag(item.name, "lightweight tag (release tags are annotated and signed)"))
+        elif item.signed_name != item.name:
+            # The ref name is not signed; the tag object's own `tag` header is. Anyone with push
+            # rights can re-publish an old signed tag object under a newer name without the key.
+            reason = f"ref name does not match the signed tag name ({one_line(item.signed_name, 80)!r})"
+            ignored.append(SkippedTag(item.name, reason))
         elif not item.commit:
             ignored.append(SkippedTag(item.name, "tag does not point at a commit"))
         else:
@@ -144,17 +150,23 @@ def target_pool(
     candidates: Sequence[Candidate],
     current: Candidate | None,
     trees: TreeFacts,
-    ancestors: Collection[str] = (),
+    ancestors: Collection[str],
 ) -> tuple[list[Candidate], list[SkippedTag]]:
-    """Candidates a rollback may go to, newest first: older than current, or ancestors of an untagged head."""
-    if current is not None:
-        pool = [c for c in candidates if c.version.key < current.version.key]
-    else:
-        pool = [c for c in candidates if c.tag.commit in ancestors]
+    """Candidates a rollback may go to, newest first: on the deploy branch, and older than current.
+
+    ``ancestors`` are the peeled commits of tags reachable from the branch head: a signed tag
+    on a side branch that never merged was never deployed from this branch, so it is no target.
+    """
+    older = [c for c in candidates if current is None or c.version.key < current.version.key]
+    skipped = [SkippedTag(c.tag.name, NOT_ON_BRANCH) for c in older if c.tag.commit not in ancestors]
+    pool = [c for c in older if c.tag.commit in ancestors]
     # A re-tag of the deployed content is no rollback at all: it would only touch the quarantine file.
     kept = [c for c in pool if not trees.same_as_head(c.tag.commit)]
-    same = [SkippedTag(c.tag.name, "same content as the deploy branch head") for c in pool if c not in kept]
-    return kept, same
+    skipped += [SkippedTag(c.tag.name, "same content as the deploy branch head") for c in pool if c not in kept]
+    return kept, skipped
+
+
+NOT_ON_BRANCH = "not on the deploy branch (its commit is not an ancestor of the head)"
 
 
 @dataclass(frozen=True)
@@ -166,8 +178,13 @@ class Inspection:
     manifest_problems: tuple[str, ...] = ()  # "<file>: line N: image ..." from image_problems
 
 
-def static_problems(tag: ReleaseTag, required_trailers: Sequence[str], quarantine: Quarantine) -> list[str]:
-    """Reasons a tag is not a target that need no git call: trailers and quarantine."""
+def static_problems(
+    tag: ReleaseTag,
+    required_trailers: Sequence[str],
+    quarantine: Quarantine,
+    current: ReleaseTag | None = None,
+) -> list[str]:
+    """Reasons a tag is not a target that need no git call: trailers, quarantine, the current model."""
     problems = [f"missing trailer {name}" for name in required_trailers if not tag.trailers.get(name)]
     digest = tag.model_digest
     if digest and not _DIGEST.fullmatch(digest):
@@ -175,7 +192,22 @@ def static_problems(tag: ReleaseTag, required_trailers: Sequence[str], quarantin
     reason = quarantine.reason(tag)
     if reason:
         problems.append(reason)
+    if current is not None and digest and digest == current.model_digest:
+        # An -rc re-tag of the compromised model: "rolling back" to it keeps the same model serving.
+        problems.append(f"same Model-Digest as the current release {current.name}")
     return problems
+
+
+def deletion_problems(commit: str, tag_name: str, trees: TreeFacts, allow_delete: bool) -> list[str]:
+    """Policy paths present at the head but absent at the target: a rollback would delete them."""
+    if allow_delete:
+        return []
+    at = trees.at.get(commit, {})
+    return [
+        f"path {path} does not exist at {tag_name}; refusing to delete it (target.allowDelete is false)"
+        for path in trees.paths
+        if trees.head.get(path) is not None and at.get(path) is None
+    ]
 
 
 def verification_problems(inspection: Inspection) -> list[str]:
@@ -188,14 +220,27 @@ def verification_problems(inspection: Inspection) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Broken:
+    """What the rollback moves away from: a target must differ from it in content and model."""
+
+    current: ReleaseTag | None
+    trees: TreeFacts
+    allow_delete: bool = False
+
+
 def candidate_problems(
     candidate: Candidate,
     required_trailers: Sequence[str],
     quarantine: Quarantine,
     inspect: Callable[[Candidate], Inspection],
+    broken: Broken | None = None,
 ) -> list[str]:
     """All reasons ``candidate`` is not verified; calls ``inspect`` only if the cheap checks pass."""
-    problems = static_problems(candidate.tag, required_trailers, quarantine)
+    current = broken.current if broken else None
+    problems = static_problems(candidate.tag, required_trailers, quarantine, current)
+    if broken is not None:
+        problems += deletion_problems(candidate.tag.commit, candidate.tag.name, broken.trees, broken.allow_delete)
     return problems or verification_problems(inspect(candidate))
 
 
@@ -213,11 +258,12 @@ def select_target(
     required_trailers: Sequence[str],
     quarantine: Quarantine,
     inspect: Callable[[Candidate], Inspection],
+    broken: Broken | None = None,
 ) -> TargetChoice:
     """The newest verified candidate of ``pool``; every rejected one newer than it is a SkippedTag."""
     skipped: list[SkippedTag] = []
     for candidate in pool:
-        problems = candidate_problems(candidate, required_trailers, quarantine, inspect)
+        problems = candidate_problems(candidate, required_trailers, quarantine, inspect, broken)
         if not problems:
             return TargetChoice(candidate, tuple(skipped))
         skipped.append(SkippedTag(candidate.tag.name, "; ".join(problems)))

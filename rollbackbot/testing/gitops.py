@@ -212,8 +212,13 @@ class GitOpsSandbox:
         changes: Mapping[str, str | None],
         message: str,
         author: str = "Human Operator <human@example.com>",
+        branch: str | None = None,
     ) -> str:
-        """Write (or delete, for None) files as a human would, commit and push; the new head."""
+        """Write (or delete, for None) files as a human would, commit on the deploy branch head and push.
+
+        With ``branch`` the commit is pushed there instead (a side branch that never merges).
+        Returns the new commit.
+        """
         name, _, email = author.partition(" <")
         ident = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email.rstrip(">")}
         ident |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email.rstrip(">")}
@@ -228,8 +233,22 @@ class GitOpsSandbox:
                 target.write_text(content)
         run_git(["add", "-A", "--", *changes], self.work)
         run_git(["commit", "-q", "-m", message], self.work, env=ident)
-        run_git(["push", "-q", "origin", f"HEAD:refs/heads/{self.branch}"], self.work)
+        force = ["--force"] if branch else []  # a side branch is the tester's own; the deploy branch never
+        run_git(["push", "-q", *force, "origin", f"HEAD:refs/heads/{branch or self.branch}"], self.work)
         return run_git(["rev-parse", "HEAD"], self.work).strip()
+
+    def sign_tag(self, name: str, commit: str, trailers: Mapping[str, str], wrong_key: bool = False) -> str:
+        """Create a signed annotated release tag on the remote with ``git tag -s``; its tag object id."""
+        key = self.wrong_key if wrong_key else self.signing_key
+        lines = "".join(f"{k}: {v}\n" for k, v in trailers.items())
+        message = f"{name}\n\n{lines}"
+        config = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}"]
+        run_git([*config, "tag", "-s", "-F", "-", name, commit], self.remote_path, stdin=message.encode())
+        return self.git("rev-parse", f"refs/tags/{name}").strip()
+
+    def republish_tag(self, old: str, new: str) -> None:
+        """Point ``refs/tags/<new>`` at the signed tag object of ``old``: no signing key needed."""
+        self.git("update-ref", f"refs/tags/{new}", self.git("rev-parse", f"refs/tags/{old}").strip())
 
     def tamper_tag(self, name: str, old: str, new: str) -> str:
         """Rewrite tag ``name`` on the remote with ``old`` replaced in its message, keeping the signature."""

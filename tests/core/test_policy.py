@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from rollbackbot.core import policy_select
 from rollbackbot.core.matchers import Matcher, MatchOp
-from rollbackbot.core.model import ResolvedTarget
+from rollbackbot.core.model import ResolvedTarget, target_from_dict, target_to_dict
 from rollbackbot.core.policy import (
     OnTimeout,
     Policy,
@@ -183,6 +183,8 @@ def test_format_duration_round_trips(millis: int) -> None:
         ({"target": target(paths=["apps/x y"])}, ("spec", "target", "paths", 0), "repository path"),
         ({"target": target(tags="fraud llm/v*")}, ("spec", "target", "tags"), "glob"),
         ({"target": target(requireTrailers=["Model Digest"])}, ("spec", "target", "requireTrailers", 0), "trailer"),
+        ({"target": target(allowDelete="yes")}, ("spec", "target", "allowDelete"), "valid boolean"),
+        ({"target": target(allow_delete=True)}, ("spec", "target", "allow_delete"), "Extra inputs"),
     ],
 )
 def test_invalid_spec(spec: dict[str, Any], loc: tuple[int | str, ...], message: str) -> None:
@@ -281,6 +283,17 @@ def test_resolved_target_carries_project_and_trailers() -> None:
     policy = Policy.from_document(document(target=target(requireTrailers=["Model-Digest"])))
     resolved = resolve_target(policy, {})
     assert (resolved.app, resolved.project, resolved.require_trailers) == ("fraud-llm", "ml-prod", ("Model-Digest",))
+
+
+def test_allow_delete_is_off_unless_the_policy_says_so() -> None:
+    assert Policy.from_document(document()).spec.target.allow_delete is False
+    assert resolve_target(Policy.from_document(document()), {}).allow_delete is False
+    allowing = Policy.from_document(document(target=target(allowDelete=True)))
+    resolved = resolve_target(allowing, {})
+    assert resolved.allow_delete is True
+    assert target_from_dict(target_to_dict(resolved)) == resolved  # survives the incident record
+    schema = policy_json_schema()["$defs"]["Target"]["properties"]["allowDelete"]
+    assert schema["default"] is False and "delete" in schema["description"]
 
 
 def test_long_values_are_cut_in_the_refusal() -> None:

@@ -15,10 +15,12 @@ from rollbackbot.core.commit_message import (
 )
 from rollbackbot.core.model import ReleaseTag, ResolvedTarget, RollbackPlan, RollbackRequest
 from rollbackbot.core.releases import (
+    Broken,
     Candidate,
     Inspection,
     TagListing,
     TreeFacts,
+    deletion_problems,
     find_current,
     image_problems,
     no_candidates_reason,
@@ -209,7 +211,8 @@ def test_image_problems(manifest: str, problems: list[str]) -> None:
 def listing(version: str, commit: str, *, kind: str = "tag", trailers: dict[str, str] | None = None) -> TagListing:
     chosen = {"Model-Digest": D, "Data-Version": f"ds-{version}"} if trailers is None else trailers
     body = "".join(f"{k}: {v}\n" for k, v in chosen.items())
-    return TagListing(f"fraud-llm/v{version}", kind, f"obj-{version}", commit, body)
+    name = f"fraud-llm/v{version}"
+    return TagListing(name, kind, f"obj-{version}", commit, body, name if kind == "tag" else "")
 
 
 def trees(**at: str) -> TreeFacts:
@@ -223,12 +226,13 @@ def verified(_: Candidate) -> Inspection:
 
 
 LISTINGS = [listing("2.0.0", "c0"), listing("2.10.0", "c3"), listing("2.9.0", "c2"), listing("2.1.0", "c1")]
+ALL_ON_BRANCH = {"c0", "c1", "c2", "c3"}
 
 
 def test_candidates_are_ordered_by_semver_and_oddities_ignored() -> None:
     extra = [listing("2.11.0", "c9", kind="commit"), listing("next", "c8"), listing("3.0.0", "")]
     candidates, ignored = release_candidates(
-        [*LISTINGS, *extra, TagListing("chat/v9.0.0", "tag", "o", "c", "")], PATTERN
+        [*LISTINGS, *extra, TagListing("chat/v9.0.0", "tag", "o", "c", "", "chat/v9.0.0")], PATTERN
     )
     assert [c.tag.name for c in candidates] == [
         "fraud-llm/v2.10.0",
@@ -273,9 +277,62 @@ def test_retag_of_deployed_content_is_no_target() -> None:
     candidates, _ = release_candidates(LISTINGS, PATTERN)
     facts = trees(head="t3", c0="t0", c1="t1", c2="t3", c3="t3")  # 2.9.0 has 2.10.0's content
     current = find_current(candidates, facts)
-    pool, same = target_pool(candidates, current, facts)
+    pool, same = target_pool(candidates, current, facts, ALL_ON_BRANCH)
     assert [c.tag.name for c in pool] == ["fraud-llm/v2.1.0", "fraud-llm/v2.0.0"]
     assert [(s.name, s.reason) for s in same] == [("fraud-llm/v2.9.0", "same content as the deploy branch head")]
+
+
+def test_ref_name_must_equal_the_signed_tag_name() -> None:
+    republished = TagListing("fraud-llm/v9.9.9", "tag", "obj-old", "c0", "", "fraud-llm/v2.0.0")
+    candidates, ignored = release_candidates([*LISTINGS, republished], PATTERN)
+    assert "fraud-llm/v9.9.9" not in [c.tag.name for c in candidates]
+    assert [(s.name, s.reason) for s in ignored] == [
+        ("fraud-llm/v9.9.9", "ref name does not match the signed tag name ('fraud-llm/v2.0.0')")
+    ]
+
+
+def test_tags_off_the_deploy_branch_are_never_targets() -> None:
+    candidates, _ = release_candidates(LISTINGS, PATTERN)
+    facts = trees(head="t3", c0="t0", c1="t1", c2="t2", c3="t3")
+    current = find_current(candidates, facts)
+    assert current is not None  # a tagged head: ancestry is checked here too
+    pool, unusable = target_pool(candidates, current, facts, ancestors={"c0", "c1", "c3"})
+    assert [c.tag.name for c in pool] == ["fraud-llm/v2.1.0", "fraud-llm/v2.0.0"]
+    assert [s.name for s in unusable] == ["fraud-llm/v2.9.0"] and "not on the deploy branch" in unusable[0].reason
+
+
+def test_same_model_digest_as_current_is_no_target() -> None:
+    rc = listing("2.10.0-rc.1", "c9", trailers={"Model-Digest": "sha256:" + "b" * 64, "Data-Version": "d"})
+    head = listing("2.10.0", "c3", trailers={"Model-Digest": "sha256:" + "b" * 64, "Data-Version": "d"})
+    candidates, _ = release_candidates([listing("2.9.0", "c2"), rc, head], PATTERN)
+    facts = trees(head="t3", c2="t2", c3="t3", c9="t9")
+    current = find_current(candidates, facts)
+    pool, _ = target_pool(candidates, current, facts, {"c2", "c3", "c9"})
+    broken = Broken(current.tag if current else None, facts)
+    choice = select_target(pool, ("Model-Digest",), parse_quarantine(None), verified, broken)
+    assert choice.target is not None and choice.target.tag.name == "fraud-llm/v2.9.0"
+    assert [(s.name, s.reason) for s in choice.skipped] == [
+        ("fraud-llm/v2.10.0-rc.1", "same Model-Digest as the current release fraud-llm/v2.10.0")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("head", "at_target", "allow", "problems"),
+    [
+        (
+            "t1",
+            None,
+            False,
+            ["path apps/fraud-llm does not exist at T; refusing to delete it (target.allowDelete is false)"],
+        ),
+        ("t1", None, True, []),
+        (None, None, False, []),  # absent in both: nothing to delete
+        ("t1", "t0", False, []),
+    ],
+)
+def test_deletion_problems(head: str | None, at_target: str | None, allow: bool, problems: list[str]) -> None:
+    facts = TreeFacts((PATHS[0],), {PATHS[0]: head}, {"c": {PATHS[0]: at_target}})
+    assert deletion_problems("c", "T", facts, allow) == problems
 
 
 QUARANTINE = {

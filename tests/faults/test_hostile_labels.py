@@ -110,13 +110,32 @@ async def test_trailer_lookalike_in_alertname_cannot_forge_trailers(tmp_path: Pa
     abuse_report.add("bad-input", inputs=1, rollbacks=1)
 
 
+OVERSIZED = "\u202e" + "A" * 5000  # a bidi override, then far more than any label should hold
+
+
 @pytest.mark.parametrize("label", ["app", "alertname"])
 async def test_oversized_and_control_labels_never_crash(tmp_path: Path, label: str, abuse_report) -> None:  # type: ignore[no-untyped-def]
-    service, sandbox = _service(tmp_path, load_policies(REPO / "policies"))
-    labels = {"alertname": "ModelRefusalRateDrop", "app": "support-llm"}
-    labels[label] = labels[label] + "\u202e" + "A" * 5000
-    service.receive(_payload(labels))
+    # Each value still MATCHES a policy, so it really flows through decide, plan and commit.
+    if label == "app":  # support-llm-refusal: app =~ "support-llm(-.+)?", app substituted into the target
+        policies = load_policies(REPO / "policies")
+        labels = {"alertname": "ModelRefusalRateDrop", "app": "support-llm-" + OVERSIZED}
+    else:  # any alertname for docsum-llm: the alertname ends up in the commit's Rollback-Alert trailer
+        policies = [Policy.from_document(PERMISSIVE)]
+        labels = {"alertname": "ModelRefusalRateDrop" + OVERSIZED, "app": "docsum-llm"}
+    service, sandbox = _service(tmp_path, policies)
+    head = sandbox.head()
+    ids = service.receive(_payload(labels)).incidents
     await service.idle()
     await service.stop()
-    assert all(i.state.terminal for i in service.store.recent())
+    assert len(ids) == 1  # matched a policy: not silently ignored
+    incident = service.store.get(ids[0])
+    assert incident is not None and incident.state.terminal
+    assert "\u202e" not in incident.reason and len(incident.reason) < 1000
+    if label == "app":
+        assert incident.state.value == "suppressed" and incident.reason.startswith("alert refused"), incident.reason
+        assert sandbox.head() == head
+    else:
+        assert incident.state.value == "rolled_back", incident.reason
+        message = sandbox.log_messages(1)[0]
+        assert "\u202e" not in message and len(message) < 4000
     abuse_report.add("bad-input", inputs=1)

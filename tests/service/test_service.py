@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from rollbackbot.adapters.evidence import FileEvidenceSink
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.clock import FakeClock
 from rollbackbot.core.alerts import AlertmanagerPayload
+from rollbackbot.core.incidents import Incident
+from rollbackbot.core.model import AppHealth
 from rollbackbot.core.policy import Policy
 from rollbackbot.policy_files import load_policies
 from rollbackbot.service import Service
@@ -88,7 +91,8 @@ async def test_redelivery_creates_nothing_new(tmp_path: Path, policies: list[Pol
     await service.idle()
     assert first.incidents == again.incidents
     assert (first.created, again.created) == (1, 0)
-    assert len(git.commits) == 1
+    assert git.commit_calls() == [("commit_rollback", first.incidents[0])]  # the re-delivery did not even try
+    assert git.plans == 1
 
 
 async def test_resolved_alert_never_starts_a_rollback(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
@@ -154,6 +158,7 @@ async def test_transient_commit_failure_is_retried(
     await service.idle()
     incident = service.store.get(incident_id)
     assert incident is not None and incident.state.value == "rolled_back" and len(git.commits) == 1
+    assert git.commit_calls() == [("commit_rollback", incident_id)] * 2  # one failed, one landed
 
 
 async def test_unhealthy_after_sync_fails_with_reason(tmp_path: Path, policies: list[Policy], clock: FakeClock) -> None:
@@ -189,19 +194,61 @@ async def test_restart_after_commit_resumes_at_sync_without_second_commit(
     assert len(git.commits) == 1 and "already on main" in final.events[-2].detail
 
 
-async def test_second_alert_for_active_app_is_a_duplicate(
+@dataclass
+class GatedArgo(FakeArgo):
+    """Holds every wait for health until ``release`` is set, so an incident stays active on purpose."""
+
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
+        self.entered.set()
+        await self.release.wait()
+        return await super().wait_synced_healthy(app, project, revision, timeout)
+
+
+async def _until_terminal(service: Service, incident_id: str) -> Incident:
+    """Poll the store (deadline 10 s) until the incident reached a terminal state."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
+        incident = service.store.get(incident_id)
+        if incident is not None and incident.state.terminal:
+            return incident
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{incident_id} not terminal within 10 s")
+
+
+async def test_second_alert_while_a_rollback_is_active_is_a_duplicate(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
+    git, argo = FakeGit(), GatedArgo()
+    service = _service(tmp_path, policies, clock, git, argo)
+    first = service.receive(_payload(DOCSUM, clock)).incidents[0]
+    await asyncio.wait_for(argo.entered.wait(), timeout=10)  # the first rollback is syncing: active
+    second = service.receive(_payload({**DOCSUM, "alertname": "ModelCanaryLeak"}, clock)).incidents[0]
+    duplicate = await _until_terminal(service, second)
+    argo.release.set()
+    await service.idle()
+    active = service.store.get(first)
+    assert first != second and active is not None and active.state.value == "rolled_back"
+    assert duplicate.state.value == "suppressed" and duplicate.reason == f"duplicate: incident {first} is active"
+    assert git.commit_calls() == [("commit_rollback", first)]
+    assert ("plan", "docsum-llm") in git.calls and git.plans == 1  # the duplicate was not even planned
+
+
+async def test_second_alert_after_a_rollback_is_held_by_the_cooldown(
     tmp_path: Path, policies: list[Policy], clock: FakeClock
 ) -> None:
     git = FakeGit()
     service = _service(tmp_path, policies, clock, git, FakeArgo())
     first = service.receive(_payload(DOCSUM, clock)).incidents[0]
-    await service.idle()
+    await service.idle()  # the first rollback finished: nothing is active any more
     second = service.receive(_payload({**DOCSUM, "alertname": "ModelCanaryLeak"}, clock)).incidents[0]
     await service.idle()
     incident = service.store.get(second)
     assert first != second and incident is not None
-    assert incident.state.value == "suppressed" and "cooldown" in incident.reason
-    assert len(git.commits) == 1
+    assert incident.state.value == "suppressed" and incident.reason.startswith("cooldown: app rolled back at")
+    assert git.commit_calls() == [("commit_rollback", first)]
 
 
 SUPPORT = {"alertname": "ModelRefusalRateDrop", "app": "support-llm", "severity": "critical"}
@@ -283,3 +330,27 @@ async def test_waiting_incidents_do_not_starve_new_rollbacks(tmp_path: Path, clo
     incident = service.store.get(badge)
     assert incident is not None and incident.state.value == "rolled_back", incident.reason
     assert len(git.commits) == 3
+
+
+async def test_a_replanned_commit_records_the_plan_it_wrote(
+    tmp_path: Path, policies: list[Policy], clock: FakeClock
+) -> None:
+    # Another rollback moved the head between our plan and our commit: the adapter re-planned on it,
+    # and the incident's from/head must describe what was actually written, not the stale plan.
+    git = FakeGit(replan_when_moved=True)
+    service = _service(tmp_path, policies, clock, git, FakeArgo())
+    [incident_id] = service.receive(_payload(DOCSUM, clock)).incidents
+    planned_head = git.head
+    git.head = "c" * 40  # moved after the plan was recorded: the next plan/commit sees it
+    original_plan = git.plan
+
+    def stale_plan(target):  # type: ignore[no-untyped-def]
+        plan = original_plan(target)
+        return type(plan)(**{**plan.__dict__, "head": planned_head})
+
+    git.plan = stale_plan  # type: ignore[method-assign]
+    await service.idle()
+    incident = service.store.get(incident_id)
+    assert incident is not None and incident.state.value == "rolled_back", incident
+    assert incident.from_ref.revision == "c" * 40
+    assert any("re-planned on cccccccccccc" in e.detail for e in incident.events)

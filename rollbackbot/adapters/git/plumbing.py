@@ -7,26 +7,42 @@ the time from alert to pushed commit.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
+from rollbackbot.adapters.git.transport import NetworkLimits, run_watched, transport_of
 from rollbackbot.core.commit_message import one_line, parse_commit_trailers
 from rollbackbot.core.releases import TagListing
 from rollbackbot.errors import PermanentError, TransientError
 from rollbackbot.redact import redact_urls
 
-ZERO_OID = "0" * 40
-NETWORK_TIMEOUT_SECONDS = 60.0  # a hung remote must end in a TransientError, never a stuck incident
+# index-pack (not unpack-objects) receives every pack: only it reports progress while bytes
+# arrive ("Receiving objects: ... KiB/s" once a second), which tells a trickle from a stall.
+_KEEP_PACK = ("-c", "fetch.unpackLimit=1")
+_PORCELAIN_FLAGS = (" ", "+", "-", "*", "!", "=")  # `git push --porcelain`: ok, forced, deleted, new, rejected, same
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MANIFEST_MAX_BYTES = 1 << 20
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_LISTING_FORMAT = "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(contents:body)%00"
+_PROGRESS = re.compile(r"^(remote: )?[A-Za-z ]+: +(\d+% |\d+, done|\d+ \(delta)")
+_LISTING_FORMAT = (
+    "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(tag)%00%(contents:body)%00"
+)
+
+
+def _verb(args: Sequence[str]) -> str:
+    """The git subcommand of an argument list that may start with ``-c key=value`` pairs."""
+    index = 0
+    while index < len(args) - 1 and args[index] == "-c":
+        index += 2
+    return args[index] if index < len(args) else "?"
 
 
 def tag_ref_prefix(pattern: str) -> str:
@@ -63,6 +79,29 @@ class GitOutcome:
         """stdout decoded as UTF-8 (undecodable bytes replaced)."""
         return self.stdout.decode("utf-8", "replace")
 
+    @property
+    def detail(self) -> str:
+        """git's complaint without progress lines, credential-free and bounded, for error messages."""
+        lines = [line.strip() for line in re.split(r"[\r\n]+", self.stderr) if line.strip()]
+        kept = [line for line in lines if not _PROGRESS.match(line)]
+        return one_line(redact("; ".join(kept[-3:])), 300) or f"exit status {self.status}"
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """The remote's answer to a push: accepted, or rejected with git's summary."""
+
+    accepted: bool
+    summary: str  # e.g. "[rejected] (fetch first)", "[remote rejected] (failed to update ref)"
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """A path's mode and object id in a tree (``ls-tree``)."""
+
+    mode: str
+    oid: str
+
 
 @dataclass(frozen=True)
 class GitObject:
@@ -75,8 +114,9 @@ class GitObject:
 class Plumbing:
     """Runs git commands in one repository; every failure becomes a readable, credential-free error."""
 
-    def __init__(self, repo: git.Repo) -> None:
+    def __init__(self, repo: git.Repo, limits: NetworkLimits | None = None) -> None:
         self.repo = repo
+        self.limits = limits or NetworkLimits()
 
     def attempt(
         self,
@@ -115,14 +155,36 @@ class Plumbing:
 
     def network(self, *args: str, remote_url: str) -> str:
         """Run a command that talks to the remote; TransientError (credential-free) when it fails."""
-        outcome = self.attempt(*args, timeout=NETWORK_TIMEOUT_SECONDS)
+        outcome = self.watched(*args, remote_url=remote_url)
         if outcome.status != 0:
-            detail = one_line(redact(outcome.stderr), 300) or f"no answer within {NETWORK_TIMEOUT_SECONDS:.0f}s"
-            message = f"git {args[0]} {redact(remote_url)} failed: {detail}"
+            message = f"git {_verb(args)} {redact(remote_url)} failed: {outcome.detail}"
             if "couldn't find remote ref" in outcome.stderr:
                 raise PermanentError(message)
             raise TransientError(message)
         return outcome.text
+
+    def watched(self, *args: str, remote_url: str) -> GitOutcome:
+        """Run ``git <args>`` against the remote under the stall rules of ``rollbackbot.adapters.git.transport``."""
+        env = {**os.environ, **self.repo.git.environment()}
+        watch = transport_of(remote_url) == "other"
+        done = run_watched(
+            ["git", *args], cwd=Path(self.repo.git_dir), env=env, limits=self.limits, watch_progress=watch
+        )
+        if done.killed:
+            return GitOutcome(-9, done.stdout, f"{done.stderr}\nfatal: {done.killed}")
+        return GitOutcome(done.status, done.stdout, done.stderr)
+
+    def push(self, source: str, destination: str, remote_url: str) -> PushOutcome:
+        """``git push --porcelain`` one ref; how the remote answered, or TransientError on transport failure."""
+        outcome = self.watched(
+            "push", "--porcelain", "--progress", "origin", f"{source}:{destination}", remote_url=remote_url
+        )
+        for line in outcome.text.splitlines():
+            fields = line.split("\t")  # <flag> TAB <from>:<to> TAB <summary>
+            if len(fields) >= 3 and fields[0] in _PORCELAIN_FLAGS:
+                return PushOutcome(fields[0] != "!", fields[2])
+        message = f"git push to {redact(remote_url)} failed: {outcome.detail}"
+        raise TransientError(message)
 
     def sync(self, branch: str, tracking_ref: str, remote_url: str, *, known_state: bool) -> None:
         """Fetch ``branch`` into ``tracking_ref`` and all tags (moved tags follow, deleted ones go).
@@ -144,8 +206,9 @@ class Plumbing:
                 return
         refspecs = (f"+refs/heads/{branch}:{tracking_ref}", "+refs/tags/*:refs/tags/*")
         self.network(
+            *_KEEP_PACK,
             "fetch",
-            "--quiet",
+            "--progress",  # progress lines are what the stall watchdog watches
             "--force",
             "--prune",
             "--no-write-fetch-head",
@@ -157,6 +220,21 @@ class Plumbing:
             # The first fetch writes one loose file per tag; packed refs keep every later listing fast.
             self.run("pack-refs", "--all")
 
+    def fetch_branch(self, branch: str, tracking_ref: str, remote_url: str) -> None:
+        """Fetch only ``branch`` into ``tracking_ref`` (no tags): the quick re-read after a lost push race."""
+        refspec = f"+refs/heads/{branch}:{tracking_ref}"
+        self.network(
+            *_KEEP_PACK,
+            "fetch",
+            "--progress",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-auto-maintenance",  # housekeeping belongs to the next full fetch, not inside the race window
+            "origin",
+            refspec,
+            remote_url=remote_url,
+        )
+
     def ref_ids(self, *patterns: str) -> dict[str, str]:
         """Local refname -> object id for refs under ``patterns``."""
         out = self.run("for-each-ref", "--format=%(refname) %(objectname)", "--", *patterns)
@@ -167,12 +245,12 @@ class Plumbing:
         out = self.run("for-each-ref", f"--format={_LISTING_FORMAT}", "--", *patterns)
         fields = out.split("\x00")
         listings: dict[str, TagListing] = {}
-        for start in range(0, len(fields) - 6, 6):
-            refname, kind, oid, peeled_kind, peeled, body = fields[start : start + 6]
+        for start in range(0, len(fields) - 7, 7):
+            refname, kind, oid, peeled_kind, peeled, signed_name, body = fields[start : start + 7]
             refname = refname.lstrip("\n")  # each record ends with the newline for-each-ref adds
             commit = oid if kind == "commit" else (peeled if peeled_kind == "commit" else "")
             name = refname.removeprefix("refs/tags/")
-            listings[refname] = TagListing(name, kind, oid, commit, body)
+            listings[refname] = TagListing(name, kind, oid, commit, body, signed_name)
         return listings
 
     def objects(self, specs: Iterable[str]) -> dict[str, GitObject | None]:
@@ -238,36 +316,46 @@ class Plumbing:
         changed = tuple(fields[i] for i in range(1, len(fields) - 1, 2))
         return fields[-1].rstrip("\n"), changed
 
-    def rollback_tree(
+    def entries(self, commit: str, paths: Sequence[str]) -> dict[str, TreeEntry | None]:
+        """Mode and object of each path at ``commit`` (None when absent), in one ls-tree."""
+        listing = self.run("ls-tree", "-z", "--full-tree", commit, "--", *paths)
+        found: dict[str, TreeEntry | None] = dict.fromkeys(paths)
+        for entry in filter(None, listing.split("\x00")):
+            meta, _, path = entry.partition("\t")
+            mode, _, oid = meta.split()
+            if path in found:
+                found[path] = TreeEntry(mode, oid)
+        return found
+
+    def rollback_commit(
         self,
         head: str,
-        target: str,
-        at_target: Mapping[str, GitObject | None],
+        at_target: Mapping[str, TreeEntry | None],
         blobs: Mapping[str, bytes],
+        *,
+        message: bytes,
+        identity: str,
+        ref: str,
     ) -> str:
-        """``head``'s tree with each path of ``at_target`` as at ``target`` and ``blobs`` written.
+        """A commit on ``head`` whose paths are as in ``at_target`` and ``blobs``; written to ``ref``.
 
-        Built in a temporary index, so no work tree is needed. A path absent at the target
-        stays deleted: files added since the release go away.
+        One ``git fast-import``: a path absent at the target is deleted (files added since the
+        release go away), every other path is replaced whole by the target's tree or file.
+        One process keeps the window between fetching the head and pushing short, which is
+        what decides a push race against busy writers.
         """
-        with tempfile.TemporaryDirectory(prefix="rollbackbot-index-") as scratch:
-            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
-            self.run("read-tree", head, env=env)
-            present = self.run("ls-files", "-z", "--", *at_target, env=env)
-            records = [f"0 {ZERO_OID}\t{path}" for path in present.split("\x00") if path]
-            for path, content in blobs.items():
-                oid = self.run("hash-object", "-w", "--stdin", stdin=content).strip()
-                records.append(f"100644 {oid}\t{path}")
-            for path, found in at_target.items():
-                if found is not None and found.kind != "tree":
-                    mode = self.run("ls-tree", target, "--", path).split(" ", 1)[0]  # keep the exec bit
-                    records.append(f"{mode} {found.oid}\t{path}")
-            stdin = "".join(f"{record}\x00" for record in records).encode()
-            self.run("update-index", "-z", "--index-info", env=env, stdin=stdin)
-            for path, found in at_target.items():
-                if found is not None and found.kind == "tree":
-                    self.run("read-tree", "-i", f"--prefix={path}/", found.oid, env=env)
-            return self.run("write-tree", env=env).strip()
+        stamp = f"{int(time.time())} +0000"
+        stream = bytearray(f"commit {ref}\nmark :1\nauthor {identity} {stamp}\ncommitter {identity} {stamp}\n".encode())
+        stream += b"data %d\n%s\nfrom %s\n" % (len(message), message, head.encode())
+        for path, entry in at_target.items():
+            stream += f"D {path}\n".encode() if entry is None else f"M {entry.mode} {entry.oid} {path}\n".encode()
+        for path, content in blobs.items():
+            stream += b"M 100644 inline %s\ndata %d\n%s\n" % (path.encode(), len(content), content)
+        stream += b"\nget-mark :1\ndone\n"
+        commit = self.run("fast-import", "--quiet", "--force", "--done", stdin=bytes(stream)).strip()
+        if not re.fullmatch(r"[0-9a-f]{40}", commit):
+            raise PermanentError("git fast-import did not report the rollback commit")
+        return commit
 
 
 class RollbackIndex:

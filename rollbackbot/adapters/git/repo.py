@@ -7,10 +7,12 @@ because the service calls them from worker threads and git index/ref updates do 
 from __future__ import annotations
 
 import os
+import random
 import re
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -20,16 +22,16 @@ import yaml
 from rollbackbot.adapters.git.lineage import has_commit, relate
 from rollbackbot.adapters.git.paths import list_paths
 from rollbackbot.adapters.git.plumbing import (
-    NETWORK_TIMEOUT_SECONDS,
     GitObject,
     Plumbing,
     RollbackIndex,
+    TreeEntry,
     checked_paths,
-    redact,
     tag_ref_prefix,
 )
+from rollbackbot.adapters.git.transport import NetworkLimits, network_environment
 from rollbackbot.core.argo_status import Lineage
-from rollbackbot.core.commit_message import build_commit_message, one_line, parse_trailers
+from rollbackbot.core.commit_message import build_commit_message, one_line, parse_commit_trailers, parse_trailers
 from rollbackbot.core.model import (
     ReleaseTag,
     ResolvedTarget,
@@ -39,8 +41,10 @@ from rollbackbot.core.model import (
     SkippedTag,
 )
 from rollbackbot.core.releases import (
+    NOT_ON_BRANCH,
     QUARANTINE_HEADER,
     QUARANTINE_PATH,
+    Broken,
     Candidate,
     Inspection,
     Quarantine,
@@ -74,6 +78,9 @@ class _Releases:
     ancestors: set[str]
 
 
+PUSH_BUDGET_SECONDS = 120.0  # how long a rollback keeps retrying a push that loses races
+PUSH_BACKOFF_BASE_SECONDS = 0.05
+PUSH_BACKOFF_MAX_SECONDS = 0.5
 OUTGOING_REF = "refs/rollbackbot/outgoing"  # pushed from a ref so GitPython can parse the outcome
 _SAFE_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
@@ -90,7 +97,9 @@ class GitOpsRepository:
         *,
         author_name: str = "rollbackbot",
         author_email: str = "rollbackbot@localhost",
-        push_attempts: int = 4,
+        push_attempts: int | None = None,
+        push_budget: float = PUSH_BUDGET_SECONDS,
+        network_limits: NetworkLimits | None = None,
     ) -> None:
         if not _SAFE_BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/")):
             raise ConfigError(f"invalid deploy branch name {one_line(branch)!r}")
@@ -98,7 +107,9 @@ class GitOpsRepository:
         self.branch = branch
         self.workdir = workdir
         self.allowed_signers = allowed_signers
-        self.push_attempts = max(1, push_attempts)
+        self.push_attempts = max(1, push_attempts) if push_attempts is not None else None
+        self.push_budget = push_budget
+        self.network_limits = network_limits or NetworkLimits()
         self._identity = {
             "GIT_AUTHOR_NAME": author_name,
             "GIT_AUTHOR_EMAIL": author_email,
@@ -110,6 +121,8 @@ class GitOpsRepository:
         self._fetched = False
         self._rollbacks = RollbackIndex()
         self._head_paths: frozenset[str] | None = None  # see head_paths()
+        self._quarantines: dict[str, Quarantine] = {}  # blob id -> parsed file (the last one read)
+        self._entry_cache: dict[tuple[str, tuple[str, ...]], dict[str, TreeEntry | None]] = {}
 
     @property
     def remote_ref(self) -> str:
@@ -142,20 +155,16 @@ class GitOpsRepository:
         else:
             self.workdir.mkdir(parents=True, exist_ok=True)
             repo = git.Repo.init(self.workdir, bare=True)
-        # Never wait for a password prompt; treat policy paths as literal, never as globs.
-        # ssh gets a connect timeout and http a low-speed abort, so a dead remote fails fast.
+        # Never wait for a password prompt; treat policy paths as literal, never as globs; a
+        # stalled transfer ends (see rollbackbot.adapters.git.transport), a slow one does not.
         repo.git.update_environment(
-            GIT_TERMINAL_PROMPT="0",
-            GIT_LITERAL_PATHSPECS="1",
-            GIT_SSH_COMMAND=os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=15"),
-            GIT_HTTP_LOW_SPEED_LIMIT="1000",
-            GIT_HTTP_LOW_SPEED_TIME="30",
+            GIT_LITERAL_PATHSPECS="1", **network_environment(self.network_limits, os.environ.get("GIT_SSH_COMMAND"))
         )
         if "origin" not in [remote.name for remote in repo.remotes]:
             repo.create_remote("origin", self.url)
         elif repo.remote("origin").url != self.url:
             repo.remote("origin").set_url(self.url)
-        self._plumbing = Plumbing(repo)
+        self._plumbing = Plumbing(repo, self.network_limits)
         return self._plumbing
 
     def _ready(self) -> Plumbing:
@@ -179,13 +188,18 @@ class GitOpsRepository:
         """Fetch, then compute current and target release for the target's paths."""
         with self._lock:
             self._fetch()
-            found = self._gather(target)
-            pool, same = target_pool(found.candidates, found.current, found.trees, found.ancestors)
-            inspect = partial(self._inspect, paths=found.trees.paths)
-            choice = select_target(pool, target.require_trailers, found.quarantine, inspect)
-            if not pool:
-                choice = TargetChoice(None, (), no_candidates_reason(target.tag_pattern, found.current))
-            return self._plan(target, found, choice, (*choice.skipped, *same, *found.ignored))
+            return self._choose(target)
+
+    def _choose(self, target: ResolvedTarget) -> RollbackPlan:
+        """The plan at the last fetched head: current release, newest verified target, skipped tags."""
+        found = self._gather(target)
+        pool, unusable = target_pool(found.candidates, found.current, found.trees, found.ancestors)
+        inspect = partial(self._inspect, paths=found.trees.paths)
+        broken = Broken(found.current.tag if found.current else None, found.trees, target.allow_delete)
+        choice = select_target(pool, target.require_trailers, found.quarantine, inspect, broken)
+        if not pool:
+            choice = TargetChoice(None, (), no_candidates_reason(target.tag_pattern, found.current))
+        return self._plan(target, found, choice, (*choice.skipped, *unusable, *found.ignored))
 
     def plan_to(self, target: ResolvedTarget, tag_name: str) -> RollbackPlan:
         """Like ``plan`` but towards ``tag_name``, which must still be verified (else NoTargetError)."""
@@ -198,8 +212,11 @@ class GitOpsRepository:
                 raise NoTargetError(f"{one_line(tag_name)} matching {target.tag_pattern!r}: {why}")
             if found.trees.same_as_head(chosen.tag.commit):
                 raise NoTargetError(f"{tag_name} has the same content as the deploy branch head")
+            if chosen.tag.commit not in found.ancestors:
+                raise NoTargetError(f"{tag_name} is {NOT_ON_BRANCH}")
             inspect = partial(self._inspect, paths=found.trees.paths)
-            problems = candidate_problems(chosen, target.require_trailers, found.quarantine, inspect)
+            broken = Broken(found.current.tag if found.current else None, found.trees, target.allow_delete)
+            problems = candidate_problems(chosen, target.require_trailers, found.quarantine, inspect, broken)
             if problems:
                 raise NoTargetError(f"{tag_name} is not verified: {'; '.join(problems)}")
             return self._plan(target, found, TargetChoice(chosen, ()), ())
@@ -228,10 +245,9 @@ class GitOpsRepository:
         at = {c: {p: _oid(objects[f"{c}:{p}"]) for p in paths} for c in commits}
         trees = TreeFacts(paths, at[head.object_id], at)
         current = find_current(candidates, trees)
-        ancestors: set[str] = set()
-        if current is None:  # rare path: an untagged head; only its ancestors are candidates
-            merged = plumbing.run("for-each-ref", f"--merged={head.object_id}", "--format=%(*objectname)", prefix)
-            ancestors = set(merged.split())
+        # Only releases on the deploy branch are targets: one listing of the tags the head contains.
+        merged = plumbing.run("for-each-ref", f"--merged={head.object_id}", "--format=%(*objectname)", prefix)
+        ancestors = set(merged.split())
         quarantine = self._read_quarantine(head.object_id, objects[f"{head.object_id}:{QUARANTINE_PATH}"])
         # "Is the app already rolled back?" is about the last commit that touched its paths, not the
         # branch head: another app's rollback on top must not turn this app's rollback into a proposal.
@@ -259,11 +275,15 @@ class GitOpsRepository:
     def _read_quarantine(self, head: str, blob: GitObject | None) -> Quarantine:
         if blob is None:
             return Quarantine()
+        if blob.oid in self._quarantines:  # the file rarely changes; push retries skip re-reading it
+            return self._quarantines[blob.oid]
         text = self._ready().run("cat-file", "blob", blob.oid)
         try:
-            return parse_quarantine(yaml.safe_load(text))
+            quarantine = parse_quarantine(yaml.safe_load(text))
         except (yaml.YAMLError, ValueError) as exc:
             raise PermanentError(f"{QUARANTINE_PATH} at {head[:12]} is invalid: {one_line(str(exc), 300)}") from None
+        self._quarantines = {blob.oid: quarantine}
+        return quarantine
 
     def _inspect(self, candidate: Candidate, *, paths: tuple[str, ...]) -> Inspection:
         """Signature first (cheap to fail), then the image pins of the manifests at the tag."""
@@ -289,51 +309,117 @@ class GitOpsRepository:
         return self._rollbacks.find(self._ready(), head, one_line(incident_id))
 
     def commit_rollback(self, request: RollbackRequest) -> RollbackResult:
-        """Write and push the rollback commit; exactly once per incident, never forced."""
+        """Write and push the rollback commit; exactly once per incident, never forced.
+
+        A push that loses a race (the branch moved, or the remote lost a ref-lock race) is
+        rebuilt on the new head and retried with exponential backoff and jitter until
+        ``push_budget`` seconds have passed (or ``push_attempts`` pushes, when set).
+        """
         with self._lock:
-            plan = request.plan
-            if plan.target is None:
-                raise NoTargetError(plan.no_target_reason or "the plan has no target release")
+            if request.plan.target is None:
+                raise NoTargetError(request.plan.no_target_reason or "the plan has no target release")
             paths = checked_paths(request.target.paths)
-            message = build_commit_message(request).encode()
-            for attempt in range(1, self.push_attempts + 1):
-                self._fetch()
-                head = self._head()
+            planned = request.plan
+            deadline = time.monotonic() + self.push_budget
+            attempt = 0
+            while True:
+                attempt += 1
+                if attempt == 1:
+                    self._fetch()
+                else:  # the branch moved: fetch only it, so the window until the next push stays short
+                    self._ready().fetch_branch(self.branch, self.remote_ref, self.url)
+                found = self._branch_objects(request.plan.head, paths)
+                head = _oid(found[self.remote_ref]) or self._head()
                 done = self._find_rollback(request.incident_id, head)
                 if done:
                     return RollbackResult(done, already_done=True, push_attempts=attempt)
-                commit = self._write_commit(request, plan.target, head, paths, message)
+                request = self._request_on(request, head, paths, found)
+                commit = self._write_commit(request, head, paths, found)
                 checkpoint("after_commit")
                 if self._push(commit):
-                    return RollbackResult(commit, already_done=False, push_attempts=attempt)
+                    replanned = request.plan if request.plan != planned else None
+                    return RollbackResult(commit, already_done=False, push_attempts=attempt, replanned=replanned)
+                self._wait_before_retry(attempt, deadline)
+
+    def _wait_before_retry(self, attempt: int, deadline: float) -> None:
+        """Sleep a jittered, exponentially growing delay; TransientError once attempts or budget run out."""
+        remaining = deadline - time.monotonic()
+        if (self.push_attempts is not None and attempt >= self.push_attempts) or remaining <= 0:
             raise TransientError(
-                f"push to {self.branch} was rejected {self.push_attempts} times: the branch keeps moving"
+                f"push to {self.branch} was rejected {attempt} times in {self.push_budget - remaining:.0f}s: "
+                "the branch keeps moving"
             )
+        ceiling = min(PUSH_BACKOFF_MAX_SECONDS, PUSH_BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 16))
+        time.sleep(min(remaining, random.uniform(0, ceiling)))  # noqa: S311 - jitter, not cryptography
+
+    def _branch_objects(self, planned: str, paths: tuple[str, ...]) -> dict[str, GitObject | None]:
+        """In ONE cat-file: the fetched head, our paths there and at ``planned``, and the quarantine file."""
+        at_head = [f"{self.remote_ref}:{path}" for path in (*paths, QUARANTINE_PATH)]
+        return self._ready().objects([self.remote_ref, *at_head, *(f"{planned}:{path}" for path in paths)])
+
+    def _request_on(
+        self, request: RollbackRequest, head: str, paths: tuple[str, ...], found: dict[str, GitObject | None]
+    ) -> RollbackRequest:
+        """``request`` valid on ``head``: re-planned when only rollbackbot itself changed our paths since.
+
+        A human's change to the same paths is never overridden (ConflictError); another
+        incident's rollback (a commit with a ``Rollback-Incident`` trailer) is, because policies
+        may share paths and the re-plan picks the right target for the branch as it is now.
+        """
+        plan = request.plan
+        moved = [p for p in paths if _oid(found[f"{plan.head}:{p}"]) != _oid(found[f"{self.remote_ref}:{p}"])]
+        if not moved:
+            return request
+        if not self._only_rollbacks_since(plan.head, head, moved):
+            raise ConflictError(self._conflict_message(plan.head, head, moved))
+        replanned = self._choose(request.target)
+        if replanned.target is None:
+            raise NoTargetError(
+                f"another rollback changed {', '.join(moved)} after the plan; re-planned on {head[:12]}: "
+                f"{replanned.no_target_reason}"
+            )
+        return replace(request, plan=replanned)
+
+    def _only_rollbacks_since(self, planned: str, head: str, moved: Sequence[str]) -> bool:
+        """Whether every commit since ``planned`` touching ``moved`` is a rollbackbot rollback."""
+        if self._ready().attempt("merge-base", "--is-ancestor", planned, head).status != 0:
+            return False  # history was rewritten: not ours to judge
+        log = self._ready().run("log", "--format=%B%x00", f"{planned}..{head}", "--", *moved)
+        messages = [m for m in log.split("\x00") if m.strip()]
+        return bool(messages) and all("Rollback-Incident" in parse_commit_trailers(m) for m in messages)
 
     def _write_commit(
-        self, request: RollbackRequest, release: ReleaseTag, head: str, paths: tuple[str, ...], message: bytes
+        self, request: RollbackRequest, head: str, paths: tuple[str, ...], found: dict[str, GitObject | None]
     ) -> str:
-        """The rollback commit on ``head``; ConflictError if a human changed our paths since the plan."""
+        """The rollback commit on ``head`` (whose paths equal the plan's head)."""
         plan = request.plan
-        target = release.commit  # the commit verified at plan time, even if the tag moved since
-        specs = [f"{rev}:{path}" for rev in (plan.head, head, target) for path in paths]
-        found = self._ready().objects([*specs, f"{head}:{QUARANTINE_PATH}"])
-        moved = [p for p in paths if _oid(found[f"{plan.head}:{p}"]) != _oid(found[f"{head}:{p}"])]
-        if moved:
-            raise ConflictError(self._conflict_message(plan.head, head, moved))
+        release = plan.target
+        if release is None:
+            raise NoTargetError(plan.no_target_reason or "the plan has no target release")
+        quarantine = self._read_quarantine(head, found[f"{self.remote_ref}:{QUARANTINE_PATH}"])
+        quarantined = quarantine.reason(release)
+        if quarantined:
+            # An approval may come long after the plan; a release quarantined since is not deployed.
+            why = f"target {release.name} was quarantined after the plan ({quarantined}); not deploying it"
+            raise PermanentError(why)
         blobs: dict[str, bytes] = {}
         if plan.current is not None:
-            quarantine = self._read_quarantine(head, found[f"{head}:{QUARANTINE_PATH}"])
             updated = quarantine.with_abandoned(plan.current, request.incident_id, request.target.app)
             if updated != quarantine:
                 blobs[QUARANTINE_PATH] = render_quarantine(updated).encode()
-        at_target = {path: found[f"{target}:{path}"] for path in paths}
-        tree = self._ready().rollback_tree(head, target, at_target, blobs)
-        return (
-            self._ready()
-            .run("commit-tree", tree, "-p", head, "--no-gpg-sign", "-F", "-", env=self._identity, stdin=message)
-            .strip()
+        at_target = self._entries(release.commit, paths)  # the commit verified at plan time, even if the tag moved
+        message = build_commit_message(request).encode()
+        identity = f"{self._identity['GIT_COMMITTER_NAME']} <{self._identity['GIT_COMMITTER_EMAIL']}>"
+        return self._ready().rollback_commit(
+            head, at_target, blobs, message=message, identity=identity, ref=OUTGOING_REF
         )
+
+    def _entries(self, commit: str, paths: tuple[str, ...]) -> dict[str, TreeEntry | None]:
+        """The target's entries for our paths; a commit never changes, so retries reuse them."""
+        key = (commit, paths)
+        if key not in self._entry_cache:
+            self._entry_cache = {key: self._ready().entries(commit, paths)}
+        return self._entry_cache[key]
 
     def _conflict_message(self, planned: str, head: str, moved: Sequence[str]) -> str:
         log = self._ready().run("log", "--format=%h %an: %s", f"{planned}..{head}", "--", *moved)
@@ -344,28 +430,13 @@ class GitOpsRepository:
         )
 
     def _push(self, commit: str) -> bool:
-        """Push ``commit`` to the deploy branch; False when rejected because the branch moved."""
-        plumbing = self._ready()
-        plumbing.run("update-ref", OUTGOING_REF, commit)
-        result = None
-        try:
-            result = plumbing.repo.remote("origin").push(
-                f"{OUTGOING_REF}:refs/heads/{self.branch}", kill_after_timeout=NETWORK_TIMEOUT_SECONDS
-            )
-            result.raise_if_error()
-        except git.GitCommandError as exc:
-            if result is not None and any(info.flags & info.REJECTED for info in result):
-                return False
-            if result is not None and any(info.flags & info.REMOTE_REJECTED for info in result):
-                summary = one_line(" ".join(info.summary for info in result))
-                if "failed to update ref" in summary:  # another push moved the branch mid-push: a lost race
-                    return False
-                raise PermanentError(f"the remote refused the push to {self.branch}: {summary}") from None
-            detail = one_line(redact(str(exc.stderr)), 300)
-            raise TransientError(f"git push to {redact(self.url)} failed: {detail}") from None
-        if not result:
-            raise TransientError(f"git push to {redact(self.url)} reported nothing")
-        return True
+        """Push ``commit`` to the deploy branch; False when it lost a race (retry on the new head)."""
+        outcome = self._ready().push(commit, f"refs/heads/{self.branch}", self.url)
+        if outcome.accepted:
+            return True
+        if "[rejected]" in outcome.summary or lost_ref_race(outcome.summary):
+            return False  # the branch moved (non-fast-forward) or another pusher held the ref lock
+        raise PermanentError(f"the remote refused the push to {self.branch}: {one_line(outcome.summary)}")
 
     # --- what exists at the head (for intake) ----------------------------------------------------
 
@@ -385,6 +456,16 @@ class GitOpsRepository:
             if revision is None or not (has_commit(plumbing, revision) and has_commit(plumbing, commit)):
                 self._fetch()
             return relate(self._ready(), commit, revision or self._head(), checked_paths(paths))
+
+
+# The remote's receive-pack could not update the ref because another push held its lock or
+# moved it between its check and its update: a race like a non-fast-forward, not a refusal.
+_REF_RACE = re.compile(r"failed to update ref|failed to lock|cannot lock ref|incorrect old value|unable to lock")
+
+
+def lost_ref_race(summary: str) -> bool:
+    """Whether a push rejection is a ref-lock race with another pusher (retry), not a policy refusal."""
+    return _REF_RACE.search(summary) is not None
 
 
 def _oid(found: GitObject | None) -> str | None:
