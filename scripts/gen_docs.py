@@ -124,6 +124,11 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
         "Trailers a release tag must carry (non-empty) to be a rollback target.",
         "[Model-Digest, Data-Version]",
     ),
+    "spec.target.allowDelete": (
+        "When a policy path does not exist at the target release, the plan refuses (it would delete files"
+        " another app may own) unless this is true; then the path is deleted in the rollback commit.",
+        "false",
+    ),
     "spec.mode": (
         "`auto`: roll back; `propose`: post a proposal in Slack and wait for an approver; `notify`: record and"
         " tell, never roll back.",
