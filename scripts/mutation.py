@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import importlib.machinery
 import importlib.util
 import json
@@ -640,17 +639,18 @@ def summarise(results: list[Result]) -> dict[str, ModuleScore]:
 
 
 def report(scores: dict[str, ModuleScore], seconds: float) -> str:
+    def row(name: str, s: ModuleScore) -> str:
+        return f"{name:<20} {s.mutants:>8} {s.killed:>8} {s.survived:>9} {s.untested:>9} {s.score:>6.1f}%"
+
     rows = [f"{'module':<20} {'mutants':>8} {'killed':>8} {'survived':>9} {'untested':>9} {'score':>7}"]
     total = ModuleScore()
     for module, s in sorted(scores.items()):
-        rows.append(f"{module + '.py':<20} {s.mutants:>8} {s.killed:>8} {s.survived:>9} {s.untested:>9} {s.score:>6.1f}%")
+        rows.append(row(module + ".py", s))
         total.mutants += s.mutants
         total.killed += s.killed
         total.survived += s.survived
         total.untested += s.untested
-    rows.append(
-        f"{'total':<20} {total.mutants:>8} {total.killed:>8} {total.survived:>9} {total.untested:>9} {total.score:>6.1f}%"
-    )
+    rows.append(row("total", total))
     survivors = [r for s in scores.values() for r in s.survivors]
     if survivors:
         rows.append("")
