@@ -43,8 +43,8 @@ class SemVer:
         """Sort key for semver precedence."""
         # A release sorts after all its pre-releases; numeric identifiers sort before
         # alphanumeric ones, and a shorter identifier list sorts first (semver §11).
-        pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.prerelease)
-        return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
+        pre = tuple((isinstance(p, str), p) for p in self.prerelease)
+        return (self.major, self.minor, self.patch, not self.prerelease, pre)
 
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"
@@ -75,8 +75,9 @@ def tag_version(name: str, pattern: str) -> SemVer | None:
         return parse_semver(name.rsplit("/", 1)[-1])
     last = max(pattern.rfind("*"), pattern.rfind("?"), pattern.rfind("]"))
     prefix, suffix = pattern[:first], pattern[last + 1 :]
-    if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) < len(prefix) + len(suffix):
+    if not (name.startswith(prefix) and name.endswith(suffix)):
         return None
+    # When prefix and suffix overlap in ``name`` the slice is empty, which is no semver.
     return parse_semver(name[len(prefix) : len(name) - len(suffix)])
 
 
@@ -369,10 +370,10 @@ def reference_problem(reference: str) -> str | None:
     _, at, digest = reference.partition("@")
     if at:
         return None if _DIGEST.fullmatch(digest) else "has a malformed digest (want sha256:<64 hex>)"
-    last = reference.rsplit("/", 1)[-1]
+    last = reference.rpartition("/")[2]
     if ":" not in last:
         return "has no tag or digest (means :latest)"
-    tag = last.rsplit(":", 1)[1]
+    tag = last.rpartition(":")[2]
     return "uses :latest" if tag == "latest" else f"is pinned by tag {tag!r} only, not by digest"
 
 
@@ -388,11 +389,8 @@ def image_problems(manifest_text: str) -> list[str]:
             if not value:
                 # `image:` followed by a nested mapping (Helm style): no single reference to check.
                 problems.append(f"line {number}: image is not a plain reference, so its digest cannot be checked")
-                continue
-            reference = _unquote(value)
-            problem = reference_problem(reference)
-            if problem:
-                problems.append(f"line {number}: image {reference!r} {problem}")
+            elif problem := reference_problem(_unquote(value)):
+                problems.append(f"line {number}: image {_unquote(value)!r} {problem}")
     problems.extend(_kustomize_problems(lines))
     return problems
 
