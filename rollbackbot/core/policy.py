@@ -41,7 +41,7 @@ KIND = "RollbackPolicy"
 # --- durations: Go/Prometheus style, units in descending order, each at most once -------------
 
 _DURATION = re.compile(r"(?=\d)(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
-_UNITS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds")
+_UNITS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds")  # the groups of _DURATION, in order
 
 
 def parse_duration(text: str) -> timedelta:
@@ -50,7 +50,7 @@ def parse_duration(text: str) -> timedelta:
     if found is None:
         raise ValueError(f"invalid duration {text!r}: expected e.g. 500ms, 60s, 30m, 24h, 1h30m")
     try:
-        return timedelta(**{unit: int(n) for unit, n in zip(_UNITS, found.groups(), strict=True) if n})
+        return timedelta(**{_UNITS[i]: int(n) for i, n in enumerate(found.groups()) if n})
     except OverflowError:
         raise ValueError(f"duration {text!r} is too long") from None
 
@@ -311,8 +311,8 @@ class Policy(_Section):
     kind: Literal["RollbackPolicy"]
     metadata: Metadata
     spec: Spec
-    _source: str = PrivateAttr(default="")
-    _index: int = PrivateAttr(default=0)
+    _source: str = PrivateAttr()  # both set by _take_origin, which every validation runs
+    _index: int = PrivateAttr()
 
     @model_validator(mode="after")
     def _take_origin(self, info: ValidationInfo) -> Self:
