@@ -588,6 +588,10 @@ def _select_tests(
     return sorted(tests)
 
 
+def _stage(tests: list[str], *, core: bool) -> list[str]:
+    return [t for t in tests if t.startswith("tests/core/") is core]
+
+
 def _order_by_speed(tests: list[str], durations: dict[str, float]) -> list[str]:
     return sorted(tests, key=lambda t: (durations.get(t, 0.0), t))
 
@@ -618,21 +622,31 @@ def run(
     mutants = [m for module in modules for m in enumerate_mutants(module, sources[module])]
     results: list[Result] = []
     queue: Iterator[Mutant] = iter(mutants)
-    running: dict[int, tuple[Mutant, int, float]] = {}
+    running: dict[int, tuple[Mutant, list[list[str]], int, float]] = {}
+    pending: list[tuple[Mutant, list[list[str]], int, float]] = []  # survived a stage, more to run
     done = 0
 
+    def fork(mutant: Mutant, stages: list[list[str]], count: int, t0: float) -> None:
+        code = mutant_code(mutant.module, mutant.index, sources[mutant.module])
+        pid = os.fork()
+        if pid == 0:
+            sys.meta_path.insert(0, _MutantFinder(f"{PACKAGE}.{mutant.module}", module_path(mutant.module), code))
+            _child_pytest(stages[0], timeout)
+        running[pid] = (mutant, stages[1:], count, t0)
+
     def start_next() -> bool:
+        if pending:
+            fork(*pending.pop())
+            return True
         for mutant in queue:
             tests = _order_by_speed(_select_tests(mutant, by_line, by_module_sorted, import_lines), durations)
             if not tests:
                 results.append(Result(mutant, "untested", 0, 0.0))
                 continue
-            code = mutant_code(mutant.module, mutant.index, sources[mutant.module])
-            pid = os.fork()
-            if pid == 0:
-                sys.meta_path.insert(0, _MutantFinder(f"{PACKAGE}.{mutant.module}", module_path(mutant.module), code))
-                _child_pytest(tests, timeout)
-            running[pid] = (mutant, len(tests), time.monotonic())
+            # tests/core first, in a child of its own: most mutants die there, before the slower
+            # files elsewhere (which import the service, Slack, git) are even collected.
+            stages = [s for s in (_stage(tests, core=True), _stage(tests, core=False)) if s]
+            fork(mutant, stages, len(tests), time.monotonic())
             return True
         return False
 
@@ -644,14 +658,17 @@ def run(
         pid, status = os.wait()
         if pid not in running:
             continue
-        mutant, count, t0 = running.pop(pid)
+        mutant, stages, count, t0 = running.pop(pid)
         if os.WIFSIGNALED(status):
             outcome = "timeout"
         else:
             outcome = "survived" if os.WEXITSTATUS(status) == 0 else "killed"
+        if outcome == "survived" and stages:
+            pending.append((mutant, stages, count, t0))
+            continue
         results.append(Result(mutant, outcome, count, time.monotonic() - t0))
         done += 1
-        if progress and done % 50 == 0:
+        if progress and done % 100 == 0:
             print(f"  {done} mutants run, {time.monotonic() - started:.0f}s", file=sys.stderr)
     results.sort(key=lambda r: (r.mutant.module, r.mutant.index))
     return results
