@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, auto
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -122,14 +122,17 @@ class Application(_Wire):
     operation: Operation | None = None
 
 
-class Relation(StrEnum):
-    """How a revision Argo CD reports relates to our rollback commit X, for the app's paths."""
+class Relation(Enum):
+    """How a revision Argo CD reports relates to our rollback commit X, for the app's paths.
 
-    same = "same"  # it is X
-    descendant = "descendant"  # X is an ancestor and the app's paths are unchanged since X
-    superseded = "superseded"  # X is an ancestor, but a later commit changed the app's paths
-    older = "older"  # an ancestor of X: Argo CD has not seen X yet
-    unrelated = "unrelated"  # neither (rewritten history, another branch) or not in our clone
+    Compared by identity only: never stored or sent, so the members carry no wire value.
+    """
+
+    same = auto()  # it is X
+    descendant = auto()  # X is an ancestor and the app's paths are unchanged since X
+    superseded = auto()  # X is an ancestor, but a later commit changed the app's paths
+    older = auto()  # an ancestor of X: Argo CD has not seen X yet
+    unrelated = auto()  # neither (rewritten history, another branch) or not in our clone
 
 
 @dataclass(frozen=True)
