@@ -440,6 +440,8 @@ PYTEST_ARGS = [
     "_hypothesis_pytestplugin",
     "-p",
     "pytest_asyncio.plugin",
+    "-p",
+    "no:unraisableexception",  # its gc.collect() at exit cost more than most mutants' tests
     "--no-header",
     "-W",
     "ignore",
@@ -619,12 +621,85 @@ def run(
 
     # The sources are read once: editing a module while a run is under way does not shift mutant ids.
     sources = {module: module_path(module).read_text() for module in modules}
-    mutants = [m for module in modules for m in enumerate_mutants(module, sources[module])]
+    results: list[Result] = []
+    for module in modules:
+        mutants = enumerate_mutants(module, sources[module])
+        setup = _Setup(sources, jobs, timeout, by_line, by_module_sorted, import_lines, durations)
+        results += _run_module(module, mutants, setup)
+        if progress:
+            print(f"  {module}: {len(mutants)} mutants, {time.monotonic() - started:.0f}s", file=sys.stderr)
+    results.sort(key=lambda r: (r.mutant.module, r.mutant.index))
+    return results
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every mutant of a run shares: the sources read at the start, and which test runs which line."""
+
+    sources: dict[str, str]
+    jobs: int
+    timeout: int
+    by_line: dict[tuple[str, int], list[str]]
+    by_module: dict[str, list[str]]
+    import_lines: set[tuple[str, int]]
+    durations: dict[str, float]
+
+
+def _core_imports(module: str) -> set[str]:
+    tree = ast.parse(module_path(module).read_text())
+    prefix = PACKAGE + "."
+    return {
+        node.module.removeprefix(prefix)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(prefix)
+    }
+
+
+def _independent_of(target: str) -> list[str]:
+    """Modules of core/ that import ``target`` neither directly nor through others."""
+    graph = {m: _core_imports(m) for m in core_modules()}
+
+    def reaches(module: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(
+            dep == target or (dep not in seen and reaches(dep, seen | {module})) for dep in graph.get(module, ())
+        )
+
+    return [m for m in graph if m != target and not reaches(m)]
+
+
+def _run_module(module: str, mutants: list[Mutant], setup: _Setup) -> list[Result]:
+    """Runs the mutants of one module in a child that first imports what does not depend on it.
+
+    Importing core/ (pydantic builds its models) is the largest fixed cost of a mutant; modules the
+    mutated one cannot affect are imported once here and shared by every fork.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        pid = os.fork()
+        if pid == 0:
+            import gc
+            import importlib
+
+            sys.path.insert(0, str(ROOT))
+            for name in _independent_of(module):
+                importlib.import_module(f"{PACKAGE}.{name}")
+            gc.collect()
+            gc.freeze()
+            found = _run_mutants(mutants, setup)
+            with open(out.name, "w") as handle:
+                json.dump([[r.mutant.index, r.outcome, r.tests, r.seconds] for r in found], handle)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        rows = json.load(out)
+    by_index = {m.index: m for m in mutants}
+    return [Result(by_index[index], outcome, tests, seconds) for index, outcome, tests, seconds in rows]
+
+
+def _run_mutants(mutants: list[Mutant], setup: _Setup) -> list[Result]:
+    sources, jobs, timeout = setup.sources, setup.jobs, setup.timeout
     results: list[Result] = []
     queue: Iterator[Mutant] = iter(mutants)
     running: dict[int, tuple[Mutant, list[list[str]], int, float]] = {}
     pending: list[tuple[Mutant, list[list[str]], int, float]] = []  # survived a stage, more to run
-    done = 0
 
     def fork(mutant: Mutant, stages: list[list[str]], count: int, t0: float) -> None:
         code = mutant_code(mutant.module, mutant.index, sources[mutant.module])
@@ -639,7 +714,9 @@ def run(
             fork(*pending.pop())
             return True
         for mutant in queue:
-            tests = _order_by_speed(_select_tests(mutant, by_line, by_module_sorted, import_lines), durations)
+            tests = _order_by_speed(
+                _select_tests(mutant, setup.by_line, setup.by_module, setup.import_lines), setup.durations
+            )
             if not tests:
                 results.append(Result(mutant, "untested", 0, 0.0))
                 continue
@@ -667,10 +744,6 @@ def run(
             pending.append((mutant, stages, count, t0))
             continue
         results.append(Result(mutant, outcome, count, time.monotonic() - t0))
-        done += 1
-        if progress and done % 100 == 0:
-            print(f"  {done} mutants run, {time.monotonic() - started:.0f}s", file=sys.stderr)
-    results.sort(key=lambda r: (r.mutant.module, r.mutant.index))
     return results
 
 

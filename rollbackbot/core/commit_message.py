@@ -13,14 +13,6 @@ import unicodedata
 from rollbackbot.core.model import RollbackRequest
 from rollbackbot.errors import NoTargetError
 
-ROLLBACK_TRAILERS = (
-    "Rollback-Incident",
-    "Rollback-From",
-    "Rollback-To",
-    "Rollback-Alert",
-    "Rollback-Evidence",
-    "Approved-By",
-)
 _TRAILER = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*):(?:[ \t]+(.*))?")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SIGNATURE_START = re.compile(r"^-----BEGIN (?:SSH|PGP) SIGNATURE-----$", re.MULTILINE)
