@@ -11,9 +11,11 @@ How it stays fast on two cores:
 
 * one coverage pass records which test executes which line of ``core/`` (``sys.settrace``);
 * the parent process imports pytest, pydantic, hypothesis and yaml once and never imports
-  ``rollbackbot``; each mutant runs in a ``fork()`` of it, where an import hook serves the mutated
-  code of one module (compiled from the changed syntax tree, nothing is written to disk) and
-  pytest runs the selected tests with ``-x``.
+  ``rollbackbot``; per module, a child imports the core modules that do not depend on it;
+  each mutant runs in a ``fork()`` of that child, where an import hook serves the mutated code
+  of the module (compiled from the changed syntax tree, nothing is written to disk) and pytest
+  runs the selected tests with ``-x``: those of ``tests/core`` first, the slower files elsewhere
+  only when the mutant survived them.
 
 Usage (``make mutation`` runs the first line)::
 
