@@ -8,6 +8,7 @@ script does the same rollback of the same app on its own copy of the repository.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import subprocess
@@ -134,9 +135,11 @@ def service_steps(log: Path) -> dict[str, dict[str, float]]:
         if not line.startswith("{") or '"timings_ms"' not in line:
             continue
         record = json.loads(line)
-        incident = record.get("incident_id")
+        incident, timings = record.get("incident_id"), record["timings_ms"]
+        if isinstance(timings, str):  # the JSON formatter writes extra fields it cannot encode as their str()
+            timings = ast.literal_eval(timings)
         if incident:
-            steps.setdefault(incident, {}).update(record["timings_ms"])
+            steps.setdefault(incident, {}).update(timings)
     return steps
 
 
