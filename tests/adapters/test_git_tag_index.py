@@ -44,3 +44,20 @@ def test_deploy_repository_holds_the_branch_and_the_index_holds_the_tags(
     index = run_git(["for-each-ref", "--format=%(refname:strip=2)", "refs/tags"], tag_repository(repo.workdir))
     assert sorted(index.split()) == sandbox.tag_names()
     assert (repo.workdir / "objects" / "info" / "commit-graphs").is_dir()  # Bloom filters for `log -- <path>`
+
+
+def test_rollback_objects_written_in_process_are_valid_git(sandbox: GitOpsSandbox, make_repo: MakeRepo) -> None:
+    from tests.adapters.test_git_repo import request_for
+
+    repo = make_repo(sandbox)
+    plan = repo.plan(FRAUD)
+    result = repo.commit_rollback(request_for(plan))
+    run_git(["fsck", "--strict", "--no-dangling", "--no-progress"], repo.workdir)  # raises on a malformed object
+    assert sandbox.git("rev-parse", f"{result.commit}^@").split() == [plan.head]
+    for path in FRAUD.paths:
+        assert sandbox.tree_id(result.commit, path) == sandbox.tree_id("fraud-llm/v2.2.0", path)
+    before = set(sandbox.git("ls-tree", "-r", "--name-only", plan.head).split())
+    after = set(sandbox.git("ls-tree", "-r", "--name-only", result.commit).split())
+    outside = {p for p in before | after if not p.startswith(tuple(f"{x}/" for x in FRAUD.paths))}
+    assert {p for p in outside if p in before} - after == set()  # nothing else lost
+    assert after - before <= {".rollbackbot/quarantine.yaml"} | {p for p in after if p.startswith(FRAUD.paths)}

@@ -24,6 +24,7 @@ import git
 import yaml
 
 from rollbackbot.adapters.git.lineage import has_commit, relate
+from rollbackbot.adapters.git.objects import write_rollback
 from rollbackbot.adapters.git.paths import list_paths
 from rollbackbot.adapters.git.plumbing import (
     GitObject,
@@ -144,6 +145,7 @@ class GitOpsRepository:
         self._graph_tip: str | None = None  # deploy head covered by the commit-graph file
         self.timings: dict[str, float] = {}  # milliseconds per step of the last plan / commit (logged)
         self._fetched = False
+        self._sha1 = False  # objects are written in-process only in SHA-1 repositories
         self._rollbacks = RollbackIndex()
         self._head_paths: frozenset[str] | None = None  # see head_paths()
         self._quarantines: dict[str, Quarantine] = {}  # blob id -> parsed file (the last one read)
@@ -200,6 +202,7 @@ class GitOpsRepository:
             repo.remote("origin").set_url(self.url)
         self._tags = open_tag_index(self.workdir, self.url, environment, self.network_limits)
         self._plumbing = Plumbing(repo, self.network_limits)
+        self._sha1 = self._plumbing.run("rev-parse", "--show-object-format").strip() == "sha1"
         return self._plumbing
 
     def _tag_index(self) -> Plumbing:
@@ -577,6 +580,13 @@ class GitOpsRepository:
         at_target = self._entries(release.commit, paths)  # the commit verified at plan time, even if the tag moved
         message = build_commit_message(request).encode()
         identity = f"{self._identity['GIT_COMMITTER_NAME']} <{self._identity['GIT_COMMITTER_EMAIL']}>"
+        changed = [*at_target, *blobs]
+        nested = any(b.startswith(f"{a}/") for a in changed for b in changed)
+        if self._sha1 and not nested:  # in-process: one cat-file for the trees, loose objects, no fast-import
+            stamp = f"{int(time.time())} +0000"
+            return write_rollback(
+                self._ready(), head, at_target, blobs, message=message, identity=identity, stamp=stamp
+            )
         return self._ready().rollback_commit(
             head, at_target, blobs, message=message, identity=identity, ref=OUTGOING_REF
         )
