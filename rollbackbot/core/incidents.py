@@ -200,7 +200,11 @@ def policy_to_document(policy: Policy) -> dict[str, Any]:
 def incident_policy(incident: Incident, loaded: Mapping[str, Policy]) -> Policy | None:
     """The policy the incident acts on: the one stored with it, else (older records) the loaded one by name."""
     if incident.policy_document:
-        stored = _stored_policy(json.dumps(incident.policy_document, sort_keys=True))
+        canonical = json.dumps(
+            incident.policy_document,
+            sort_keys=True,  # pragma: no mutate (the cache key only: any key order validates to the same policy)
+        )
+        stored = _stored_policy(canonical)
         if stored is not None:
             return stored
     return loaded.get(incident.policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -46,9 +47,16 @@ def test_a_minimal_payload_takes_the_defaults() -> None:
 
 def test_wire_names_and_python_names_both_populate() -> None:
     parsed = AlertmanagerPayload.model_validate(
-        payload(groupKey='{}:{app="x"}', truncatedAlerts=2, externalURL="http://am")
+        payload(
+            groupKey='{}:{app="x"}',
+            truncatedAlerts=2,
+            externalURL="http://am",
+            groupLabels={"app": "x"},
+            commonLabels={"app": "x", "severity": "page"},
+        )
     )
     assert (parsed.group_key, parsed.truncated_alerts, parsed.external_url) == ('{}:{app="x"}', 2, "http://am")
+    assert (parsed.group_labels, parsed.common_labels) == ({"app": "x"}, {"app": "x", "severity": "page"})
     by_name = Alert(
         status="firing", labels={}, starts_at=datetime(2026, 1, 1, tzinfo=UTC), fingerprint="ab", generator_url="u"
     )
@@ -85,6 +93,22 @@ def test_times_are_utc(text: str, expected: datetime) -> None:
     parsed = Alert.model_validate(alert(startsAt=text, endsAt=text))
     assert parsed.starts_at == expected and parsed.starts_at.tzinfo is UTC
     assert parsed.ends_at == expected and parsed.ends_at is not None and parsed.ends_at.tzinfo is UTC
+
+
+def test_a_naive_time_is_utc_whatever_the_hosts_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        parsed = Alert.model_validate(alert(startsAt="2026-11-25T12:00:00"))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert parsed.starts_at == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_an_empty_fingerprint_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        Alert.model_validate(alert(fingerprint=""))
 
 
 def test_go_zero_time_means_no_end_but_year_two_is_an_end() -> None:

@@ -102,3 +102,16 @@ def test_the_report_names_survivors_with_their_location(mutation: ModuleType) ->
     text = mutation.report(scores, 1.0)
     assert "rollbackbot/core/decide.py:117" in text and "decide:7" in text and "< -> <=" in text
     assert "50.0%" in text
+
+
+def test_tests_that_import_a_module_count_for_its_import_time_mutants(
+    mutation: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A test that only builds a dataclass runs none of the module's lines, yet a changed default breaks it.
+    (tmp_path / "test_a.py").write_text("from rollbackbot.core.retries import RetryBudget\n")
+    (tmp_path / "test_b.py").write_text("from rollbackbot.core import decide, retries\n")
+    (tmp_path / "test_c.py").write_text("from rollbackbot.core.retries_extra import X  # another module\n")
+    monkeypatch.setattr(mutation, "ROOT", tmp_path)
+    ids = ["test_a.py::test_default", "test_b.py::test_x", "test_c.py::test_y"]
+    found = mutation._importing_tests(ids, ["retries", "decide"])
+    assert found == {"retries": ["test_a.py::test_default", "test_b.py::test_x"], "decide": ["test_b.py::test_x"]}

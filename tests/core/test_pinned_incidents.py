@@ -7,7 +7,17 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from rollbackbot.core.incident_json import incident_from_record, incident_to_api, incident_to_record
-from rollbackbot.core.incidents import AlertRef, Event, Incident, IncidentState, TagRef, incident_id, new_incident
+from rollbackbot.core.incidents import (
+    AlertRef,
+    Event,
+    Incident,
+    IncidentState,
+    TagRef,
+    incident_id,
+    incident_policy,
+    new_incident,
+)
+from rollbackbot.core.policy import Policy
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 S = IncidentState
@@ -164,3 +174,45 @@ def test_state_names_are_the_stored_and_published_vocabulary() -> None:
         "notified",
     }
     assert Event(NOW, S.received).detail == ""
+
+
+def test_an_incident_built_from_its_required_fields_starts_empty() -> None:
+    # What the store and the workflow assume of an incident nothing has happened to yet.
+    alert = AlertRef("A", "ab", NOW)
+    assert (alert.labels, alert.annotations, alert.generator_url) == ({}, {}, "")
+    incident = Incident("inc-1", "docsum-llm", "p", "auto", S.received, alert, NOW)
+    assert (incident.target, incident.plan, incident.policy_document) == ({}, {}, {})
+    assert (incident.reason, incident.verification, incident.events) == ("", "", ())
+    assert incident.from_ref == incident.to_ref == TagRef(None, None)
+
+
+def test_a_state_change_without_detail_records_an_empty_detail() -> None:
+    incident = full_incident()
+    received = Incident(**{**incident.__dict__, "state": S.received, "events": ()})
+    moved = received.with_state(S.rolling_back, NOW)
+    assert moved.events == (Event(NOW, S.rolling_back, ""),)
+
+
+def test_the_alert_trailer_is_name_slash_fingerprint() -> None:
+    assert AlertRef("PromptInjectionSpike", "a509e5702057cd45", NOW).trailer == "PromptInjectionSpike/a509e5702057cd45"
+
+
+def test_a_stored_policy_is_the_one_acted_on_and_says_where_it_came_from() -> None:
+    document = {
+        "apiVersion": "rollbackbot/v1",
+        "kind": "RollbackPolicy",
+        "metadata": {"name": "docsum-llm-injection"},
+        "spec": {
+            "matchers": ['app = "docsum-llm"'],
+            "target": {"argocdApps": ["docsum-llm"], "project": "ml-prod", "paths": ["apps/docsum-llm"], "tags": "v*"},
+            "mode": "auto",
+        },
+    }
+    policy = Policy.from_document(document, source="policies/docsum.yaml")
+    incident = full_incident().with_policy(policy)
+    assert incident.policy == "docsum-llm-injection"  # the incident was opened under "p"
+    assert incident.policy_document["spec"]["target"]["argocdApps"] == ["docsum-llm"]  # the YAML keys
+    stored = incident_policy(incident, {})
+    assert stored is not None and (stored.name, stored.spec) == (policy.name, policy.spec)
+    assert stored is not None and stored.source == "(stored with the incident)"
+    assert incident_policy(Incident(**{**incident.__dict__, "policy_document": {}}), {}) is None
