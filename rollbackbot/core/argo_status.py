@@ -48,7 +48,9 @@ Timestamp = Annotated[datetime | None, BeforeValidator(_empty_to_none), AfterVal
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    """Argo CD's JSON, read by its camelCase names; fields it adds are ignored (pydantic's default)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 class Automated(_Wire):
@@ -406,5 +408,5 @@ def _resource_detail(res: ResourceStatus, app_status: str | None) -> str:
 def _same_revision(seen: str | None, wanted: str) -> bool:
     # Argo CD stores full 40-hex SHAs; compare case-insensitively, never by prefix.
     if not seen or not wanted.strip():
-        return False
+        return False  # pragma: no mutate (None is as false as False to every caller)
     return seen.strip().lower() == wanted.strip().lower()

@@ -193,7 +193,7 @@ def new_incident(
 
 def policy_to_document(policy: Policy) -> dict[str, Any]:
     """The policy as plain JSON (the YAML keys), to be stored with an incident."""
-    document: dict[str, Any] = policy.model_dump(mode="json", by_alias=True)
+    document: dict[str, Any] = policy.model_dump(mode="json")  # by alias: the policy models serialise so
     return document
 
 

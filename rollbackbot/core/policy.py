@@ -81,7 +81,7 @@ def _positive(value: timedelta) -> timedelta:
 Duration = Annotated[
     timedelta,
     PlainValidator(_validate_duration),
-    PlainSerializer(format_duration, return_type=str),
+    PlainSerializer(format_duration),  # returns str (its annotation)
     WithJsonSchema({"type": "string", "pattern": f"^{_DURATION.pattern}$", "examples": ["60s", "1h30m"]}),
 ]
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
@@ -161,7 +161,7 @@ def _matcher(value: object) -> Matcher:
 MatcherField = Annotated[
     Matcher,
     PlainValidator(_matcher),
-    PlainSerializer(str, return_type=str),
+    PlainSerializer(str),
     WithJsonSchema({"type": "string", "examples": ['alertname =~ "A|B"', 'app = "fraud-llm"']}),
 ]
 AppName = Annotated[str, _Checked(r"[A-Za-z0-9._-]", "Argo CD application name", templates=True)]
@@ -350,7 +350,7 @@ class _PolicySchema(GenerateJsonSchema):
 
 def policy_json_schema() -> dict[str, Any]:
     """JSON Schema of a policy document (by alias), for editors and ``policy schema``."""
-    schema = Policy.model_json_schema(by_alias=True, mode="validation", schema_generator=_PolicySchema)
+    schema = Policy.model_json_schema(schema_generator=_PolicySchema)  # by alias, of what validation accepts
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,

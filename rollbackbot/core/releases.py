@@ -70,9 +70,9 @@ def tag_matches(name: str, pattern: str) -> bool:
 
 def tag_version(name: str, pattern: str) -> SemVer | None:
     """The semver in the part of ``name`` the glob's wildcards matched, e.g. ``fraud-llm/v*``."""
-    first = min((i for i in (pattern.find(w) for w in _WILDCARDS) if i >= 0), default=-1)
-    if first < 0:
-        return parse_semver(name.rsplit("/", 1)[-1])
+    first = min((i for i in (pattern.find(w) for w in _WILDCARDS) if i >= 0), default=None)
+    if first is None:
+        return parse_semver(name.rpartition("/")[2])
     last = max(pattern.rfind("*"), pattern.rfind("?"), pattern.rfind("]"))
     prefix, suffix = pattern[:first], pattern[last + 1 :]
     if not (name.startswith(prefix) and name.endswith(suffix)):
@@ -358,7 +358,7 @@ _LIST_SCALAR = re.compile(r"^\s*-\s+" + _VALUE + r"\s*(?:#.*)?$")
 
 
 def _unquote(value: str) -> str:
-    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'" else value
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in ('"', "'") else value
 
 
 def reference_problem(reference: str) -> str | None:
@@ -397,7 +397,7 @@ def image_problems(manifest_text: str) -> list[str]:
 
 def _kustomize_problems(lines: list[str]) -> list[str]:
     """Kustomize ``images:`` overrides: ``newTag`` without ``digest`` deploys an unpinned image."""
-    problems: list[str] = []
+    problems: list[str | None] = []
     index = 0
     while index < len(lines):
         block = _IMAGES_BLOCK.match(lines[index])
@@ -422,17 +422,17 @@ def _kustomize_problems(lines: list[str]) -> list[str]:
                     entries[-1][1].update((k, _unquote(v)) for k, v in _KUSTOMIZE_KEY.findall(line))
             index += 1
         problems.extend(_kustomize_entry_problem(number, entry) for number, entry in entries)
-    return [p for p in problems if p]
+    return [p for p in problems if p is not None]
 
 
-def _kustomize_entry_problem(number: int, entry: dict[str, str]) -> str:
+def _kustomize_entry_problem(number: int, entry: dict[str, str]) -> str | None:
     name = entry.get("name", "?")
     if "digest" in entry:
         ok = _DIGEST.fullmatch(entry["digest"])
-        return "" if ok else f"line {number}: kustomize image {name!r} has a malformed digest"
+        return None if ok else f"line {number}: kustomize image {name!r} has a malformed digest"
     if "newTag" in entry:
         return f"line {number}: kustomize image {name!r} sets newTag {entry['newTag']!r} without a digest"
     if "reference" in entry:
         problem = reference_problem(entry["reference"])
-        return f"line {number}: image {entry['reference']!r} {problem}" if problem else ""
-    return ""
+        return f"line {number}: image {entry['reference']!r} {problem}" if problem else None
+    return None

@@ -103,3 +103,11 @@ def test_a_superseding_commit_without_subject() -> None:
     assert superseded_reason(lineage) == f"superseded by {'b' * 12} (no subject)"
     assert superseded_reason(Lineage("c" * 40, Relation.superseded)) == f"superseded by {'c' * 12} (no subject)"
     assert short_sha(None) == "?"
+
+
+def test_a_superseding_commits_subject_is_cut_at_120_characters() -> None:
+    subject = "x" * 119 + "yz"
+    reason = superseded_reason(Lineage("a" * 40, Relation.superseded, changed_by="b" * 40, subject=subject))
+    assert reason == f"superseded by {short_sha('b' * 40)} ({'x' * 119}y)"
+    blank = superseded_reason(Lineage("a" * 40, Relation.superseded, subject="  \n "))
+    assert blank == f"superseded by {short_sha('a' * 40)} (no subject)"

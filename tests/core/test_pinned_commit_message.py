@@ -37,6 +37,7 @@ def test_values_are_cut_at_200_characters() -> None:
     ("body", "trailers"),
     [
         ("  indented first line\nModel-Digest: x", {}),  # a continuation needs a trailer before it
+        ("Release 2.1\n\n  indented first line\nModel-Digest: x", {}),  # also after a blank line
         ("A: 1\n  more\nB: 2", {"A": "1 more", "B": "2"}),
         ("Key:", {"Key": ""}),
         ("model-digest: x", {"Model-Digest": "x"}),

@@ -69,6 +69,25 @@ def test_a_validated_policy_validates_again_from_python_values() -> None:
     again = Policy.model_validate(policy.model_dump(), context={"source": "a.yaml", "index": 0})
     assert again == policy
     assert again.spec.matchers == policy.spec.matchers
+    # model_dump() gives strings back; Python callers may also pass the parsed values themselves.
+    built = Policy.from_document(
+        document(debounce=timedelta(minutes=1), cooldown=timedelta(hours=2), matchers=list(policy.spec.matchers)),
+        source="a.yaml",
+    )
+    assert built == policy
+
+
+@pytest.mark.parametrize("path", ["apps/./x", "apps//x", "apps/..", "./apps"])
+def test_paths_with_dot_or_empty_segments_are_refused(path: str) -> None:
+    with pytest.raises(ValidationError, match="must not contain '..', '.' or empty segments"):
+        Policy.from_document(document(target={**document()["spec"]["target"], "paths": [path]}))
+
+
+def test_only_the_bad_substitution_is_quoted_not_the_good_ones_after_it() -> None:
+    tags = "v${oops}${labels.app}-*"
+    with pytest.raises(ValidationError) as caught:
+        Policy.from_document(document(target={**document()["spec"]["target"], "tags": tags}))
+    assert "found '${oops}-*'" in str(caught.value)  # the good placeholder is left out
 
 
 def test_a_bad_substitution_is_quoted_up_to_40_characters() -> None:

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from rollbackbot.core.model import ReleaseTag
 from rollbackbot.core.releases import (
+    QUARANTINE_PATH,
     Broken,
+    Candidate,
     Inspection,
     Quarantine,
     SemVer,
@@ -20,6 +22,7 @@ from rollbackbot.core.releases import (
     TreeFacts,
     candidate_problems,
     image_problems,
+    no_candidates_reason,
     parse_quarantine,
     parse_semver,
     quarantine_document,
@@ -191,3 +194,48 @@ def test_list_style_kustomize_entries_are_checked_as_references() -> None:
 def test_an_indented_images_key_ends_at_a_sibling_key() -> None:
     manifest = "spec:\n  images:\n  - name: m\n    digest: " + D + "\n  other:\n  - name: x\n    newTag: v1\n"
     assert image_problems(manifest) == []
+
+
+def test_a_name_outside_the_glob_has_no_version_even_when_it_starts_like_it() -> None:
+    assert tag_version("fraud-llm/v2.1.0-final", "fraud-llm/v*-rc") is None
+    assert tag_version("other/v2.1.0-rc", "fraud-llm/v*-rc") is None
+    assert tag_version("fraud-llm/v2.1.0-rc", "fraud-llm/v*-rc") == parse_semver("2.1.0")
+
+
+def test_the_quarantine_file_lives_where_people_edit_it() -> None:
+    # docs/operations.md and docs/git-conventions.md send people to this file on the deploy branch.
+    assert QUARANTINE_PATH == ".rollbackbot/quarantine.yaml"
+
+
+def test_nothing_older_names_the_current_release_or_the_untagged_head() -> None:
+    current = Candidate(ReleaseTag("fraud-llm/v1.0.0", "c1", {}), SemVer(1, 0, 0), "o1")
+    assert no_candidates_reason("fraud-llm/v*", current) == (
+        "no release tag matching 'fraud-llm/v*' is older than fraud-llm/v1.0.0"
+    )
+    assert "head is untagged" in no_candidates_reason("fraud-llm/v*", None)
+
+
+def test_blank_lines_and_comments_anywhere_inside_an_images_block_do_not_end_it() -> None:
+    manifest = (
+        "kind: Kustomization\n"
+        "images:\n"
+        "  - name: reg.example/m\n"
+        "    digest: " + D + "\n"
+        "\n"
+        "# pinned by hand, see the runbook\n"
+        "  - newTag: v3\n"
+    )
+    assert image_problems(manifest) == ["line 7: kustomize image '?' sets newTag 'v3' without a digest"]
+
+
+def test_a_list_item_whose_value_is_on_the_next_line_is_a_key_not_an_image() -> None:
+    manifest = "images:\n- name:\n    reg.example/m\n  newName: reg.example/m-mirror\n"
+    assert image_problems(manifest) == []
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_quoted_references_are_read_without_their_quotes(quote: str) -> None:
+    manifest = f"image: {quote}reg.example/m:2.1{quote}\n"
+    assert image_problems(manifest) == ["line 1: image 'reg.example/m:2.1' is pinned by tag '2.1' only, not by digest"]
+    mismatched = 'image: "reg.example/m@' + D + "'\n"
+    assert image_problems(mismatched) != []

@@ -146,3 +146,21 @@ def test_a_failure_without_earlier_states_resumes_as_received() -> None:
     only_failed = replace(gave_up(), events=(Event(NOW, S.failed, "x"),))
     again = reopen(only_failed, RetryBudget(), NOW)
     assert again is not None and again.state is S.received
+
+
+def test_only_the_latest_of_several_attempts_counts() -> None:
+    budget = RetryBudget(seconds=10.0, attempts=4)
+    current: Incident | None = incident()
+    at = NOW
+    for _ in range(3):  # three attempts: a retry each, then giving up 20 s later
+        assert current is not None
+        retried = after_transient(current, "502", budget, at).incident
+        failed = after_transient(retried, "502", budget, at + timedelta(seconds=20)).incident
+        assert failed.state is S.failed
+        at += timedelta(minutes=1)
+        current = reopen(failed, budget, at)
+    assert current is not None and attempt_number(current) == 4
+    first = after_transient(current, "502", budget, at, Fixed(1.0))
+    assert first.delay == 1.0 and first.incident.events[-1].detail.startswith(f"{RETRYING} 1 in")
+    second = after_transient(first.incident, "502", budget, at + timedelta(seconds=1), Fixed(1.0))
+    assert second.delay == 2.0 and second.incident.events[-1].detail.startswith(f"{RETRYING} 2 in")
