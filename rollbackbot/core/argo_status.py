@@ -50,7 +50,7 @@ Timestamp = Annotated[datetime | None, BeforeValidator(_empty_to_none), AfterVal
 class _Wire(BaseModel):
     """Argo CD's JSON, read by its camelCase names; fields it adds are ignored (pydantic's default)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    model_config = ConfigDict(alias_generator=to_camel, frozen=True)
 
 
 class Automated(_Wire):

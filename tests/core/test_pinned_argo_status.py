@@ -9,8 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from rollbackbot.core.argo_status import Lineage, Relation, app_health, judge_sync, short_sha, superseded_reason
+from rollbackbot.core.argo_status import (
+    Lineage,
+    Relation,
+    app_health,
+    judge_sync,
+    parse_application,
+    short_sha,
+    superseded_reason,
+)
 from tests.core.test_argo_status import DELETE, FINAL, B, X, example
 
 
@@ -111,3 +120,9 @@ def test_a_superseding_commits_subject_is_cut_at_120_characters() -> None:
     assert reason == f"superseded by {short_sha('b' * 40)} ({'x' * 119}y)"
     blank = superseded_reason(Lineage("a" * 40, Relation.superseded, subject="  \n "))
     assert blank == f"superseded by {short_sha('a' * 40)} (no subject)"
+
+
+def test_a_parsed_application_is_a_snapshot_nobody_can_change() -> None:
+    parsed = parse_application(example("app_get_final_synced_healthy"))
+    with pytest.raises(ValidationError):
+        parsed.status = None  # type: ignore[misc]

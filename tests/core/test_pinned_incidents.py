@@ -216,3 +216,11 @@ def test_a_stored_policy_is_the_one_acted_on_and_says_where_it_came_from() -> No
     assert stored is not None and (stored.name, stored.spec) == (policy.name, policy.spec)
     assert stored is not None and stored.source == "(stored with the incident)"
     assert incident_policy(Incident(**{**incident.__dict__, "policy_document": {}}), {}) is None
+
+
+def test_a_record_keeps_evidence_that_could_not_be_written_apart_from_evidence_not_yet_captured() -> None:
+    # "" means the capture ran and wrote nothing; None means it has not run (the workflow captures then).
+    for evidence in ("", None):
+        incident = Incident(**{**full_incident().__dict__, "evidence_url": evidence})
+        assert incident_from_record(incident_to_record(incident)).evidence_url == evidence
+    assert incident_to_api(Incident(**{**full_incident().__dict__, "evidence_url": ""}))["evidence_url"] is None
