@@ -132,7 +132,7 @@ class ReadinessChecker:
     group_members: GroupMembers | None = None  # None: Slack is not configured
     max_templated_apps: int = MAX_TEMPLATED_APPS
     call_timeout: float = CALL_TIMEOUT_SECONDS
-    _approvers: dict[str, list[Finding]] = field(default_factory=dict)
+    _approvers: dict[str, tuple[list[Finding], list[str]]] = field(default_factory=dict)
 
     async def check(
         self, policies: Sequence[Policy], app: str | None = None, pause: Pause | None = None
@@ -194,7 +194,7 @@ class ReadinessChecker:
             if status is None and error is None:
                 findings += await self._sync_permission(app, target.project, notes)
         if guarded.policy.spec.mode is PolicyMode.propose:
-            findings += await self._approver_findings(guarded.policy)
+            findings += await self._approver_findings(guarded.policy, notes)
         findings += shared
         return AppReadiness(
             app=guarded.app,
@@ -232,24 +232,31 @@ class ReadinessChecker:
             return sync_permission_findings(app, project, None, f"no answer within {self.call_timeout:g}s")
         return sync_permission_findings(app, project, allowed, None)
 
-    async def _approver_findings(self, policy: Policy) -> list[Finding]:
-        if policy.name in self._approvers:
-            return self._approvers[policy.name]
+    async def _approver_findings(self, policy: Policy, notes: list[str]) -> list[Finding]:
+        """Approvers of a propose policy: user ids count as they are, user groups by their members now."""
+        if policy.name not in self._approvers:
+            self._approvers[policy.name] = await self._resolve_approvers(policy)
+        findings, group_notes = self._approvers[policy.name]
+        notes.extend(group_notes)
+        return findings
+
+    async def _resolve_approvers(self, policy: Policy) -> tuple[list[Finding], list[str]]:
         approval = policy.spec.approval
         approvers = list(approval.approvers) if approval else []
-        resolved: set[str] = {a for a in approvers if not a.startswith("S")}
-        error: str | None = None
         if self.group_members is None:
             error = "proposes in Slack, but Slack is not configured (ROLLBACKBOT_SLACK_BOT_TOKEN)"
-        else:
-            for group in (a for a in approvers if a.startswith("S")):
-                try:
-                    resolved |= await asyncio.wait_for(self.group_members(group), self.call_timeout)
-                except (AdapterError, TimeoutError) as exc:
-                    error = f"user group {group} could not be resolved: {describe(exc)}"
-        findings = approver_findings(policy.name, approvers, resolved, error)
-        self._approvers[policy.name] = findings
-        return findings
+            return approver_findings(policy.name, approvers, (), error), []
+        resolved: set[str] = {a for a in approvers if not a.startswith("S")}
+        failed: list[str] = []
+        for group in (a for a in approvers if a.startswith("S")):
+            try:
+                resolved |= await asyncio.wait_for(self.group_members(group), self.call_timeout)
+            except (AdapterError, TimeoutError) as exc:
+                failed.append(f"user group {group} could not be resolved: {describe(exc)}")
+        # A group that cannot be resolved denies its members (see adapters/slack/approvers.py); it only
+        # blocks when nobody else is left to approve.
+        blocking = "; ".join(failed) if failed and not resolved else None
+        return approver_findings(policy.name, approvers, resolved, blocking), failed if resolved else []
 
 
 class ReadinessMetrics:

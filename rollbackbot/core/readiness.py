@@ -228,3 +228,22 @@ def report_to_json(report: ReadinessReport) -> dict[str, Any]:
         "apps": [app_to_json(a) for a in report.apps],
         "errors": list(report.errors),
     }
+
+
+def render_table(report: ReadinessReport) -> str:
+    """The ``rollbackbot readiness`` table: app, policy, current -> target, blockers (with details below)."""
+    rows = [("APP", "POLICY", "CURRENT -> TARGET", "READY", "BLOCKERS")]
+    for item in report.apps:
+        move = f"{item.current or 'untagged'} -> {item.target or 'none'}"
+        blockers = ",".join(b.value for b in item.blockers) or "-"
+        rows.append((item.app, item.policy, move, "yes" if item.ready else "NO", blockers))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
+    for item in report.apps:
+        for finding in item.findings:
+            lines.append(f"{item.app}: {finding.blocker.value}: {finding.detail}")
+            lines.append(f"{' ' * len(item.app)}  fix: {finding.remedy}")
+    lines += [f"note: {error}" for error in report.errors]
+    ready = sum(1 for item in report.apps if item.ready)
+    lines.append(f"{ready} of {len(report.apps)} guarded apps ready")
+    return "\n".join(lines)

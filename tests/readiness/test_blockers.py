@@ -8,6 +8,7 @@ import pytest
 
 from rollbackbot.adapters.evidence import FileEvidenceSink
 from rollbackbot.core.readiness import AppReadiness, Blocker, ReadinessReport, report_to_json
+from rollbackbot.errors import TransientError
 from rollbackbot.metrics import REGISTRY
 from rollbackbot.readiness import READINESS_METRICS
 from tests.readiness.conftest import Rig, policies, policy
@@ -127,3 +128,22 @@ async def test_a_newer_bad_tag_is_a_note_when_an_older_one_is_verified(rig: Rig,
     (item,) = report.apps
     assert item.ready and item.target == "good/v1.0.0"
     assert any("good/v1.0.5 skipped: missing trailer" in note for note in item.notes)
+
+
+async def test_an_unresolvable_group_blocks_only_when_nobody_else_can_approve(rig: Rig) -> None:
+    async def broken(group: str) -> frozenset[str]:
+        raise TransientError(f"usergroups.users.list {group}: no_such_subteam")
+
+    checker = rig.checker()
+    checker.group_members = broken
+    alone = await checker.check(policies(), app="proposer")
+    assert alone.apps[0].blockers == (B.approvers_empty,)
+    assert "no_such_subteam" in alone.apps[0].findings[0].detail
+    approval = {"channel": "C0ONCALL", "approvers": ["U0LEAD", "S0EMPTY"]}
+    with_user = policy("p-proposer", "proposer", mode="propose", approval=approval)
+    report = await checker.check([with_user], app="proposer")
+    assert report.apps[0].ready
+    assert any("no_such_subteam" in note for note in report.apps[0].notes)
+    checker.group_members = None  # Slack not configured at all
+    unconfigured = await checker.check([with_user], app="proposer")
+    assert "Slack is not configured" in unconfigured.apps[0].findings[0].detail
