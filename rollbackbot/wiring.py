@@ -139,6 +139,11 @@ def _readiness_schedule(settings: Settings, wired: Wired) -> ReadinessSchedule |
     )
 
 
+def _readiness_off() -> dict[str, Any]:
+    off = "the readiness schedule is off (ROLLBACKBOT_READINESS_INTERVAL_SECONDS=0); run `rollbackbot readiness`"
+    return {"ready": None, "checked_at": None, "apps": [], "errors": [off]}
+
+
 def check_slack_settings(settings: Settings, policies: Sequence[Policy]) -> None:
     """Serving propose mode needs both Slack credentials; one without the other is a mistake either way."""
     token, secret = settings.slack_bot_token, settings.slack_signing_secret
@@ -285,7 +290,7 @@ def build_app(settings: Settings) -> FastAPI:
         ],
         api_token=settings.api_token,
         background=[retention, *([readiness.run_forever] if readiness else [])],
-        readiness_report=readiness.report_json if readiness else None,
+        readiness_report=readiness.report_json if readiness else _readiness_off,
     )
     app.state.service = wired.service
     return app
