@@ -93,3 +93,7 @@ class ReadinessSchedule:
         if self.latest is None:
             return {"ready": None, "checked_at": None, "apps": [], "errors": []}
         return report_to_json(self.latest)
+
+    def app_json(self, app: str) -> dict[str, Any] | None:
+        """One app's entry of the latest report (the incident pages show it), or None."""
+        return next((a for a in self.report_json()["apps"] if a["app"] == app), None)

@@ -224,7 +224,7 @@ def _policy_reload_router(
     return APIRouter(lifespan=lifespan)
 
 
-def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
+def _ui_routers(settings: Settings, wired: Wired, readiness: ReadinessSchedule | None = None) -> list[APIRouter]:
     """The incident pages (docs/ui.md), only with ROLLBACKBOT_UI=true; sign-in uses the API token."""
     if not settings.ui:
         return []
@@ -245,6 +245,7 @@ def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
         proxy=ProxyTrust(parse_ranges(settings.ui_trusted_proxies), settings.ui_user_header),
         slack_message=slack_message,
         now=wired.service.clock.now,
+        readiness=readiness.app_json if readiness else None,
     )
     return [ui_router(config)]
 
@@ -263,6 +264,8 @@ def build_app(settings: Settings) -> FastAPI:
         DEPENDENCIES.failed("git", f"clone at start: {exc}")
         log.warning("git remote not reachable at start; serving", extra={"error": str(exc)})
 
+    readiness = _readiness_schedule(settings, wired)
+
     def store_ready() -> str | None:
         wired.store.check_writable()
         return None
@@ -276,8 +279,6 @@ def build_app(settings: Settings) -> FastAPI:
     def retention() -> Coroutine[Any, Any, None]:
         return prune_forever(wired.store, wired.service.clock, settings.retention_days)
 
-    readiness = _readiness_schedule(settings, wired)
-
     app = create_app(
         wired.service,
         settings.webhook_token,
@@ -285,7 +286,7 @@ def build_app(settings: Settings) -> FastAPI:
         liveness={"state": StateFileCheck(settings.database_url)},
         routers=[
             *_slack_routers(settings, wired),
-            *_ui_routers(settings, wired),
+            *_ui_routers(settings, wired, readiness),
             _policy_reload_router(settings, wired, loaded_fingerprint, readiness),
         ],
         api_token=settings.api_token,
