@@ -4,6 +4,7 @@
 - ``GET /api/incidents`` (``limit`` ≤ 500, opaque ``cursor``, filters ``app``, ``state``, ``since``; answers
   ``next_cursor``, null on the last page), ``GET /api/incidents/{id}`` and ``GET /status``: bearer
   ``ROLLBACKBOT_API_TOKEN``, or the webhook token when unset (401 without).
+- ``GET /api/readiness``: the last rollback readiness run (docs/readiness.md), API token as above.
 - ``GET /healthz``, ``/readyz``, ``/metrics``: open. Readiness covers intake only (store writable,
   policies loaded) and never calls git or Argo CD; their reachability is in ``/status`` and the
   ``rollbackbot_dependency_up`` metric.
@@ -98,6 +99,7 @@ def create_app(
     api_token: SecretStr | None = None,
     background: Sequence[BackgroundJob] = (),
     dependencies: DependencyBoard = DEPENDENCIES,
+    readiness_report: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
     """The FastAPI application; the service and ``background`` jobs run with it, ``routers`` mounted (Slack).
 
@@ -228,6 +230,16 @@ def create_app(
             active = None
             seen["store"] = {"status": "error", "last_error": redact_urls(f"{type(exc).__name__}: {exc}")[:300]}
         return {"version": __version__, "active_incidents": active, "dependencies": seen}
+
+    if readiness_report is not None:
+
+        @guarded.get("/api/readiness")
+        def rollback_readiness(app: Annotated[str | None, Query(max_length=255)] = None) -> dict[str, Any]:
+            """The last rollback readiness run: per guarded app, ready or its blockers (docs/readiness.md)."""
+            report = readiness_report()
+            if app is not None:
+                report = report | {"apps": [a for a in report["apps"] if a["app"] == app]}
+            return report
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -283,9 +283,14 @@ class Service:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def working(self) -> bool:
+        """An incident is being driven right now (not only waiting on a timer or a human)."""
+        return any(i not in self._wake or i in self._retrying for i in self._running)
+
     async def idle(self) -> None:
         """Wait until every incident is done or waiting on a timer, and no message is in flight (tests)."""
-        while self._background or any(i not in self._wake or i in self._retrying for i in self._running):
+        while self._background or self.working:
             await asyncio.sleep(0.005)
 
     def adopt_stalled(self) -> int:

@@ -121,6 +121,17 @@ class Settings(BaseSettings):
         default="X-Forwarded-User",
         description="The header in which a trusted authenticating proxy names the signed-in user.",
     )
+    readiness_interval_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="How often the rollback readiness check runs (docs/readiness.md), also once at start and "
+        "after each policy reload; 0 turns the schedule off (`rollbackbot readiness` still works).",
+    )
+    readiness_max_templated_apps: int = Field(
+        default=50,
+        ge=1,
+        description="At most this many apps per templated policy (`${labels.NAME}`) are checked for readiness.",
+    )
 
     @field_validator("argocd_token")
     @classmethod

@@ -29,6 +29,8 @@ from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.liveness import StateFileCheck
 from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
 from rollbackbot.policy_files import load_policies, policy_set_fingerprint
+from rollbackbot.readiness import ReadinessChecker
+from rollbackbot.readiness_schedule import ReadinessSchedule
 from rollbackbot.reload import PolicyReloader
 from rollbackbot.retention import prune_forever
 from rollbackbot.service import Service
@@ -95,6 +97,53 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
 
 
+def readiness_checker(settings: Settings, wired: Wired, *, own_clone: bool) -> ReadinessChecker:
+    """The read-only readiness checker; ``own_clone``: plan on a second clone so rollbacks never wait for its lock."""
+    from rollbackbot.readiness import ReadinessChecker
+
+    git: SelfRepairingRepo = wired.git
+    if own_clone:
+        workdir = settings.git_workdir.with_name(settings.git_workdir.name + "-readiness")
+        git = SelfRepairingRepo(
+            lambda: GitOpsRepository(
+                settings.git_url,
+                settings.git_branch,
+                workdir,
+                settings.git_allowed_signers,
+                network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
+            ),
+            workdir,
+        )
+    return ReadinessChecker(
+        git=git,
+        argocd=wired.argocd,
+        clock=wired.service.clock,
+        evidence=evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode),
+        group_members=wired.slack.api.usergroup_members if wired.slack is not None else None,
+        max_templated_apps=settings.readiness_max_templated_apps,
+    )
+
+
+def _readiness_schedule(settings: Settings, wired: Wired) -> ReadinessSchedule | None:
+    """The schedule of ``serve`` (docs/readiness.md); None when ROLLBACKBOT_READINESS_INTERVAL_SECONDS is 0."""
+    if settings.readiness_interval_seconds <= 0:
+        return None
+    from rollbackbot.readiness_schedule import ReadinessSchedule
+
+    service = wired.service
+    return ReadinessSchedule(
+        readiness_checker(settings, wired, own_clone=True),
+        lambda: service.policies,
+        interval=settings.readiness_interval_seconds,
+        busy=lambda: service.working,
+    )
+
+
+def _readiness_off() -> dict[str, Any]:
+    off = "the readiness schedule is off (ROLLBACKBOT_READINESS_INTERVAL_SECONDS=0); run `rollbackbot readiness`"
+    return {"ready": None, "checked_at": None, "apps": [], "errors": [off]}
+
+
 def check_slack_settings(settings: Settings, policies: Sequence[Policy]) -> None:
     """Serving propose mode needs both Slack credentials; one without the other is a mistake either way."""
     token, secret = settings.slack_bot_token, settings.slack_signing_secret
@@ -147,13 +196,17 @@ def _slack_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
     return [slack_router(bolt, wired.slack, actions)]
 
 
-def _policy_reload_router(settings: Settings, wired: Wired, loaded_fingerprint: str) -> APIRouter:
+def _policy_reload_router(
+    settings: Settings, wired: Wired, loaded_fingerprint: str, readiness: ReadinessSchedule | None = None
+) -> APIRouter:
     """A router whose lifespan reloads the policies on SIGHUP and on a changed directory (rollbackbot.reload)."""
 
     def apply(policies: list[Policy]) -> None:
         wired.service.replace_policies(policies)
         if wired.slack is not None:
             wired.slack.policies = {p.name: p for p in policies}
+        if readiness is not None:
+            readiness.request_run()  # new policies: are their apps ready?
 
     reloader = PolicyReloader(
         settings.policies,
@@ -171,7 +224,7 @@ def _policy_reload_router(settings: Settings, wired: Wired, loaded_fingerprint: 
     return APIRouter(lifespan=lifespan)
 
 
-def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
+def _ui_routers(settings: Settings, wired: Wired, readiness: ReadinessSchedule | None = None) -> list[APIRouter]:
     """The incident pages (docs/ui.md), only with ROLLBACKBOT_UI=true; sign-in uses the API token."""
     if not settings.ui:
         return []
@@ -192,6 +245,7 @@ def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
         proxy=ProxyTrust(parse_ranges(settings.ui_trusted_proxies), settings.ui_user_header),
         slack_message=slack_message,
         now=wired.service.clock.now,
+        readiness=readiness.app_json if readiness else None,
     )
     return [ui_router(config)]
 
@@ -209,6 +263,8 @@ def build_app(settings: Settings) -> FastAPI:
         # and /status says what is wrong; readiness is about intake only and stays green.
         DEPENDENCIES.failed("git", f"clone at start: {exc}")
         log.warning("git remote not reachable at start; serving", extra={"error": str(exc)})
+
+    readiness = _readiness_schedule(settings, wired)
 
     def store_ready() -> str | None:
         wired.store.check_writable()
@@ -230,11 +286,12 @@ def build_app(settings: Settings) -> FastAPI:
         liveness={"state": StateFileCheck(settings.database_url)},
         routers=[
             *_slack_routers(settings, wired),
-            *_ui_routers(settings, wired),
-            _policy_reload_router(settings, wired, loaded_fingerprint),
+            *_ui_routers(settings, wired, readiness),
+            _policy_reload_router(settings, wired, loaded_fingerprint, readiness),
         ],
         api_token=settings.api_token,
-        background=[retention],
+        background=[retention, *([readiness.run_forever] if readiness else [])],
+        readiness_report=readiness.report_json if readiness else _readiness_off,
     )
     app.state.service = wired.service
     return app

@@ -519,7 +519,12 @@ def openapi_document() -> dict[str, Any]:
     api = SlackApi(AsyncWebClient(token="xoxb-docs"))
     actions = SlackActions(service, api, ApproverCheck(api, unused))
     bolt = build_bolt_app(SecretStr("docs-signing-secret"), api, actions)
-    app = create_app(service, SecretStr("docs-webhook-token-0123456789"), routers=[slack_router(bolt, unused, actions)])
+    app = create_app(
+        service,
+        SecretStr("docs-webhook-token-0123456789"),
+        routers=[slack_router(bolt, unused, actions)],
+        readiness_report=dict,
+    )
     return app.openapi()
 
 
