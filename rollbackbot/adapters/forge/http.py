@@ -91,7 +91,7 @@ class ForgeHTTP:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimited):
             return min(error.wait, MAX_RATE_LIMIT_WAIT)
-        return float(wait_exponential_jitter(initial=0.2, max=self._wait_max)(state))
+        return float(wait_exponential_jitter(max=self._wait_max)(state))
 
     async def _once(self, method: str, path: str, params: Mapping[str, str] | None, body: Any) -> Reply:
         endpoint = f"{method} {path.split('?', maxsplit=1)[0]}"
