@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from rollbackbot.adapters.forge.github import GitHubForge
+from rollbackbot.adapters.forge.gitlab import GitLabForge
 from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.clock import SystemClock
@@ -24,6 +25,7 @@ from rollbackbot.prmode import PullRequestMode
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.forge.github import FakeGitHub
+from rollbackbot.testing.forge.gitlab import FakeGitLab
 from rollbackbot.testing.forge.server import serve_forge
 from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
 from tests.service.fakes import FakeArgo
@@ -59,16 +61,18 @@ def pr_policy(git: dict[str, Any] | None = None, approval: bool = False) -> Poli
 class Rig:
     tmp: Path
     sandbox: GitOpsSandbox
-    github: FakeGitHub
+    github: FakeGitHub  # the fake forge in use (a FakeGitLab for forge: gitlab)
     url: str
     git: GitOpsRepository
     argo: FakeArgo
     service: Service
     policy: Policy
-    forges: list[GitHubForge]
+    forges: list[GitHubForge | GitLabForge]
+    gitlab: FakeGitLab | None = None
 
     def forge_for(self, delivery: GitDelivery) -> Forge:
-        client = GitHubForge(self.url, SecretStr(BOT_TOKEN), str(delivery.repository), attempts=4, wait_max=0.05)
+        kind = GitLabForge if self.gitlab is not None else GitHubForge
+        client = kind(self.url, SecretStr(BOT_TOKEN), str(delivery.repository), attempts=4, wait_max=0.05)
         self.forges.append(client)
         return client
 
@@ -105,13 +109,16 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def pr_rig(tmp: Path, *, policy: Policy | None = None, required_approvals: int = 0) -> AsyncIterator[Rig]:
+async def pr_rig(
+    tmp: Path, *, policy: Policy | None = None, required_approvals: int = 0, gitlab: bool = False
+) -> AsyncIterator[Rig]:
     sandbox = build_sandbox(tmp / "gitops", [AppSpec(APP, [Release("1.0.0"), Release("1.1.0", health="Degraded")])])
     users = {BOT_TOKEN: "rollbackbot[bot]", ALICE: "alice", MALLORY: "mallory"}
     github = FakeGitHub("acme/gitops", sandbox.remote_path, users=users, required_approvals=required_approvals)
-    async with serve_forge(github) as url:
+    lab = FakeGitLab("acme/gitops", sandbox.remote_path, users=users) if gitlab else None
+    async with serve_forge(lab or github, prefix="/api/v4" if lab else "") as url:
         git = GitOpsRepository(sandbox.remote_url, sandbox.branch, tmp / "clone", sandbox.allowed_signers)
-        rig = Rig(tmp, sandbox, github, url, git, FakeArgo(), None, policy or pr_policy(), [])  # type: ignore[arg-type]
+        rig = Rig(tmp, sandbox, github, url, git, FakeArgo(), None, policy or pr_policy(), [], lab)  # type: ignore[arg-type]
         rig.service = rig.new_service()
         try:
             yield rig
