@@ -177,3 +177,15 @@ async def test_base_moved_with_a_conflict_rebuilds_the_branch_and_merges(tmp_pat
         assert rig.sandbox.git("rev-parse", f"{done.pull_request['head_sha']}^").strip() == moved_base
         assert any("rebuilt" in e.detail for e in done.events)
         assert done.rollback_commit == rig.sandbox.head()
+
+
+async def test_a_person_merging_in_the_forge_is_taken_as_approval_and_never_merged_again(tmp_path: Path) -> None:
+    async with pr_rig(tmp_path) as rig:
+        incident_id = rig.send_alert()
+        pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
+        merge_commit = rig.github.merge_now(rig.github.pulls[pr["number"]], "bob")
+        done = await rig.until(incident_id, "rolled_back")
+        assert done.approved_by == "github:bob"
+        assert done.rollback_commit == merge_commit == rig.sandbox.head()
+        assert not rig.github.calls("PUT", r".*/merge")  # rollbackbot saw it merged and did not merge again
+        assert ("sync", APP, merge_commit) in rig.argo.calls
