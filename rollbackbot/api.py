@@ -43,6 +43,7 @@ MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_RETRY_AFTER_SECONDS = 5
 MAX_PAGE = 500
 ReadinessCheck = Callable[[], str | None]  # returns a problem, or None when fine
+ForgeEventHandler = Callable[[dict[str, str], bytes], tuple[int, dict[str, Any]]]  # prmode.ForgeEvents.receive
 BackgroundJob = Callable[[], Coroutine[Any, Any, None]]  # runs while the app serves; cancelled at shutdown
 
 
@@ -100,6 +101,7 @@ def create_app(
     background: Sequence[BackgroundJob] = (),
     dependencies: DependencyBoard = DEPENDENCIES,
     readiness_report: Callable[[], dict[str, Any]] | None = None,
+    forge_events: ForgeEventHandler | None = None,
 ) -> FastAPI:
     """The FastAPI application; the service and ``background`` jobs run with it, ``routers`` mounted (Slack).
 
@@ -140,6 +142,27 @@ def create_app(
             if problem:
                 problems[name] = problem
         return problems
+
+    @app.post(
+        "/forge/events",
+        status_code=202,
+        responses={
+            400: {"description": "body is not JSON"},
+            401: {"description": "GitHub X-Hub-Signature-256 or GitLab X-Gitlab-Token does not verify"},
+            404: {"description": "no forge webhook secret configured (ROLLBACKBOT_FORGE_WEBHOOK_SECRET)"},
+            413: {},
+        },
+    )
+    async def forge_event(request: Request) -> JSONResponse:
+        """A GitHub or GitLab webhook: the pull request's incident looks at it now (pull-request mode)."""
+        if forge_events is None:
+            return JSONResponse({"detail": "no forge webhook configured"}, 404)
+        try:
+            body = await read_capped(request, MAX_BODY_BYTES)
+        except BodyRefused as exc:
+            return JSONResponse({"detail": exc.detail}, exc.status)
+        status, answer = forge_events({k.lower(): v for k, v in request.headers.items()}, body)
+        return JSONResponse(answer, status)
 
     @app.post(
         "/webhook/alertmanager",

@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
+from rollbackbot.adapters.forge import forge_clients
 from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
@@ -29,6 +30,7 @@ from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.liveness import StateFileCheck
 from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
 from rollbackbot.policy_files import load_policies, policy_set_fingerprint
+from rollbackbot.prmode import ForgeEvents, PullRequestMode
 from rollbackbot.readiness import ReadinessChecker
 from rollbackbot.readiness_schedule import ReadinessSchedule
 from rollbackbot.reload import PolicyReloader
@@ -75,6 +77,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     )
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
     evidence = evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode)
+    pull_requests = _pull_request_mode(settings, policies, git, clock)
     service = Service(
         store=store,
         git=git,
@@ -90,6 +93,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         ),
         watchdog_seconds=settings.watchdog_seconds,
         watchdog_grace=settings.watchdog_grace_seconds,
+        pull_requests=pull_requests,
     )
     INCIDENTS_OVERDUE.count = partial(
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
@@ -142,6 +146,27 @@ def _readiness_schedule(settings: Settings, wired: Wired) -> ReadinessSchedule |
 def _readiness_off() -> dict[str, Any]:
     off = "the readiness schedule is off (ROLLBACKBOT_READINESS_INTERVAL_SECONDS=0); run `rollbackbot readiness`"
     return {"ready": None, "checked_at": None, "apps": [], "errors": [off]}
+
+
+def _pull_request_mode(
+    settings: Settings, policies: Sequence[Policy], git: SelfRepairingRepo, clock: Clock
+) -> PullRequestMode | None:
+    """Pull-request mode when a forge is configured; a policy that needs one without it stops start-up."""
+    wanting = [p.name for p in policies if p.spec.git.pull_request]
+    if settings.forge_api_url is None or settings.forge_token is None:
+        if wanting:
+            missing = "ROLLBACKBOT_FORGE_API_URL" if settings.forge_api_url is None else "ROLLBACKBOT_FORGE_TOKEN"
+            raise ConfigError(f"{missing} is required by policy {wanting[0]} (git.mode pull-request) but not set")
+        return None
+    return PullRequestMode(git=git, forges=forge_clients(settings.forge_api_url, settings.forge_token), clock=clock)
+
+
+def _forge_events(settings: Settings, wired: Wired) -> ForgeEvents | None:
+    secret = settings.forge_webhook_secret
+    if secret is None or not secret.get_secret_value().strip():
+        return None
+    service = wired.service
+    return ForgeEvents(secret=secret.get_secret_value(), store=wired.store, clock=service.clock, nudge=service.look_now)
 
 
 def check_slack_settings(settings: Settings, policies: Sequence[Policy]) -> None:
@@ -292,6 +317,7 @@ def build_app(settings: Settings) -> FastAPI:
         api_token=settings.api_token,
         background=[retention, *([readiness.run_forever] if readiness else [])],
         readiness_report=readiness.report_json if readiness else _readiness_off,
+        forge_events=forge_events.receive if (forge_events := _forge_events(settings, wired)) else None,
     )
     app.state.service = wired.service
     return app
