@@ -457,6 +457,7 @@ DEFAULT_TESTS = [
     "tests/slack/test_blocks_golden.py",
     "tests/service/test_transient_retries.py",
     "tests/adapters/test_git_target_rules.py",
+    "tests/forge/test_pull_request_rules.py",
 ]
 
 

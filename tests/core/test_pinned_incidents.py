@@ -224,3 +224,27 @@ def test_a_record_keeps_evidence_that_could_not_be_written_apart_from_evidence_n
         incident = Incident(**{**full_incident().__dict__, "evidence_url": evidence})
         assert incident_from_record(incident_to_record(incident)).evidence_url == evidence
     assert incident_to_api(Incident(**{**full_incident().__dict__, "evidence_url": ""}))["evidence_url"] is None
+
+
+def test_the_pull_request_is_kept_whole_in_the_record_and_shown_in_part_by_the_api() -> None:
+    pull = {
+        "forge": "github",
+        "repository": "acme/gitops",
+        "number": 42,
+        "url": "https://github.example/acme/gitops/pull/42",
+        "branch": "rollbackbot/docsum-llm/inc-0123456789abcdef",
+        "head_sha": "a" * 40,
+        "merge_commit": None,
+        "node_id": "PR_kwDO",  # for the forge adapter only
+    }
+    incident = full_incident().with_pull_request(**pull)
+    assert incident.with_pull_request(merge_commit="b" * 40).pull_request == {**pull, "merge_commit": "b" * 40}
+    assert incident_to_record(incident)["pull_request"] == pull
+    assert incident_from_record(incident_to_record(incident)).pull_request == pull
+    assert incident_to_api(incident)["pull_request"] == {k: v for k, v in pull.items() if k != "node_id"}
+    without = Incident(**{**incident.__dict__, "pull_request": {}})
+    assert incident_to_api(without)["pull_request"] is None
+    assert incident_from_record(incident_to_record(without)).pull_request == {}
+    record = incident_to_record(without)
+    record["pull_request"] = None  # written before pull-request mode existed
+    assert incident_from_record(record).pull_request == {}
