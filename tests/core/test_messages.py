@@ -35,23 +35,11 @@ from rollbackbot.core.messages import (
     title_of,
 )
 from rollbackbot.core.model import ReleaseTag, RollbackPlan
-from rollbackbot.core.policy import Policy
+from tests.core.test_pinned_decide import policy
 
 S = IncidentState
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
-
-
-def policy(**spec: Any) -> Policy:
-    body: dict[str, Any] = {
-        "matchers": ['app = "fraud-llm"'],
-        "target": {"argocdApps": ["fraud-llm"], "project": "ml-prod", "paths": ["apps/fraud-llm"], "tags": "v*"},
-        "mode": "auto",
-    }
-    body.update(spec)
-    return Policy.from_document(
-        {"apiVersion": "rollbackbot/v1", "kind": "RollbackPolicy", "metadata": {"name": "p"}, "spec": body}
-    )
 
 
 def incident(

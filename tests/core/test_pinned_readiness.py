@@ -140,3 +140,10 @@ def test_the_table() -> None:
         "note: policy x: Argo CD down",
         "1 of 2 guarded apps ready",
     ]
+
+
+def test_the_table_of_a_run_with_no_guarded_app() -> None:
+    assert render_table(ReadinessReport((), NOW)).splitlines() == [
+        "APP  POLICY  CURRENT -> TARGET  READY  BLOCKERS",
+        "0 of 0 guarded apps ready",
+    ]
