@@ -14,8 +14,9 @@ MAX_LABEL_VALUE = 1024
 
 
 class Alert(BaseModel):
-    """One alert of a webhook notification; fields Alertmanager adds later are ignored (pydantic's default)."""
+    """One alert of a webhook notification."""
 
+    # Fields Alertmanager adds later are ignored (pydantic's default for extra).
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     status: Literal["firing", "resolved"]
@@ -24,7 +25,7 @@ class Alert(BaseModel):
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL", max_length=4096)
-    fingerprint: str = Field(max_length=64, pattern=r"^[0-9a-fA-F]+$")  # the pattern needs one digit
+    fingerprint: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F]+$")
 
     @field_validator("labels", "annotations")
     @classmethod
@@ -67,9 +68,9 @@ class Alert(BaseModel):
 
 
 class AlertmanagerPayload(BaseModel):
-    """The body Alertmanager POSTs to a webhook receiver (read by its wire names; unknown fields ignored)."""
+    """The body Alertmanager POSTs to a webhook receiver."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True)  # read by its wire names; unknown fields ignored (pydantic's default)
 
     version: Literal["4"]
     status: Literal["firing", "resolved"]

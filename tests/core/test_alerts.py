@@ -164,3 +164,15 @@ def test_only_version_4_and_known_statuses(key: str, value: str) -> None:
         AlertmanagerPayload.model_validate(payload(**{key: value}))
     with pytest.raises(ValidationError):
         Alert.model_validate(alert(status="pending"))
+
+
+def test_the_published_fingerprint_schema() -> None:
+    # Part of the webhook body in docs/openapi.json: what senders are told a fingerprint is.
+    schema = Alert.model_json_schema()["properties"]["fingerprint"]
+    assert schema == {
+        "maxLength": 64,
+        "minLength": 1,
+        "pattern": "^[0-9a-fA-F]+$",
+        "title": "Fingerprint",
+        "type": "string",
+    }
