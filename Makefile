@@ -4,7 +4,7 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint unit bench docs clean
+.PHONY: install demo test lint unit bench docs mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.observer
+
+# Mutation testing of rollbackbot/core (docs/development.md); not part of `make test`.
+# make mutation MUTATION_ARGS="--module releases" runs one module.
+mutation: $(STAMP)
+	$(PY) scripts/mutation.py $(MUTATION_ARGS)
 
 # Regenerate the reference parts of docs/ from the code (tests/docs fails while they differ).
 docs: $(STAMP)

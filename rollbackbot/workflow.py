@@ -8,7 +8,7 @@ approved → rolling_back → syncing → rolled_back (→ verification window) 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.decide import (
@@ -23,7 +23,7 @@ from rollbackbot.core.decide import (
 )
 from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.model import plan_from_dict, target_from_dict
-from rollbackbot.core.neighbours import NEIGHBOUR_POLL_SECONDS, Neighbour, acting_neighbour, waiting_reason
+from rollbackbot.core.neighbours import Neighbour, acting_neighbour, look_again_at, waiting_reason
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.ports import IncidentStore, StaleIncident
@@ -160,7 +160,7 @@ class Workflow:
         if found is None:
             return None
         now, reason = self.clock.now(), waiting_reason(*found)
-        waiting = incident.with_not_before(now + timedelta(seconds=NEIGHBOUR_POLL_SECONDS))
+        waiting = incident.with_not_before(look_again_at(now))
         if incident.events and incident.events[-1].detail == reason:
             return waiting  # still waiting for the same neighbour: one event says so, not one per look
         return waiting.with_event(now, reason)

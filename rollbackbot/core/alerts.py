@@ -16,7 +16,8 @@ MAX_LABEL_VALUE = 1024
 class Alert(BaseModel):
     """One alert of a webhook notification."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    # Fields Alertmanager adds later are ignored (pydantic's default for extra).
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
@@ -69,7 +70,7 @@ class Alert(BaseModel):
 class AlertmanagerPayload(BaseModel):
     """The body Alertmanager POSTs to a webhook receiver."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(frozen=True)  # read by its wire names; unknown fields ignored (pydantic's default)
 
     version: Literal["4"]
     status: Literal["firing", "resolved"]

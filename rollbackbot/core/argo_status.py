@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, auto
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -48,7 +48,9 @@ Timestamp = Annotated[datetime | None, BeforeValidator(_empty_to_none), AfterVal
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    """Argo CD's JSON, read by its camelCase names; fields it adds are ignored (pydantic's default)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, frozen=True)
 
 
 class Automated(_Wire):
@@ -122,14 +124,17 @@ class Application(_Wire):
     operation: Operation | None = None
 
 
-class Relation(StrEnum):
-    """How a revision Argo CD reports relates to our rollback commit X, for the app's paths."""
+class Relation(Enum):
+    """How a revision Argo CD reports relates to our rollback commit X, for the app's paths.
 
-    same = "same"  # it is X
-    descendant = "descendant"  # X is an ancestor and the app's paths are unchanged since X
-    superseded = "superseded"  # X is an ancestor, but a later commit changed the app's paths
-    older = "older"  # an ancestor of X: Argo CD has not seen X yet
-    unrelated = "unrelated"  # neither (rewritten history, another branch) or not in our clone
+    Compared by identity only: never stored or sent, so the members carry no wire value.
+    """
+
+    same = auto()  # it is X
+    descendant = auto()  # X is an ancestor and the app's paths are unchanged since X
+    superseded = auto()  # X is an ancestor, but a later commit changed the app's paths
+    older = auto()  # an ancestor of X: Argo CD has not seen X yet
+    unrelated = auto()  # neither (rewritten history, another branch) or not in our clone
 
 
 @dataclass(frozen=True)
@@ -403,5 +408,5 @@ def _resource_detail(res: ResourceStatus, app_status: str | None) -> str:
 def _same_revision(seen: str | None, wanted: str) -> bool:
     # Argo CD stores full 40-hex SHAs; compare case-insensitively, never by prefix.
     if not seen or not wanted.strip():
-        return False
+        return False  # pragma: no mutate (None is as false as False to every caller)
     return seen.strip().lower() == wanted.strip().lower()

@@ -13,20 +13,13 @@ import unicodedata
 from rollbackbot.core.model import RollbackRequest
 from rollbackbot.errors import NoTargetError
 
-ROLLBACK_TRAILERS = (
-    "Rollback-Incident",
-    "Rollback-From",
-    "Rollback-To",
-    "Rollback-Alert",
-    "Rollback-Evidence",
-    "Approved-By",
-)
 _TRAILER = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*):(?:[ \t]+(.*))?")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SIGNATURE_START = re.compile(r"^-----BEGIN (?:SSH|PGP) SIGNATURE-----$", re.MULTILINE)
 # Unicode categories never wanted in a message: controls, format characters (bidi overrides,
-# zero-width), line/paragraph separators, surrogates, private use, unassigned.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+# zero-width), surrogates, private use, unassigned. Line and paragraph separators (Zl, Zp) need no
+# entry: str.split() takes them for whitespace, so one_line collapses them like newlines.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 VALUE_LIMIT = 200
 
 

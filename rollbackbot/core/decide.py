@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum, auto
 
 from rollbackbot.core.model import RollbackPlan
 from rollbackbot.core.policy import Policy
@@ -20,12 +20,14 @@ class Mode(StrEnum):
     notify = "notify"
 
 
-class Action(StrEnum):
-    wait = "wait"  # debounce: look again at Decision.not_before
-    suppress = "suppress"
-    notify = "notify"
-    propose = "propose"
-    rollback = "rollback"
+class Action(Enum):
+    """What the service does next. Compared by identity only: it is never stored or sent."""
+
+    wait = auto()  # debounce: look again at Decision.not_before
+    suppress = auto()
+    notify = auto()
+    propose = auto()
+    rollback = auto()
 
 
 @dataclass(frozen=True)

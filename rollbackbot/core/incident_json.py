@@ -13,7 +13,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+    return datetime.fromisoformat(value) if value else None  # Python 3.11+ reads the "Z" _iso writes
 
 
 def _public_pull_request(pull: dict[str, Any]) -> dict[str, Any] | None:
@@ -71,9 +71,8 @@ def incident_to_record(incident: Incident) -> dict[str, Any]:
 def incident_from_record(record: dict[str, Any]) -> Incident:
     """Inverse of incident_to_record."""
     alert = record["alert"]
-    starts_at = _dt(alert["startsAt"])
-    created_at = _dt(record["created_at"])
-    assert starts_at is not None and created_at is not None
+    starts_at = datetime.fromisoformat(alert["startsAt"])
+    created_at = datetime.fromisoformat(record["created_at"])
     return Incident(
         id=record["id"],
         app=record["app"],

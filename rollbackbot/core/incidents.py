@@ -199,14 +199,18 @@ def new_incident(
 
 def policy_to_document(policy: Policy) -> dict[str, Any]:
     """The policy as plain JSON (the YAML keys), to be stored with an incident."""
-    document: dict[str, Any] = policy.model_dump(mode="json", by_alias=True)
+    document: dict[str, Any] = policy.model_dump(mode="json")  # by alias: the policy models serialise so
     return document
 
 
 def incident_policy(incident: Incident, loaded: Mapping[str, Policy]) -> Policy | None:
     """The policy the incident acts on: the one stored with it, else (older records) the loaded one by name."""
     if incident.policy_document:
-        stored = _stored_policy(json.dumps(incident.policy_document, sort_keys=True))
+        canonical = json.dumps(
+            incident.policy_document,
+            sort_keys=True,  # pragma: no mutate (the cache key only: any key order validates to the same policy)
+        )
+        stored = _stored_policy(canonical)
         if stored is not None:
             return stored
     return loaded.get(incident.policy)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from rollbackbot.errors import PolicyError
 
@@ -38,13 +39,16 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if not LABEL_NAME.fullmatch(self.name):
             raise PolicyError(f"invalid label name {self.name!r}: must match {LABEL_NAME.pattern}")
-        if self.op in (MatchOp.RE, MatchOp.NRE):
-            object.__setattr__(self, "_pattern", _compile(self.value))
+        _ = self._pattern  # compile now: an invalid regex fails when the policy loads, not when an alert comes
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str] | None:
+        """The compiled regex of ``=~``/``!~``; not a field, so equality and repr are name, op and value."""
+        return _compile(self.value) if self.op in (MatchOp.RE, MatchOp.NRE) else None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether the labels satisfy this matcher; a missing label counts as ``""``."""

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum, auto
 from typing import Any
 from urllib.parse import quote
 
@@ -20,8 +20,9 @@ from rollbackbot.core.policy import Policy
 
 S = IncidentState
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
-# Suppressions a person must act on; routine ones (duplicate, cooldown, resolved) stay quiet.
-_NEEDS_HUMAN = ("no verified target", "budget", "alert refused")
+# Suppressions a person must act on; routine ones (duplicate, cooldown, resolved, stale) stay quiet.
+# (A spent budget is not a suppression: decide() proposes the rollback to a person instead.)
+_NEEDS_HUMAN = ("no verified target", "alert refused")
 
 
 class MessageKind(StrEnum):
@@ -35,13 +36,13 @@ class MessageKind(StrEnum):
     failure = "failure"  # failed before any message was posted
 
 
-class NoteKind(StrEnum):
-    """Replies in the incident's thread."""
+class NoteKind(Enum):
+    """Replies in the incident's thread. Compared by identity only: never stored, sent or counted."""
 
-    progress = "progress"
-    outcome = "outcome"
-    failure = "failure"
-    verification_failed = "verification_failed"
+    progress = auto()
+    outcome = auto()
+    failure = auto()
+    verification_failed = auto()
 
 
 @dataclass(frozen=True)
@@ -225,10 +226,10 @@ def split_approver(approved_by: str) -> tuple[str, str | None]:
     return approved_by, None
 
 
-def _release(tag: Mapping[str, Any] | None, name: str | None, revision: str | None) -> Release:
+def _release(tag: Mapping[str, Any] | None, name: str, revision: str | None) -> Release:
     trailers = dict(tag.get("trailers", {})) if tag else {}
     return Release(
-        tag=name or "unknown",
+        tag=name,
         revision=revision,
         model_digest=trailers.get("Model-Digest"),
         data_version=trailers.get("Data-Version"),

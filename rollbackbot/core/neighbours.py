@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 NEIGHBOUR_POLL_SECONDS = 2.0  # how often an incident waiting for a neighbour looks again
 
@@ -62,3 +63,8 @@ def waiting_reason(neighbour: Neighbour, shared: tuple[str, ...]) -> str:
         f"waiting: incident {neighbour.id} ({neighbour.app}) is rolling back paths this policy shares"
         f" ({', '.join(shared)}); planning once it ends"
     )
+
+
+def look_again_at(now: datetime) -> datetime:
+    """When an incident waiting for a neighbour looks again: soon, so it plans within seconds of the end."""
+    return now + timedelta(seconds=NEIGHBOUR_POLL_SECONDS)

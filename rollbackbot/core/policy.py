@@ -41,7 +41,7 @@ KIND = "RollbackPolicy"
 # --- durations: Go/Prometheus style, units in descending order, each at most once -------------
 
 _DURATION = re.compile(r"(?=\d)(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
-_UNITS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds")
+_UNITS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds")  # the groups of _DURATION, in order
 
 
 def parse_duration(text: str) -> timedelta:
@@ -50,7 +50,7 @@ def parse_duration(text: str) -> timedelta:
     if found is None:
         raise ValueError(f"invalid duration {text!r}: expected e.g. 500ms, 60s, 30m, 24h, 1h30m")
     try:
-        return timedelta(**{unit: int(n) for unit, n in zip(_UNITS, found.groups(), strict=True) if n})
+        return timedelta(**{_UNITS[i]: int(n) for i, n in enumerate(found.groups()) if n})
     except OverflowError:
         raise ValueError(f"duration {text!r} is too long") from None
 
@@ -81,7 +81,7 @@ def _positive(value: timedelta) -> timedelta:
 Duration = Annotated[
     timedelta,
     PlainValidator(_validate_duration),
-    PlainSerializer(format_duration, return_type=str),
+    PlainSerializer(format_duration),  # returns str (its annotation)
     WithJsonSchema({"type": "string", "pattern": f"^{_DURATION.pattern}$", "examples": ["60s", "1h30m"]}),
 ]
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
@@ -161,7 +161,7 @@ def _matcher(value: object) -> Matcher:
 MatcherField = Annotated[
     Matcher,
     PlainValidator(_matcher),
-    PlainSerializer(str, return_type=str),
+    PlainSerializer(str),
     WithJsonSchema({"type": "string", "examples": ['alertname =~ "A|B"', 'app = "fraud-llm"']}),
 ]
 AppName = Annotated[str, _Checked(r"[A-Za-z0-9._-]", "Argo CD application name", templates=True)]
@@ -369,8 +369,8 @@ class Policy(_Section):
     kind: Literal["RollbackPolicy"]
     metadata: Metadata
     spec: Spec
-    _source: str = PrivateAttr(default="")
-    _index: int = PrivateAttr(default=0)
+    _source: str = PrivateAttr()  # both set by _take_origin, which every validation runs
+    _index: int = PrivateAttr()
 
     @model_validator(mode="after")
     def _take_origin(self, info: ValidationInfo) -> Self:
@@ -408,7 +408,7 @@ class _PolicySchema(GenerateJsonSchema):
 
 def policy_json_schema() -> dict[str, Any]:
     """JSON Schema of a policy document (by alias), for editors and ``policy schema``."""
-    schema = Policy.model_json_schema(by_alias=True, mode="validation", schema_generator=_PolicySchema)
+    schema = Policy.model_json_schema(schema_generator=_PolicySchema)  # by alias, of what validation accepts
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,

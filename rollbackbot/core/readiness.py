@@ -237,8 +237,9 @@ def render_table(report: ReadinessReport) -> str:
         move = f"{item.current or 'untagged'} -> {item.target or 'none'}"
         blockers = ",".join(b.value for b in item.blockers) or "-"
         rows.append((item.app, item.policy, move, "yes" if item.ready else "NO", blockers))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
+    # Every column but the last (blockers) is padded to its widest cell.
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1] for row in rows]
     for item in report.apps:
         for finding in item.findings:
             lines.append(f"{item.app}: {finding.blocker.value}: {finding.detail}")

@@ -43,8 +43,8 @@ class SemVer:
         """Sort key for semver precedence."""
         # A release sorts after all its pre-releases; numeric identifiers sort before
         # alphanumeric ones, and a shorter identifier list sorts first (semver §11).
-        pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.prerelease)
-        return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
+        pre = tuple((isinstance(p, str), p) for p in self.prerelease)
+        return (self.major, self.minor, self.patch, not self.prerelease, pre)
 
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"
@@ -70,13 +70,14 @@ def tag_matches(name: str, pattern: str) -> bool:
 
 def tag_version(name: str, pattern: str) -> SemVer | None:
     """The semver in the part of ``name`` the glob's wildcards matched, e.g. ``fraud-llm/v*``."""
-    first = min((i for i in (pattern.find(w) for w in _WILDCARDS) if i >= 0), default=-1)
-    if first < 0:
-        return parse_semver(name.rsplit("/", 1)[-1])
+    first = min((i for i in (pattern.find(w) for w in _WILDCARDS) if i >= 0), default=None)
+    if first is None:
+        return parse_semver(name.rpartition("/")[2])
     last = max(pattern.rfind("*"), pattern.rfind("?"), pattern.rfind("]"))
     prefix, suffix = pattern[:first], pattern[last + 1 :]
-    if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) < len(prefix) + len(suffix):
+    if not (name.startswith(prefix) and name.endswith(suffix)):
         return None
+    # When prefix and suffix overlap in ``name`` the slice is empty, which is no semver.
     return parse_semver(name[len(prefix) : len(name) - len(suffix)])
 
 
@@ -357,7 +358,7 @@ _LIST_SCALAR = re.compile(r"^\s*-\s+" + _VALUE + r"\s*(?:#.*)?$")
 
 
 def _unquote(value: str) -> str:
-    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'" else value
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in ('"', "'") else value
 
 
 def reference_problem(reference: str) -> str | None:
@@ -369,10 +370,10 @@ def reference_problem(reference: str) -> str | None:
     _, at, digest = reference.partition("@")
     if at:
         return None if _DIGEST.fullmatch(digest) else "has a malformed digest (want sha256:<64 hex>)"
-    last = reference.rsplit("/", 1)[-1]
+    last = reference.rpartition("/")[2]
     if ":" not in last:
         return "has no tag or digest (means :latest)"
-    tag = last.rsplit(":", 1)[1]
+    tag = last.rpartition(":")[2]
     return "uses :latest" if tag == "latest" else f"is pinned by tag {tag!r} only, not by digest"
 
 
@@ -388,18 +389,15 @@ def image_problems(manifest_text: str) -> list[str]:
             if not value:
                 # `image:` followed by a nested mapping (Helm style): no single reference to check.
                 problems.append(f"line {number}: image is not a plain reference, so its digest cannot be checked")
-                continue
-            reference = _unquote(value)
-            problem = reference_problem(reference)
-            if problem:
-                problems.append(f"line {number}: image {reference!r} {problem}")
+            elif problem := reference_problem(_unquote(value)):
+                problems.append(f"line {number}: image {_unquote(value)!r} {problem}")
     problems.extend(_kustomize_problems(lines))
     return problems
 
 
 def _kustomize_problems(lines: list[str]) -> list[str]:
     """Kustomize ``images:`` overrides: ``newTag`` without ``digest`` deploys an unpinned image."""
-    problems: list[str] = []
+    problems: list[str | None] = []
     index = 0
     while index < len(lines):
         block = _IMAGES_BLOCK.match(lines[index])
@@ -424,17 +422,17 @@ def _kustomize_problems(lines: list[str]) -> list[str]:
                     entries[-1][1].update((k, _unquote(v)) for k, v in _KUSTOMIZE_KEY.findall(line))
             index += 1
         problems.extend(_kustomize_entry_problem(number, entry) for number, entry in entries)
-    return [p for p in problems if p]
+    return [p for p in problems if p is not None]
 
 
-def _kustomize_entry_problem(number: int, entry: dict[str, str]) -> str:
+def _kustomize_entry_problem(number: int, entry: dict[str, str]) -> str | None:
     name = entry.get("name", "?")
     if "digest" in entry:
         ok = _DIGEST.fullmatch(entry["digest"])
-        return "" if ok else f"line {number}: kustomize image {name!r} has a malformed digest"
+        return None if ok else f"line {number}: kustomize image {name!r} has a malformed digest"
     if "newTag" in entry:
         return f"line {number}: kustomize image {name!r} sets newTag {entry['newTag']!r} without a digest"
     if "reference" in entry:
         problem = reference_problem(entry["reference"])
-        return f"line {number}: image {entry['reference']!r} {problem}" if problem else ""
-    return ""
+        return f"line {number}: image {entry['reference']!r} {problem}" if problem else None
+    return None

@@ -55,10 +55,9 @@ def attempt_number(incident: Incident) -> int:
 
 
 def _current_attempt(events: tuple[Event, ...]) -> tuple[Event, ...]:
-    for index in range(len(events) - 1, -1, -1):
-        if events[index].detail.startswith(f"{NEW_ATTEMPT} "):
-            return events[index + 1 :]
-    return events
+    """The events from the latest re-opening (its ``attempt N of M`` event) on, or all of them."""
+    starts = [index for index, event in enumerate(events) if event.detail.startswith(f"{NEW_ATTEMPT} ")]
+    return events[starts[-1] :] if starts else events
 
 
 def after_transient(
@@ -85,7 +84,10 @@ def after_transient(
 
 def backoff_delay(number: int, budget: RetryBudget, rng: random.Random | None = None) -> float:
     """Exponential backoff with jitter: between half and all of ``backoff * 2**(number-1)``, capped."""
-    ceiling: float = min(budget.backoff_max, budget.backoff * 2.0 ** min(number - 1, 30))
+    # The exponent's cap only keeps 2.0**n from overflowing: any cap past log2(backoff_max/backoff)
+    # gives the same delays.
+    exponent = min(number - 1, 30)  # pragma: no mutate (overflow guard, see above)
+    ceiling: float = min(budget.backoff_max, budget.backoff * 2.0**exponent)
     jitter: float = (rng or random).random()
     return ceiling * (0.5 + 0.5 * jitter)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.core.commit_message import parse_commit_trailers
@@ -124,6 +125,25 @@ def test_target_quarantined_between_plan_and_commit_is_not_deployed(
     with pytest.raises(PermanentError, match="fraud-llm/v2.2.0 was quarantined after the plan"):
         repo.commit_rollback(request_for(plan))
     assert sandbox.head() == human  # nothing was pushed
+
+
+def test_keys_people_added_to_the_quarantine_file_survive_the_bots_rewrite(
+    sandbox: GitOpsSandbox, repo: GitOpsRepository
+) -> None:
+    human = (
+        "owners: ['@ml-oncall']\n"
+        "quarantined:\n"
+        "  - modelDigest: sha256:" + "8" * 64 + "\n"
+        "    note: added by hand\n"
+        "comment: see the runbook\n"
+    )
+    sandbox.commit_paths({QUARANTINE_PATH: human}, "quarantine by hand")
+    result = repo.commit_rollback(request_for(repo.plan(FRAUD)))
+    written = yaml.safe_load(sandbox.show(result.commit, QUARANTINE_PATH))
+    assert list(written) == ["quarantined", "comment", "owners"]
+    assert (written["owners"], written["comment"]) == (["@ml-oncall"], "see the runbook")
+    assert written["quarantined"][0] == {"modelDigest": "sha256:" + "8" * 64, "note": "added by hand"}
+    assert written["quarantined"][1]["tag"] == "fraud-llm/v2.3.0"
 
 
 # --- item: never delete another app's files -------------------------------------------------------

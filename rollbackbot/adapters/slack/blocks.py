@@ -14,6 +14,7 @@ from rollbackbot.core.messages import (
     Decision,
     IncidentMessage,
     MessageKind,
+    NoteKind,
     Release,
     ThreadNote,
     title_of,
@@ -84,9 +85,13 @@ def fallback_text(message: IncidentMessage) -> str:
 
 def note_text(note: ThreadNote) -> str:
     """A thread reply as mrkdwn."""
-    icon = {"failure": ":x: ", "verification_failed": ":rotating_light: ", "outcome": ":white_check_mark: "}
+    icon = {
+        NoteKind.failure: ":x: ",
+        NoteKind.verification_failed: ":rotating_light: ",
+        NoteKind.outcome: ":white_check_mark: ",
+    }
     view = f" · {link(note.page_url, 'View incident')}" if note.page_url else ""
-    return clip(icon.get(note.kind.value, "") + escape(note.text), TEXT_LIMIT - len(view)) + view
+    return clip(icon.get(note.kind, "") + escape(note.text), TEXT_LIMIT - len(view)) + view
 
 
 def message_blocks(message: IncidentMessage) -> list[Block]:
