@@ -10,6 +10,9 @@ or merges twice):
    unmerged → ``rejected``; an approving review of the current head by an allowed approver (autoMerge
    ``afterApproval``) → ``approved``; otherwise look again after ``git.poll`` (a forge webhook on
    ``POST /forge/events`` makes it sooner). A Slack approval goes through ``Service.approve`` as before.
+   ``autoMerge: platform``: the forge merges by its own rules; its auto-merge is asked for at ``open`` and
+   again at each look while the forge was still computing mergeability, and a refusal because the pull
+   request is already mergeable ("clean") → ``approved``, merged by rollbackbot with the head SHA.
 3. ``merge`` (``rolling_back``): already merged → take its merge commit; else merge with the recorded head
    SHA as precondition. 409 (someone pushed to the branch) ends ``failed``; 405 on a conflict with a
    moved base rebuilds the branch on the new base and merges that; 405 otherwise is retried. Then the
@@ -31,6 +34,8 @@ from rollbackbot.core.model import RollbackRequest, plan_from_dict, target_from_
 from rollbackbot.core.policy import AutoMerge, GitDelivery, OnTimeout, Policy
 from rollbackbot.core.pull_requests import (
     LABELS,
+    AutoMergeAnswer,
+    AutoMergeOutcome,
     Judgement,
     Progress,
     PullRequest,
@@ -39,6 +44,7 @@ from rollbackbot.core.pull_requests import (
     gitlab_token_valid,
     incident_of_branch,
     judge,
+    needs_auto_merge,
     pull_request_text,
 )
 from rollbackbot.errors import AdapterError, ConflictError, HeadMoved, NotMergeable, PermanentError
@@ -84,14 +90,20 @@ class PullRequestMode:
             )
             pull = await forge.open_pull_request(pr["branch"], pr["base"], title, body)
         checkpoint("after_pull_request")
-        notes = await self._decorate(forge, pull, delivery) if created else []
+        notes = await self._label(forge, pull) if created else []
+        answer = await self._auto_merge(forge, pull, delivery) if created else None
         verb = "opened" if created else "found (opened before)"
+        notes += [answer.detail] if answer else []
         detail = f"pull request #{pull.number} {verb}: {pull.url}; {summary}" + "".join(f"; {n}" for n in notes)
         deadline = now + policy.spec.approval.timeout if policy.spec.approval else None
-        waiting = incident.with_pull_request(
-            number=pull.number, url=pull.url, deadline=deadline.isoformat() if deadline else None
-        )
-        return waiting.with_state(S.awaiting_approval, now, detail).with_not_before(self._next_look(waiting, policy))
+        recorded: dict[str, object] = {"number": pull.number, "url": pull.url}
+        recorded |= {"deadline": deadline.isoformat() if deadline else None}
+        recorded |= {"auto_merge": answer.outcome.value} if answer else {}
+        waiting = incident.with_pull_request(**recorded)
+        # Merged at once, or already mergeable (merge it ourselves): look again right away.
+        soon = answer is not None and answer.outcome in (AutoMergeOutcome.clean, AutoMergeOutcome.merged)
+        look = now if soon else self._next_look(waiting, policy)
+        return waiting.with_state(S.awaiting_approval, now, detail).with_not_before(look)
 
     async def _push_branch(self, incident: Incident, delivery: GitDelivery) -> Incident:
         plan = plan_from_dict(incident.plan)
@@ -110,29 +122,39 @@ class PullRequestMode:
             recorded = recorded.with_plan(result.replanned)
         return recorded.with_event(self.clock.now(), f"rollback commit {result.commit[:12]} {verb} {branch}")
 
-    async def _decorate(self, forge: Forge, pull: PullRequest, delivery: GitDelivery) -> list[str]:
-        """Labels and, for ``autoMerge: platform``, the forge's own auto-merge; neither blocks the rollback."""
-        notes: list[str] = []
+    async def _label(self, forge: Forge, pull: PullRequest) -> list[str]:
+        """Labels are a courtesy: failing to set them never blocks the rollback."""
         try:
             await forge.add_labels(pull.number, LABELS)
         except AdapterError as exc:
-            notes.append(f"labels not set: {exc}")
-        if delivery.auto_merge is AutoMerge.platform:
-            try:
-                enabled = await forge.enable_auto_merge(pull, delivery.merge_method.value)
-            except AdapterError as exc:
-                enabled, notes = False, [*notes, f"auto-merge: {exc}"]
-            notes.append("forge auto-merge enabled" if enabled else "forge refused auto-merge; waiting for a merge")
-        return notes
+            return [f"labels not set: {exc}"]
+        return []
+
+    async def _auto_merge(self, forge: Forge, pull: PullRequest, delivery: GitDelivery) -> AutoMergeAnswer | None:
+        """``autoMerge: platform``: ask the forge to merge by its own rules; a failed call is asked again later."""
+        if delivery.auto_merge is not AutoMerge.platform:
+            return None
+        try:
+            return await forge.enable_auto_merge(pull, delivery.merge_method.value)
+        except AdapterError as exc:
+            return AutoMergeAnswer(AutoMergeOutcome.pending, f"auto-merge not asked yet: {exc}")
 
     # ---- 2. poll -------------------------------------------------------------------------------------
 
     async def poll(self, incident: Incident, policy: Policy) -> Incident:
         """Look at the pull request: merged, closed, approved in review, or look again later."""
         delivery, now, pr = policy.spec.git, self.clock.now(), incident.pull_request
-        pull = await self.forges(delivery).pull_request(int(pr["number"]))
+        forge = self.forges(delivery)
+        pull = await forge.pull_request(int(pr["number"]))
+        if delivery.auto_merge is AutoMerge.platform and needs_auto_merge(pull, pr.get("auto_merge")):
+            incident, pull = await self._ask_auto_merge_again(incident, forge, pull, delivery)
+            pr = incident.pull_request
         judgement = judge(
-            pull, approvers=delivery.approvers, auto_merge=delivery.auto_merge, forge=pr.get("forge") or "forge"
+            pull,
+            approvers=delivery.approvers,
+            auto_merge=delivery.auto_merge,
+            forge=pr.get("forge") or "forge",
+            platform=pr.get("auto_merge"),
         )
         if judgement.progress is Progress.approved and pull.head_sha != pr["head_sha"]:
             judgement = Judgement(
@@ -152,6 +174,19 @@ class PullRequestMode:
         if pr.get("status") != judgement.detail:  # an event when something changed, not on every look
             return looked.with_pull_request(status=judgement.detail).with_event(now, judgement.detail)
         return looked
+
+    async def _ask_auto_merge_again(
+        self, incident: Incident, forge: Forge, pull: PullRequest, delivery: GitDelivery
+    ) -> tuple[Incident, PullRequest]:
+        """The forge refused auto-merge while it was still computing mergeability (or the call failed): ask again."""
+        answer = await self._auto_merge(forge, pull, delivery)
+        assert answer is not None
+        asked = incident.with_pull_request(auto_merge=answer.outcome.value)
+        if answer.outcome.value != incident.pull_request.get("auto_merge"):
+            asked = asked.with_event(self.clock.now(), answer.detail)
+        if answer.outcome is AutoMergeOutcome.merged:
+            pull = await forge.pull_request(pull.number)  # merged by that very call: read its merge commit
+        return asked, pull
 
     def _next_look(self, incident: Incident, policy: Policy) -> datetime:
         look = self.clock.now() + policy.spec.git.poll

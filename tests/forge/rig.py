@@ -115,7 +115,11 @@ async def pr_rig(
     sandbox = build_sandbox(tmp / "gitops", [AppSpec(APP, [Release("1.0.0"), Release("1.1.0", health="Degraded")])])
     users = {BOT_TOKEN: "rollbackbot[bot]", ALICE: "alice", MALLORY: "mallory"}
     github = FakeGitHub("acme/gitops", sandbox.remote_path, users=users, required_approvals=required_approvals)
-    lab = FakeGitLab("acme/gitops", sandbox.remote_path, users=users) if gitlab else None
+    lab = (
+        FakeGitLab("acme/gitops", sandbox.remote_path, users=users, required_approvals=required_approvals)
+        if gitlab
+        else None
+    )
     async with serve_forge(lab or github, prefix="/api/v4" if lab else "") as url:
         git = GitOpsRepository(sandbox.remote_url, sandbox.branch, tmp / "clone", sandbox.allowed_signers)
         rig = Rig(tmp, sandbox, github, url, git, FakeArgo(), None, policy or pr_policy(), [], lab)  # type: ignore[arg-type]

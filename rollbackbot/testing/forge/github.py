@@ -13,6 +13,9 @@ against the vendored OpenAPI description):
   merge commit's ``sha``. The merge is a real merge commit (``merge``), or one new commit (``squash``,
   ``rebase``), and the base moves only by compare-and-set.
 - Reviews are written by the token's user; a user cannot approve their own pull request (422).
+- GraphQL ``enablePullRequestAutoMerge`` refuses (200 with ``errors``) with "… is in unstable status" while the
+  merge state is not computed yet (right after opening), and "… is in clean status" when the pull request could
+  be merged now; once enabled, the pull request is merged as soon as an approving review makes it mergeable.
 - Webhooks ``pull_request`` and ``pull_request_review`` with ``X-GitHub-Event``, ``X-GitHub-Delivery`` and
   ``X-Hub-Signature-256``; ``drop_webhooks`` loses them, as a real network sometimes does.
 - ``fail(status, times, headers)`` answers the next requests with 5xx or rate limits (403/429 with
@@ -297,10 +300,12 @@ class FakeGitHub:
             return Answer(
                 200, {"data": None, "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a node"}]}
             )
+        if pull.state == "open" and pull.known != (self.repo.branch(pull.base), self.repo.branch(pull.head)):
+            # Right after it opens (or its branches moved) the merge state is still UNKNOWN, and GitHub refuses.
+            return _unprocessable("Pull request Pull request is in unstable status")
         if pull.state == "open" and self._blocker(pull) is None:
             # GitHub refuses auto-merge on a pull request that could be merged right now.
-            message = "Pull request is in clean status"
-            return Answer(200, {"data": None, "errors": [{"type": "UNPROCESSABLE", "message": message}]})
+            return _unprocessable("Pull request Pull request is in clean status")
         self.enable_auto_merge(pull.number, user, str(variables.get("method", "MERGE")))
         return Answer(200, {"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": pull.number}}}})
 
@@ -371,6 +376,11 @@ class FakeGitHub:
                 "User-Agent": "GitHub-Hookshot/fake",
             }
             self.outbox.append((hook, headers, raw))
+
+
+def _unprocessable(message: str) -> Answer:
+    """A GraphQL refusal: HTTP 200 with ``errors``."""
+    return Answer(200, {"data": None, "errors": [{"type": "UNPROCESSABLE", "message": message}]})
 
 
 def _label(name: str) -> dict[str, Any]:
