@@ -11,7 +11,6 @@ the client reads must be ones GitHub documents as always present.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,10 @@ from pydantic import SecretStr
 
 from rollbackbot.adapters.forge.github import GitHubForge
 from rollbackbot.errors import HeadMoved, NotMergeable
-from rollbackbot.testing.forge.github import Answer, FakeGitHub
+from rollbackbot.testing.forge.github import FakeGitHub
 from rollbackbot.testing.forge.server import create_app
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
+from tests.forge.contract import operation, recorded
 
 SPEC = json.loads((Path(__file__).parents[1] / "fixtures" / "forge" / "github-pulls.openapi.json").read_text())
 TOKEN = "ghs_contract000000000000000000000000"
@@ -46,11 +46,7 @@ def _relaxed(node: Any) -> Any:
 
 
 def _operation(method: str, path: str) -> dict[str, Any]:
-    for template, operations in SPEC["paths"].items():
-        pattern = re.sub(r"\{[^}]+\}", "[^/]+", template)
-        if re.fullmatch(pattern, path) and method.lower() in operations:
-            return dict(operations[method.lower()])
-    raise AssertionError(f"{method} {path} is not an operation of the vendored description")
+    return operation(SPEC, method, path)
 
 
 def _json_schema(content: dict[str, Any]) -> dict[str, Any]:
@@ -65,19 +61,28 @@ def fake(tmp_path: Path) -> FakeGitHub:
 
 
 async def test_a_whole_pull_request_life_follows_the_description(fake: FakeGitHub) -> None:
-    exchanges: list[tuple[str, str, Any, Answer]] = []
-    handle = fake.handle
-
-    def recording(method: str, path: str, query: dict[str, str], body: Any, token: str | None) -> Answer:
-        answer = handle(method, path, query, body, token)
-        exchanges.append((method, path, body, answer))
-        return answer
-
-    fake.handle = recording  # type: ignore[method-assign]
     client = GitHubForge(
         "http://github", SecretStr(TOKEN), "acme/gitops", transport=httpx.ASGITransport(create_app(fake))
     )
     branch = "rollbackbot/app/inc-0123456789abcdef"
+    with recorded(fake) as exchanges:
+        await _pull_request_life(client, fake, branch)
+    assert {(m, a.status) for m, p, _, _, a in exchanges if p.endswith("/merge")} == {
+        ("PUT", 409),
+        ("PUT", 200),
+        ("PUT", 405),
+    }
+    for method, path, _, body, answer in exchanges:
+        operation = _operation(method, path)
+        assert str(answer.status) in operation["responses"], f"{method} {path}: {answer.status} is not documented"
+        if body is not None and "requestBody" in operation:
+            jsonschema.validate(body, _json_schema(operation["requestBody"]["content"]))  # requests: in full
+        documented = operation["responses"][str(answer.status)]
+        if "content" in documented:
+            jsonschema.validate(answer.body, _relaxed(_json_schema(documented["content"])))
+
+
+async def _pull_request_life(client: GitHubForge, fake: FakeGitHub, branch: str) -> None:
     try:
         pull = await client.open_pull_request(branch, "main", "rollback(app): v2 -> v1", "body")
         again = await client.open_pull_request(branch, "main", "rollback(app): v2 -> v1", "body")  # 422, adopted
@@ -96,20 +101,6 @@ async def test_a_whole_pull_request_life_follows_the_description(fake: FakeGitHu
         assert merged is not None and merged.merged and merged.merge_commit == merge_commit
     finally:
         await client.aclose()
-    fake.handle = handle  # type: ignore[method-assign]
-    assert {(m, a.status) for m, p, _, a in exchanges if p.endswith("/merge")} == {
-        ("PUT", 409),
-        ("PUT", 200),
-        ("PUT", 405),
-    }
-    for method, path, body, answer in exchanges:
-        operation = _operation(method, path)
-        assert str(answer.status) in operation["responses"], f"{method} {path}: {answer.status} is not documented"
-        if body is not None and "requestBody" in operation:
-            jsonschema.validate(body, _json_schema(operation["requestBody"]["content"]))  # requests: in full
-        documented = operation["responses"][str(answer.status)]
-        if "content" in documented:
-            jsonschema.validate(answer.body, _relaxed(_json_schema(documented["content"])))
 
 
 def test_fields_the_client_reads_are_always_sent_by_github() -> None:

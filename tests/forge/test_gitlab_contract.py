@@ -11,7 +11,6 @@ the documented type where GitLab documents one (see SOURCE.md for how the genera
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from rollbackbot.testing.forge.github import Answer
 from rollbackbot.testing.forge.gitlab import FakeGitLab
 from rollbackbot.testing.forge.server import create_app
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox, run_git
+from tests.forge.contract import operation as operation_of
+from tests.forge.contract import recorded
 
 SPEC = json.loads((Path(__file__).parents[1] / "fixtures" / "forge" / "gitlab-merge-requests.swagger.json").read_text())
 DEFINITIONS: dict[str, Any] = SPEC["definitions"]
@@ -55,17 +56,9 @@ def _schema(node: dict[str, Any], *, request: bool) -> dict[str, Any]:
     return typed | ({"enum": node["enum"]} if "enum" in node else {})
 
 
-def _operation(method: str, path: str) -> dict[str, Any]:
-    for template, operations in SPEC["paths"].items():
-        pattern = re.sub(r"\{[^}]+\}", "[^/]+", template)
-        if re.fullmatch(pattern, path) and method.lower() in operations:
-            return dict(operations[method.lower()])
-    raise AssertionError(f"{method} {path} is not an operation of the vendored description")
-
-
 def _check(method: str, path: str, query: dict[str, str], body: Any, answer: Answer) -> None:
     # The project id travels URL-encoded ("acme%2Fgitops"): one path segment, as the template has it.
-    operation = _operation(method, "/api/v4" + path.replace(f"/projects/{PROJECT}/", "/projects/1/"))
+    operation = operation_of(SPEC, method, "/api/v4" + path.replace(f"/projects/{PROJECT}/", "/projects/1/"))
     assert str(answer.status) in operation["responses"], f"{method} {path}: {answer.status} is not documented"
     parameters = {p["name"]: p for p in operation.get("parameters", [])}
     for name, value in query.items():
@@ -99,15 +92,16 @@ def fake(tmp_path: Path) -> FakeGitLab:
 
 
 async def test_merge_request_lives_follow_the_description(fake: FakeGitLab) -> None:
-    exchanges: list[tuple[str, str, dict[str, str], Any, Answer]] = []
-    handle = fake.handle
+    with recorded(fake) as exchanges:
+        await _merge_request_lives(fake)
+    merges = {(m, a.status) for m, p, _, _, a in exchanges if p.endswith("/merge")}
+    assert merges == {("PUT", 405), ("PUT", 200), ("PUT", 409)}
+    assert ("POST", 409) in {(m, a.status) for m, p, _, _, a in exchanges if p.endswith("/merge_requests")}
+    for exchange in exchanges:
+        _check(*exchange)
 
-    def recording(method: str, path: str, query: dict[str, str], body: Any, token: str | None) -> Answer:
-        answer = handle(method, path, query, body, token)
-        exchanges.append((method, path, query, body, answer))
-        return answer
 
-    fake.handle = recording  # type: ignore[method-assign]
+async def _merge_request_lives(fake: FakeGitLab) -> None:
     app = create_app(fake, "/api/v4")
     transport = httpx.ASGITransport(app)
     client = GitLabForge("http://gitlab/api/v4", SecretStr(TOKEN), PROJECT, transport=transport)
@@ -142,12 +136,6 @@ async def test_merge_request_lives_follow_the_description(fake: FakeGitLab) -> N
     finally:
         await client.aclose()
         await alice.aclose()
-    fake.handle = handle  # type: ignore[method-assign]
-    merges = {(m, a.status) for m, p, _, _, a in exchanges if p.endswith("/merge")}
-    assert merges == {("PUT", 405), ("PUT", 200), ("PUT", 409)}
-    assert ("POST", 409) in {(m, a.status) for m, p, _, _, a in exchanges if p.endswith("/merge_requests")}
-    for method, path, query, body, answer in exchanges:
-        _check(method, path, query, body, answer)
 
 
 def test_fields_the_client_reads_are_documented() -> None:
