@@ -90,7 +90,7 @@ class PullRequestMode:
             )
             pull = await forge.open_pull_request(pr["branch"], pr["base"], title, body)
         checkpoint("after_pull_request")
-        notes = await self._label(forge, pull) if created else []
+        notes = await self._label(forge, pull)  # again after a crash: adding a label it has is a no-op
         answer = await self._auto_merge(forge, pull, delivery) if created else None
         verb = "opened" if created else "found (opened before)"
         notes += [answer.detail] if answer else []
