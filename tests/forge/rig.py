@@ -27,7 +27,7 @@ from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.forge.github import FakeGitHub
 from rollbackbot.testing.forge.gitlab import FakeGitLab
 from rollbackbot.testing.forge.server import serve_forge
-from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
+from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox, run_git
 from tests.service.fakes import FakeArgo
 
 APP = "docsum-llm"
@@ -75,6 +75,17 @@ class Rig:
         client = kind(self.url, SecretStr(BOT_TOKEN), str(delivery.repository), attempts=4, wait_max=0.05)
         self.forges.append(client)
         return client
+
+    def human_edits_quarantine(self) -> str:
+        """A person changes the quarantine file on the deploy branch (the pull request now conflicts); the new tip."""
+        work = self.tmp / "human"
+        run_git(["clone", "-q", self.sandbox.remote_url, str(work)], self.tmp)
+        (work / ".rollbackbot").mkdir(exist_ok=True)
+        (work / ".rollbackbot" / "quarantine.yaml").write_text("# edited by a human\n")
+        run_git(["add", "-A"], work)
+        run_git(["commit", "-qm", "human edits quarantine"], work)
+        run_git(["push", "-q", "origin", "HEAD:main"], work)
+        return self.sandbox.head()
 
     def new_service(self) -> Service:
         """A service on the same store and clone: a restart."""

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from rollbackbot.core.incidents import IncidentState
-from rollbackbot.testing.gitops import run_git
 from tests.forge.rig import APP, pr_policy, pr_rig
 
 pytestmark = pytest.mark.network  # the fake GitHub answers on loopback, as a real forge would over TCP
@@ -163,14 +162,7 @@ async def test_base_moved_with_a_conflict_rebuilds_the_branch_and_merges(tmp_pat
         incident_id = rig.send_alert()
         pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
         # Another rollback-free change to the quarantine file on the base makes the PR conflict.
-        work = tmp_path / "human"
-        run_git(["clone", "-q", rig.sandbox.remote_url, str(work)], tmp_path)
-        (work / ".rollbackbot").mkdir(exist_ok=True)
-        (work / ".rollbackbot" / "quarantine.yaml").write_text("# edited by a human\n")
-        run_git(["add", "-A"], work)
-        run_git(["commit", "-qm", "human edits quarantine"], work)
-        run_git(["push", "-q", "origin", "HEAD:main"], work)
-        moved_base = rig.sandbox.head()
+        moved_base = rig.human_edits_quarantine()
         rig.service.approve(incident_id, "Ada U012ABC")
         done = await rig.until(incident_id, "rolled_back")
         assert done.pull_request["head_sha"] != pr["head_sha"]
