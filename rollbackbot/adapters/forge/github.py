@@ -32,23 +32,23 @@ class GitHubForge:
     def __init__(
         self,
         api_url: str,
-        token: SecretStr,
+        token: SecretStr | httpx.Auth,
         repository: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         attempts: int = 4,
         wait_max: float = 8.0,
     ) -> None:
+        """``token``: a fine-grained or installation token, or a GitHub App's ``InstallationTokens``."""
         self.repository = repository
         self.owner = repository.split("/", maxsplit=1)[0]
         self._graphql = api_url.rstrip("/") + "/graphql"
-        headers = {
-            "Authorization": f"Bearer {token.get_secret_value()}",
-            "X-GitHub-Api-Version": API_VERSION,
-            "Accept": "application/vnd.github+json",
-        }
+        headers = {"X-GitHub-Api-Version": API_VERSION, "Accept": "application/vnd.github+json"}
+        auth = token if isinstance(token, httpx.Auth) else None
+        if isinstance(token, SecretStr):
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self.http = ForgeHTTP(
-            api_url, headers, forge="github", transport=transport, attempts=attempts, wait_max=wait_max
+            api_url, headers, forge="github", transport=transport, attempts=attempts, wait_max=wait_max, auth=auth
         )
 
     async def aclose(self) -> None:

@@ -57,6 +57,7 @@ class ForgeHTTP:
         attempts: int = 4,
         wait_max: float = 8.0,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.forge = forge
         self._attempts = max(1, attempts)
@@ -67,6 +68,7 @@ class ForgeHTTP:
             transport=transport,
             timeout=timeout,
             headers={**auth_headers, "Accept": "application/json", "User-Agent": "rollbackbot"},
+            auth=auth,  # GitHub App: installation tokens minted and renewed per request (app_token.py)
         )
 
     async def aclose(self) -> None:

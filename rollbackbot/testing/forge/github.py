@@ -18,6 +18,9 @@ against the vendored OpenAPI description):
   be merged now; once enabled, the pull request is merged as soon as an approving review makes it mergeable.
 - Webhooks ``pull_request`` and ``pull_request_review`` with ``X-GitHub-Event``, ``X-GitHub-Delivery`` and
   ``X-Hub-Signature-256``; ``drop_webhooks`` loses them, as a real network sometimes does.
+- GitHub Apps: ``POST /app/installations/{id}/access_tokens`` takes the App's RS256 JWT (verified with its
+  public key; at most 10 minutes, not issued in the future) and issues an installation token that stops
+  working after ``token_ttl`` seconds (401 "Bad credentials"), or earlier with ``revoke``.
 - ``fail(status, times, headers)`` answers the next requests with 5xx or rate limits (403/429 with
   ``Retry-After`` or ``X-RateLimit-Remaining: 0``); every answer carries ``X-RateLimit-*`` headers.
 """
@@ -29,11 +32,19 @@ import hmac
 import itertools
 import json
 import re
+import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from rollbackbot.testing.forge.git import BareRepo
+from rollbackbot.testing.forge.github_app import app_jwt_claims
 
 DOCS = "https://docs.github.com/rest/pulls/pulls"
 RATE_LIMIT = 5000
@@ -94,8 +105,24 @@ class FakeGitHub:
         self._numbers = itertools.count(1)
         self._deliveries = itertools.count(1)
         self._review_ids = itertools.count(80_000_001)
+        self.apps: dict[str, rsa.RSAPublicKey] = {}  # GitHub App id -> its public key
+        self.installations: dict[str, tuple[str, str]] = {}  # installation id -> (App id, the App's login)
+        self.expires: dict[str, float] = {}  # installation token -> when it stops working
+        self.token_ttl = 3600.0
+        self.now: Callable[[], float] = time.time
 
     # ---- test controls ---------------------------------------------------------------------------
+
+    def install_app(self, app_id: str, public_key_pem: bytes, installation_id: str, login: str) -> None:
+        """A GitHub App installed on the repository's owner; its installation tokens act as ``login``."""
+        key = serialization.load_pem_public_key(public_key_pem)
+        assert isinstance(key, rsa.RSAPublicKey)
+        self.apps[app_id] = key
+        self.installations[installation_id] = (app_id, login)
+
+    def revoke(self, token: str) -> None:
+        """Revoke an installation token before it expires (``DELETE /installation/token``)."""
+        self.users.pop(token, None)
 
     def fail(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
         """Answer the next ``times`` API requests with ``status`` (5xx, or a 403/429 rate limit)."""
@@ -110,9 +137,12 @@ class FakeGitHub:
 
     def handle(self, method: str, path: str, query: dict[str, str], body: Any, token: str | None) -> Answer:
         """Answer one REST request (``path`` without the API prefix)."""
-        self.requests.append({"method": method, "path": path, "query": query, "body": body})
+        self.requests.append({"method": method, "path": path, "query": query, "body": body, "token": token})
+        minting = re.fullmatch(r"/app/installations/([^/]+)/access_tokens", path)
+        if method == "POST" and minting:
+            return self._limited(self._installation_token(minting.group(1), token or ""))
         user = self.users.get(token or "")
-        if user is None:
+        if user is None or self.expires.get(token or "", float("inf")) <= self.now():
             return self._limited(Answer(401, {"message": "Bad credentials", "documentation_url": DOCS}))
         if self.faults:
             return self._limited(self.faults.pop(0))
@@ -124,6 +154,19 @@ class FakeGitHub:
             return self._limited(_not_found())
         answer = self._route(method, path.removeprefix(prefix).strip("/").split("/"), query, body or {}, user)
         return self._limited(answer)
+
+    def _installation_token(self, installation_id: str, jwt: str) -> Answer:
+        """``POST /app/installations/{id}/access_tokens``: the App's RS256 JWT in, an installation token out."""
+        claims = app_jwt_claims(self.apps, jwt, self.now())
+        if claims is None:
+            return Answer(401, {"message": "A JSON web token could not be decoded", "documentation_url": DOCS})
+        app_id, login = self.installations.get(installation_id, ("", ""))
+        if str(claims.get("iss")) != app_id:
+            return _not_found()
+        token = "ghs_" + secrets.token_hex(18)
+        self.users[token], self.expires[token] = login, self.now() + self.token_ttl
+        expires_at = datetime.fromtimestamp(self.expires[token], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Answer(201, {"token": token, "expires_at": expires_at, "repository_selection": "selected"})
 
     def _route(self, method: str, parts: list[str], query: dict[str, str], body: Any, user: str) -> Answer:
         match (method, parts):
