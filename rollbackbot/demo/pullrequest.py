@@ -17,7 +17,8 @@ import httpx
 
 from rollbackbot.demo.propose import DONE, Setting, indent, proposal_text, say, wait_incident, wait_slack
 from rollbackbot.testing.alertmanager import alert, notification
-from rollbackbot.testing.forge.github import FakeGitHub, Hook
+from rollbackbot.testing.forge.github import FakeGitHub
+from rollbackbot.testing.forge.github_wire import Hook
 from rollbackbot.testing.gitops import AppSpec, Release, run_git
 
 APP = "triage-llm"

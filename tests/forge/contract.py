@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from rollbackbot.testing.forge.github import Answer
+from rollbackbot.testing.forge.github_wire import Answer
 from rollbackbot.testing.forge.server import FakeForge
 
 

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from rollbackbot.adapters.forge.gitlab import GitLabForge
 from rollbackbot.core.pull_requests import AutoMergeOutcome
 from rollbackbot.errors import HeadMoved, NotMergeable
-from rollbackbot.testing.forge.github import Answer
+from rollbackbot.testing.forge.github_wire import Answer
 from rollbackbot.testing.forge.gitlab import FakeGitLab
 from rollbackbot.testing.forge.server import create_app
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox, run_git

@@ -35,7 +35,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,43 +44,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rollbackbot.testing.forge.git import BareRepo
 from rollbackbot.testing.forge.github_app import app_jwt_claims
-
-DOCS = "https://docs.github.com/rest/pulls/pulls"
-RATE_LIMIT = 5000
-
-
-@dataclass
-class Answer:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Hook:
-    url: str
-    secret: str
-
-
-@dataclass
-class Pull:
-    number: int
-    title: str
-    body: str
-    head: str  # branch name
-    base: str
-    user: str
-    state: str = "open"
-    merged: bool = False
-    merged_by: str | None = None
-    merge_commit_sha: str | None = None
-    head_sha_at_close: str | None = None
-    labels: list[str] = field(default_factory=list)
-    reviews: list[dict[str, Any]] = field(default_factory=list)
-    comments: list[str] = field(default_factory=list)
-    known: tuple[str, str] | None = None  # (base sha, head sha) the mergeable answer was computed for
-    mergeable: bool | None = None
-    auto_merge: dict[str, Any] | None = None
+from rollbackbot.testing.forge.github_wire import (
+    DOCS,
+    RATE_LIMIT,
+    Answer,
+    Hook,
+    Pull,
+    invalid,
+    label,
+    not_found,
+    refused,
+    unprocessable,
+)
 
 
 class FakeGitHub:
@@ -151,7 +125,7 @@ class FakeGitHub:
             return self._limited(self._graphql(body or {}, user))
         prefix = f"/repos/{self.repository}/"
         if not path.startswith(prefix):
-            return self._limited(_not_found())
+            return self._limited(not_found())
         answer = self._route(method, path.removeprefix(prefix).strip("/").split("/"), query, body or {}, user)
         return self._limited(answer)
 
@@ -162,7 +136,7 @@ class FakeGitHub:
             return Answer(401, {"message": "A JSON web token could not be decoded", "documentation_url": DOCS})
         app_id, login = self.installations.get(installation_id, ("", ""))
         if str(claims.get("iss")) != app_id:
-            return _not_found()
+            return not_found()
         token = "ghs_" + secrets.token_hex(18)
         self.users[token], self.expires[token] = login, self.now() + self.token_ttl
         expires_at = datetime.fromtimestamp(self.expires[token], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -185,14 +159,14 @@ class FakeGitHub:
             case ("PUT", ["pulls", number, "merge"]):
                 return self._with_pull(number, lambda p: self._merge(p, body, user))
             case ("POST", ["issues", number, "labels"]):
-                return self._with_pull(number, lambda p: self._label(p, body))
+                return self._with_pull(number, lambda p: self._add_labels(p, body))
             case ("POST", ["issues", number, "comments"]):
                 return self._with_pull(number, lambda p: self._comment(p, body, user))
-        return _not_found()
+        return not_found()
 
     def _with_pull(self, number: str, then: Any) -> Answer:
         pull = self.pulls.get(int(number)) if number.isdigit() else None
-        result: Answer = then(pull) if pull else _not_found()
+        result: Answer = then(pull) if pull else not_found()
         return result
 
     def _limited(self, answer: Answer) -> Answer:
@@ -223,11 +197,11 @@ class FakeGitHub:
         head = head.split(":", 1)[1] if ":" in head else head
         if not body.get("title") or self.repo.branch(head) is None or self.repo.branch(base) is None:
             field_name = "head" if self.repo.branch(head) is None else "base"
-            return _invalid({"resource": "PullRequest", "field": field_name, "code": "invalid"})
+            return invalid({"resource": "PullRequest", "field": field_name, "code": "invalid"})
         if any(p.state == "open" and p.head == head and p.base == base for p in self.pulls.values()):
             owner = self.repository.split("/")[0]
             message = f"A pull request already exists for {owner}:{head}."
-            return _invalid({"resource": "PullRequest", "code": "custom", "message": message})
+            return invalid({"resource": "PullRequest", "code": "custom", "message": message})
         pull = Pull(next(self._numbers), str(body["title"]), str(body.get("body") or ""), head, base, user)
         self.pulls[pull.number] = pull
         self._event("pull_request", "opened", pull, user)
@@ -251,7 +225,7 @@ class FakeGitHub:
         states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
         state = states.get(str(body.get("event", "")))
         if state is None:
-            return _invalid({"resource": "PullRequestReview", "field": "event", "code": "invalid"})
+            return invalid({"resource": "PullRequestReview", "field": "event", "code": "invalid"})
         if user == pull.user and state != "COMMENTED":
             return Answer(422, {"message": "Unprocessable Entity", "errors": ["Can not approve your own pull request"]})
         review = {
@@ -269,11 +243,11 @@ class FakeGitHub:
         self._try_auto_merge(pull)
         return Answer(200, review)
 
-    def _label(self, pull: Pull, body: dict[str, Any]) -> Answer:
+    def _add_labels(self, pull: Pull, body: dict[str, Any]) -> Answer:
         for name in body.get("labels", []):
             if name not in pull.labels:
                 pull.labels.append(str(name))
-        return Answer(200, [_label(n) for n in pull.labels])
+        return Answer(200, [label(n) for n in pull.labels])
 
     def _comment(self, pull: Pull, body: dict[str, Any], user: str) -> Answer:
         pull.comments.append(str(body.get("body", "")))
@@ -305,16 +279,16 @@ class FakeGitHub:
     def _merge(self, pull: Pull, body: dict[str, Any], user: str) -> Answer:
         method = str(body.get("merge_method") or "merge")
         if method not in ("merge", "squash", "rebase"):
-            return _invalid({"resource": "PullRequest", "field": "merge_method", "code": "invalid"})
+            return invalid({"resource": "PullRequest", "field": "merge_method", "code": "invalid"})
         head = self.repo.branch(pull.head)
         if body.get("sha") and pull.state == "open" and body["sha"] != head:
-            return _refused(409, "Head branch was modified. Review and try the merge again.")
+            return refused(409, "Head branch was modified. Review and try the merge again.")
         blocker = self._blocker(pull)
         if blocker:
-            return _refused(405, blocker)
+            return refused(405, blocker)
         sha = self.merge_now(pull, user, method, str(body.get("commit_title") or ""))
         if sha is None:
-            return _refused(405, "Base branch was modified. Review and try the merge again.")
+            return refused(405, "Base branch was modified. Review and try the merge again.")
         return Answer(200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
 
     def merge_now(self, pull: Pull, user: str, method: str = "merge", title: str = "") -> str | None:
@@ -345,10 +319,10 @@ class FakeGitHub:
             )
         if pull.state == "open" and pull.known != (self.repo.branch(pull.base), self.repo.branch(pull.head)):
             # Right after it opens (or its branches moved) the merge state is still UNKNOWN, and GitHub refuses.
-            return _unprocessable("Pull request Pull request is in unstable status")
+            return unprocessable("Pull request Pull request is in unstable status")
         if pull.state == "open" and self._blocker(pull) is None:
             # GitHub refuses auto-merge on a pull request that could be merged right now.
-            return _unprocessable("Pull request Pull request is in clean status")
+            return unprocessable("Pull request Pull request is in clean status")
         self.enable_auto_merge(pull.number, user, str(variables.get("method", "MERGE")))
         return Answer(200, {"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": pull.number}}}})
 
@@ -385,7 +359,7 @@ class FakeGitHub:
             "title": pull.title,
             "body": pull.body,
             "user": {"login": pull.user, "type": "Bot" if pull.user.endswith("[bot]") else "User"},
-            "labels": [_label(n) for n in pull.labels],
+            "labels": [label(n) for n in pull.labels],
             "draft": False,
             "head": {"ref": pull.head, "sha": head, "label": f"{owner}:{pull.head}"},
             "base": {"ref": pull.base, "sha": base, "label": f"{owner}:{pull.base}"},
@@ -419,24 +393,3 @@ class FakeGitHub:
                 "User-Agent": "GitHub-Hookshot/fake",
             }
             self.outbox.append((hook, headers, raw))
-
-
-def _unprocessable(message: str) -> Answer:
-    """A GraphQL refusal: HTTP 200 with ``errors``."""
-    return Answer(200, {"data": None, "errors": [{"type": "UNPROCESSABLE", "message": message}]})
-
-
-def _label(name: str) -> dict[str, Any]:
-    return {"name": name, "color": "ededed", "default": False}
-
-
-def _not_found() -> Answer:
-    return Answer(404, {"message": "Not Found", "documentation_url": DOCS})
-
-
-def _invalid(error: dict[str, Any]) -> Answer:
-    return Answer(422, {"message": "Validation Failed", "errors": [error], "documentation_url": DOCS})
-
-
-def _refused(status: int, message: str) -> Answer:
-    return Answer(status, {"message": message, "documentation_url": DOCS})

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from rollbackbot.testing.forge.git import BareRepo
-from rollbackbot.testing.forge.github import Answer, Hook
+from rollbackbot.testing.forge.github_wire import Answer, Hook
 
 
 @dataclass
