@@ -33,6 +33,7 @@ from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import AutoMerge, GitDelivery, OnTimeout, Policy
 from rollbackbot.core.pull_requests import (
+    COMPUTING_STATES,
     LABELS,
     AutoMergeAnswer,
     AutoMergeOutcome,
@@ -149,13 +150,12 @@ class PullRequestMode:
         if delivery.auto_merge is AutoMerge.platform and needs_auto_merge(pull, pr.get("auto_merge")):
             incident, pull = await self._ask_auto_merge_again(incident, forge, pull, delivery)
             pr = incident.pull_request
-        judgement = judge(
-            pull,
-            approvers=delivery.approvers,
-            auto_merge=delivery.auto_merge,
-            forge=pr.get("forge") or "forge",
-            platform=pr.get("auto_merge"),
-        )
+        judgement = self._judge(pull, incident, delivery)
+        if judgement.progress is Progress.approved and pull.merge_state in COMPUTING_STATES:
+            # Approved, but the forge has not worked out yet whether its rules allow the merge: one more read,
+            # so required checks or reviews wait here rather than spend the retry budget on refused merges.
+            pull = await forge.pull_request(pull.number)
+            judgement = self._judge(pull, incident, delivery)
         if judgement.progress is Progress.approved and pull.head_sha != pr["head_sha"]:
             judgement = Judgement(
                 Progress.waiting,
@@ -174,6 +174,16 @@ class PullRequestMode:
         if pr.get("status") != judgement.detail:  # an event when something changed, not on every look
             return looked.with_pull_request(status=judgement.detail).with_event(now, judgement.detail)
         return looked
+
+    def _judge(self, pull: PullRequest, incident: Incident, delivery: GitDelivery) -> Judgement:
+        pr = incident.pull_request
+        return judge(
+            pull,
+            approvers=delivery.approvers,
+            auto_merge=delivery.auto_merge,
+            forge=pr.get("forge") or "forge",
+            platform=pr.get("auto_merge"),
+        )
 
     async def _ask_auto_merge_again(
         self, incident: Incident, forge: Forge, pull: PullRequest, delivery: GitDelivery

@@ -21,6 +21,12 @@ from rollbackbot.core.policy import AutoMerge
 BRANCH_PREFIX = "rollbackbot/"
 _BRANCH = re.compile(r"(?:refs/heads/)?rollbackbot/[A-Za-z0-9._-]+/(inc-[0-9a-f]{16})")
 LABELS = ("rollback", "rollbackbot")
+# The forge's own rules still hold the merge back (required checks or reviews): merging now would be refused,
+# so an approved pull request waits in review instead of spending the retry budget on refusals.
+# GitHub mergeable_state; GitLab detailed_merge_status.
+BLOCKED_STATES = frozenset({"blocked", "not_approved", "ci_must_pass", "ci_still_running", "external_status_checks"})
+# The forge is still computing whether it would merge (after any push to either branch): read it once more.
+COMPUTING_STATES = frozenset({"unknown", "checking", "unchecked", "preparing"})
 # Review states that change a reviewer's verdict (GitHub); COMMENTED and PENDING leave it as it was.
 _VERDICTS = {"APPROVED", "CHANGES_REQUESTED", "DISMISSED"}
 
@@ -60,6 +66,7 @@ class PullRequest:
     mergeable: bool | None = None  # None: the forge is still computing it
     reviews: tuple[Review, ...] = ()
     node_id: str = ""  # GitHub's GraphQL id (auto-merge); GitLab: the project-scoped iid as text
+    merge_state: str = ""  # the forge's word for why it would (not) merge now: GitHub mergeable_state, GitLab status
 
 
 class AutoMergeOutcome(StrEnum):
@@ -153,6 +160,9 @@ def judge(
     if blocking:
         return Judgement(Progress.waiting, f"changes requested by {', '.join(blocking)}")
     current = sorted(r.author for r in standing.values() if r.state.upper() == "APPROVED" and r.commit == pull.head_sha)
+    if current and pull.merge_state in BLOCKED_STATES:
+        detail = f"approved in review by {current[0]}; {forge} does not allow the merge yet ({pull.merge_state})"
+        return Judgement(Progress.waiting, detail + ": required checks or reviews are pending")
     if current:
         return Judgement(Progress.approved, f"approved in review by {current[0]}", f"{forge}:{current[0]}")
     ignored = sorted({r.author for r in pull.reviews if r.author.lower() not in allowed})

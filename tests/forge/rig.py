@@ -109,6 +109,17 @@ class Rig:
         assert found is not None
         return found
 
+    async def until_event(self, incident_id: str, text: str, timeout: float = 20) -> Incident:
+        """Wait until one of the incident's events says ``text``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            incident = self.incident(incident_id)
+            if any(text in e.detail for e in incident.events):
+                return incident
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no event says {text!r}: {[e.detail for e in incident.events]}")
+            await asyncio.sleep(0.05)
+
     async def until(self, incident_id: str, state: str, timeout: float = 20) -> Incident:
         """Wait until the incident reaches ``state`` (the service keeps polling in the background)."""
         deadline = asyncio.get_running_loop().time() + timeout

@@ -181,3 +181,20 @@ async def test_a_person_merging_in_the_forge_is_taken_as_approval_and_never_merg
         assert done.rollback_commit == merge_commit == rig.sandbox.head()
         assert not rig.github.calls("PUT", r".*/merge")  # rollbackbot saw it merged and did not merge again
         assert ("sync", APP, merge_commit) in rig.argo.calls
+
+
+async def test_an_approved_pull_request_waits_for_required_checks_then_merges_once(tmp_path: Path) -> None:
+    async with pr_rig(tmp_path) as rig:
+        rig.github.required_checks = {"ci"}  # branch protection: CI must pass on the head
+        incident_id = rig.send_alert()
+        pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
+        rig.github.review(pr["number"], "alice", {"event": "APPROVE"})
+        waiting = await rig.until_event(incident_id, "github does not allow the merge yet (blocked)")
+        await asyncio.sleep(1.5)  # more looks: still waiting, and no merge was tried against the rules
+        assert waiting.state.value == rig.incident(incident_id).state.value == "awaiting_approval"
+        assert not rig.github.calls("PUT", r".*/merge")
+        rig.github.report_check(pr["number"], "ci", "success")
+        done = await rig.until(incident_id, "rolled_back")
+        assert done.approved_by == "github:alice"
+        assert len(rig.github.calls("PUT", r".*/merge")) == 1
+        assert done.rollback_commit == rig.sandbox.head()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 
 import pytest
 
@@ -68,6 +69,23 @@ def _pull(*reviews: Review, state: str = "open", merged: bool = False) -> PullRe
 def test_judge(pull: PullRequest, auto_merge: AutoMerge, progress: Progress, approver: str | None) -> None:
     judgement = judge(pull, approvers=["alice", "carol"], auto_merge=auto_merge, forge="github")
     assert (judgement.progress, judgement.approver) == (progress, approver)
+
+
+@pytest.mark.parametrize(
+    ("merge_state", "progress"),
+    [
+        ("blocked", Progress.waiting),
+        ("clean", Progress.approved),
+        ("ci_still_running", Progress.waiting),
+        ("not_approved", Progress.waiting),
+        ("mergeable", Progress.approved),
+    ],
+)
+def test_an_approval_waits_while_the_forge_still_blocks_the_merge(merge_state: str, progress: Progress) -> None:
+    pull = replace(_pull(Review("alice", "APPROVED", HEAD)), merge_state=merge_state)
+    judgement = judge(pull, approvers=["alice"], auto_merge=AutoMerge.after_approval, forge="github")
+    assert judgement.progress is progress
+    assert ("does not allow the merge yet" in judgement.detail) is (progress is Progress.waiting)
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,7 @@ def _pull(data: dict[str, Any], reviews: Sequence[dict[str, Any]] = ()) -> PullR
         merge_commit=data.get("merge_commit_sha") if data.get("merged") or data.get("merged_at") else None,
         merged_by=merged_by.get("login"),
         mergeable=data.get("mergeable"),
+        merge_state=str(data.get("mergeable_state") or ""),
         node_id=str(data.get("node_id") or ""),
         reviews=tuple(_review(r) for r in reviews),
     )

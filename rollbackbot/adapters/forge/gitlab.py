@@ -126,6 +126,7 @@ def _merge_request(data: dict[str, Any], approvals: dict[str, Any] | None = None
         merge_commit=(data.get("merge_commit_sha") or data.get("squash_commit_sha")) if state == "merged" else None,
         merged_by=merged_by.get("username"),
         mergeable=mergeable,
+        merge_state=status,
         reviews=reviews,
         node_id=str(data["iid"]),
     )

@@ -13,6 +13,8 @@ against the vendored OpenAPI description):
   merge commit's ``sha``. The merge is a real merge commit (``merge``), or one new commit (``squash``,
   ``rebase``), and the base moves only by compare-and-set.
 - Reviews are written by the token's user; a user cannot approve their own pull request (422).
+- Branch protection: ``required_approvals`` approving reviews of the head and the ``required_checks`` reported
+  ``success`` on it (``report_check``); until then ``mergeable_state`` is ``blocked`` and a merge answers 405.
 - GraphQL ``enablePullRequestAutoMerge`` refuses (200 with ``errors``) with "… is in unstable status" while the
   merge state is not computed yet (right after opening), and "… is in clean status" when the pull request could
   be merged now; once enabled, the pull request is merged as soon as an approving review makes it mergeable.
@@ -32,18 +34,11 @@ import hmac
 import itertools
 import json
 import re
-import secrets
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from rollbackbot.testing.forge.git import BareRepo
-from rollbackbot.testing.forge.github_app import app_jwt_claims
+from rollbackbot.testing.forge.github_app import AppInstallations
 from rollbackbot.testing.forge.github_wire import (
     DOCS,
     RATE_LIMIT,
@@ -58,7 +53,7 @@ from rollbackbot.testing.forge.github_wire import (
 )
 
 
-class FakeGitHub:
+class FakeGitHub(AppInstallations):
     """One repository ``owner/name`` on a fake GitHub, backed by the bare repository at ``path``."""
 
     def __init__(
@@ -79,24 +74,17 @@ class FakeGitHub:
         self._numbers = itertools.count(1)
         self._deliveries = itertools.count(1)
         self._review_ids = itertools.count(80_000_001)
-        self.apps: dict[str, rsa.RSAPublicKey] = {}  # GitHub App id -> its public key
-        self.installations: dict[str, tuple[str, str]] = {}  # installation id -> (App id, the App's login)
-        self.expires: dict[str, float] = {}  # installation token -> when it stops working
-        self.token_ttl = 3600.0
-        self.now: Callable[[], float] = time.time
+        self.required_checks: set[str] = set()  # branch protection: these must succeed on the head
+        self.checks: dict[tuple[str, str], str] = {}  # (commit, check name) -> conclusion
+        AppInstallations.__init__(self, self.users)
 
     # ---- test controls ---------------------------------------------------------------------------
 
-    def install_app(self, app_id: str, public_key_pem: bytes, installation_id: str, login: str) -> None:
-        """A GitHub App installed on the repository's owner; its installation tokens act as ``login``."""
-        key = serialization.load_pem_public_key(public_key_pem)
-        assert isinstance(key, rsa.RSAPublicKey)
-        self.apps[app_id] = key
-        self.installations[installation_id] = (app_id, login)
-
-    def revoke(self, token: str) -> None:
-        """Revoke an installation token before it expires (``DELETE /installation/token``)."""
-        self.users.pop(token, None)
+    def report_check(self, number: int, name: str, conclusion: str) -> None:
+        """CI reports a check on the pull request's head (``success``, ``failure``…); auto-merge may follow."""
+        pull = self.pulls[number]
+        self.checks[(self.repo.branch(pull.head) or "", name)] = conclusion
+        self._try_auto_merge(pull)
 
     def fail(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
         """Answer the next ``times`` API requests with ``status`` (5xx, or a 403/429 rate limit)."""
@@ -128,19 +116,6 @@ class FakeGitHub:
             return self._limited(not_found())
         answer = self._route(method, path.removeprefix(prefix).strip("/").split("/"), query, body or {}, user)
         return self._limited(answer)
-
-    def _installation_token(self, installation_id: str, jwt: str) -> Answer:
-        """``POST /app/installations/{id}/access_tokens``: the App's RS256 JWT in, an installation token out."""
-        claims = app_jwt_claims(self.apps, jwt, self.now())
-        if claims is None:
-            return Answer(401, {"message": "A JSON web token could not be decoded", "documentation_url": DOCS})
-        app_id, login = self.installations.get(installation_id, ("", ""))
-        if str(claims.get("iss")) != app_id:
-            return not_found()
-        token = "ghs_" + secrets.token_hex(18)
-        self.users[token], self.expires[token] = login, self.now() + self.token_ttl
-        expires_at = datetime.fromtimestamp(self.expires[token], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return Answer(201, {"token": token, "expires_at": expires_at, "repository_selection": "selected"})
 
     def _route(self, method: str, parts: list[str], query: dict[str, str], body: Any, user: str) -> Answer:
         match (method, parts):
@@ -266,6 +241,9 @@ class FakeGitHub:
             return (
                 f"At least {n} approving review{'s are' if n > 1 else ' is'} required by reviewers with write access."
             )
+        missing = sorted(c for c in self.required_checks if self.checks.get((head or "", c)) != "success")
+        if missing:
+            return f'Required status check "{missing[0]}" is expected.'
         if not self._mergeable(pull):
             return "Pull Request is not mergeable"
         return None
