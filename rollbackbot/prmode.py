@@ -222,8 +222,8 @@ class PullRequestMode:
         except HeadMoved as exc:
             return incident.with_state(S.failed, self.clock.now(), f"not merged: {exc}")
         except NotMergeable:
-            if pull.mergeable is False:  # a conflict: the base moved under our paths or the quarantine file
-                return await self._rebuild(incident)
+            if pull.needs_rebuild:  # the base moved: a conflict, or the forge wants the branch up to date with it
+                return await self._rebuild(incident, pull)
             raise  # checks running, reviews missing, mergeability still computing: retried with backoff
         checkpoint("after_merge")
         return self._merged(incident, commit, f"pull request #{number} merged by rollbackbot as {commit[:12]}")
@@ -232,12 +232,13 @@ class PullRequestMode:
         done = incident.with_pull_request(merge_commit=commit).with_commit(commit)
         return done.with_state(S.syncing, self.clock.now(), detail)
 
-    async def _rebuild(self, incident: Incident) -> Incident:
-        """The pull request conflicts with a moved base: the same rollback, rebuilt on the new base."""
+    async def _rebuild(self, incident: Incident, pull: PullRequest) -> Incident:
+        """The base moved (a conflict, or the branch must be up to date): the same rollback, rebuilt on the new base."""
         rebuilds = int(incident.pull_request.get("rebuilds", 0)) + 1
         now = self.clock.now()
         if rebuilds > MAX_REBUILDS:
-            return incident.with_state(S.failed, now, f"pull request still conflicts after {MAX_REBUILDS} rebuilds")
+            why = f"pull request still cannot merge after {MAX_REBUILDS} rebuilds on a moving base"
+            return incident.with_state(S.failed, now, why)
         branch = str(incident.pull_request["branch"])
         try:
             result = await asyncio.to_thread(self.git.push_rollback_branch, _request(incident), branch)
@@ -248,7 +249,8 @@ class PullRequestMode:
         rebuilt = incident.with_pull_request(head_sha=result.commit, rebuilds=rebuilds)
         if result.replanned is not None:
             rebuilt = rebuilt.with_plan(result.replanned)
-        return rebuilt.with_event(now, f"base moved and conflicted: {branch} rebuilt as {result.commit[:12]}")
+        why = "conflicted" if pull.mergeable is False else f"the branch must be up to date ({pull.merge_state})"
+        return rebuilt.with_event(now, f"base moved and {why}: {branch} rebuilt as {result.commit[:12]}")
 
 
 def _request(incident: Incident) -> RollbackRequest:

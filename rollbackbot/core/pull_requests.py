@@ -25,6 +25,9 @@ LABELS = ("rollback", "rollbackbot")
 # so an approved pull request waits in review instead of spending the retry budget on refusals.
 # GitHub mergeable_state; GitLab detailed_merge_status.
 BLOCKED_STATES = frozenset({"blocked", "not_approved", "ci_must_pass", "ci_still_running", "external_status_checks"})
+# The head branch must be brought up to date with the base before the forge merges it (GitHub "require branches
+# to be up to date", GitLab fast-forward or semi-linear merges): rebuild the rollback on the new base.
+REBUILD_STATES = frozenset({"behind", "need_rebase"})
 # The forge is still computing whether it would merge (after any push to either branch): read it once more.
 COMPUTING_STATES = frozenset({"unknown", "checking", "unchecked", "preparing"})
 # Review states that change a reviewer's verdict (GitHub); COMMENTED and PENDING leave it as it was.
@@ -67,6 +70,11 @@ class PullRequest:
     reviews: tuple[Review, ...] = ()
     node_id: str = ""  # GitHub's GraphQL id (auto-merge); GitLab: the project-scoped iid as text
     merge_state: str = ""  # the forge's word for why it would (not) merge now: GitHub mergeable_state, GitLab status
+
+    @property
+    def needs_rebuild(self) -> bool:
+        """It conflicts with its base, or the forge wants it up to date with the base first."""
+        return self.mergeable is False or self.merge_state in REBUILD_STATES
 
 
 class AutoMergeOutcome(StrEnum):

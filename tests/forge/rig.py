@@ -76,16 +76,22 @@ class Rig:
         self.forges.append(client)
         return client
 
-    def human_edits_quarantine(self) -> str:
-        """A person changes the quarantine file on the deploy branch (the pull request now conflicts); the new tip."""
+    def human_commits(self, path: str, content: str, message: str) -> str:
+        """A person commits one file to the deploy branch; the new tip."""
         work = self.tmp / "human"
-        run_git(["clone", "-q", self.sandbox.remote_url, str(work)], self.tmp)
-        (work / ".rollbackbot").mkdir(exist_ok=True)
-        (work / ".rollbackbot" / "quarantine.yaml").write_text("# edited by a human\n")
+        if not work.exists():
+            run_git(["clone", "-q", self.sandbox.remote_url, str(work)], self.tmp)
+        run_git(["pull", "-q", "origin", "main"], work)
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(content)
         run_git(["add", "-A"], work)
-        run_git(["commit", "-qm", "human edits quarantine"], work)
+        run_git(["commit", "-qm", message], work)
         run_git(["push", "-q", "origin", "HEAD:main"], work)
         return self.sandbox.head()
+
+    def human_edits_quarantine(self) -> str:
+        """A person changes the quarantine file on the deploy branch (the pull request now conflicts); the new tip."""
+        return self.human_commits(".rollbackbot/quarantine.yaml", "# edited by a human\n", "human edits quarantine")
 
     def new_service(self) -> Service:
         """A service on the same store and clone: a restart."""

@@ -198,3 +198,21 @@ async def test_an_approved_pull_request_waits_for_required_checks_then_merges_on
         assert done.approved_by == "github:alice"
         assert len(rig.github.calls("PUT", r".*/merge")) == 1
         assert done.rollback_commit == rig.sandbox.head()
+
+
+async def test_a_base_that_moved_without_conflict_is_caught_up_when_the_branch_must_be_up_to_date(
+    tmp_path: Path,
+) -> None:
+    async with pr_rig(tmp_path) as rig:
+        rig.github.require_up_to_date = True  # branch protection: "require branches to be up to date"
+        incident_id = rig.send_alert()
+        pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
+        moved = rig.human_commits("platform/limits.yaml", "cpu: 2\n", "platform: raise limits")  # no conflict
+        rig.github.review(pr["number"], "alice", {"event": "APPROVE"})
+        done = await rig.until(incident_id, "rolled_back")
+        rebuilt = done.pull_request["head_sha"]
+        assert rebuilt != pr["head_sha"] and rig.sandbox.git("rev-parse", f"{rebuilt}^").strip() == moved
+        assert any("must be up to date (behind)" in e.detail for e in done.events)
+        assert [m["body"]["sha"] for m in rig.github.calls("PUT", r".*/merge")][-1] == rebuilt
+        assert done.rollback_commit == rig.sandbox.head()
+        assert rig.sandbox.show(rig.sandbox.head(), "platform/limits.yaml") == "cpu: 2\n"  # the person's change kept

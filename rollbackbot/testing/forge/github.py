@@ -15,6 +15,7 @@ against the vendored OpenAPI description):
 - Reviews are written by the token's user; a user cannot approve their own pull request (422).
 - Branch protection: ``required_approvals`` approving reviews of the head and the ``required_checks`` reported
   ``success`` on it (``report_check``); until then ``mergeable_state`` is ``blocked`` and a merge answers 405.
+  With ``require_up_to_date`` the head must also contain the base's tip (``behind`` and 405 otherwise).
 - GraphQL ``enablePullRequestAutoMerge`` refuses (200 with ``errors``) with "… is in unstable status" while the
   merge state is not computed yet (right after opening), and "… is in clean status" when the pull request could
   be merged now; once enabled, the pull request is merged as soon as an approving review makes it mergeable.
@@ -75,6 +76,7 @@ class FakeGitHub(AppInstallations):
         self._deliveries = itertools.count(1)
         self._review_ids = itertools.count(80_000_001)
         self.required_checks: set[str] = set()  # branch protection: these must succeed on the head
+        self.require_up_to_date = False  # branch protection: the head must contain the base's tip
         self.checks: dict[tuple[str, str], str] = {}  # (commit, check name) -> conclusion
         AppInstallations.__init__(self, self.users)
 
@@ -241,6 +243,9 @@ class FakeGitHub(AppInstallations):
             return (
                 f"At least {n} approving review{'s are' if n > 1 else ' is'} required by reviewers with write access."
             )
+        base = self.repo.branch(pull.base)
+        if self.require_up_to_date and base and head and not self.repo.is_ancestor(base, head):
+            return "Head branch is not up to date with the base branch"
         missing = sorted(c for c in self.required_checks if self.checks.get((head or "", c)) != "success")
         if missing:
             return f'Required status check "{missing[0]}" is expected.'
@@ -323,6 +328,7 @@ class FakeGitHub(AppInstallations):
                 mergeable = pull.mergeable
                 blocker = self._blocker(pull)
                 state = "clean" if blocker is None else ("dirty" if not mergeable else "blocked")
+                state = "behind" if blocker and "not up to date" in blocker else state
             elif compute:
                 pull.known, pull.mergeable = (base, head or ""), self._mergeable(pull)  # ready at the next read
         owner = self.repository.split("/")[0]
