@@ -23,6 +23,7 @@ from rollbackbot.errors import ConfigError, PermanentError
 from rollbackbot.testing.forge.github import FakeGitHub
 from rollbackbot.testing.forge.server import create_app
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
+from tests.forge.contract import check_github_exchange, recorded
 
 APP_ID, INSTALLATION = "123456", "98765432"
 BRANCH = "rollbackbot/app/inc-0123456789abcdef"
@@ -68,12 +69,15 @@ def _client(github: FakeGitHub, key: rsa.RSAPrivateKey, clock: Clock) -> tuple[G
 async def test_the_installation_token_is_minted_once_and_used_for_every_call(world) -> None:  # type: ignore[no-untyped-def]
     github, key, clock = world
     client, tokens = _client(github, key, clock)
-    try:
-        pull = await client.open_pull_request(BRANCH, "main", "rollback(app): v2 -> v1", "body")
-        await client.pull_request(pull.number)
-        await client.add_labels(pull.number, ["rollback"])
-    finally:
-        await client.aclose()
+    with recorded(github) as exchanges:
+        try:
+            pull = await client.open_pull_request(BRANCH, "main", "rollback(app): v2 -> v1", "body")
+            await client.pull_request(pull.number)
+            await client.add_labels(pull.number, ["rollback"])
+        finally:
+            await client.aclose()
+    for exchange in exchanges:  # minting included: apps/create-installation-access-token as GitHub documents it
+        check_github_exchange(exchange)
     assert tokens.minted == 1
     [minted] = [r for r in github.requests if r["path"].endswith("/access_tokens")]
     used = {r["token"] for r in github.requests if r["path"].startswith("/repos/")}
