@@ -10,6 +10,9 @@ import os
 import signal
 
 POINTS = ("after_decision", "after_evidence", "after_commit", "after_push", "during_sync")
+# Pull-request mode (rollbackbot/prmode.py): after the head branch is pushed, after the pull request is
+# created, after the merge call returned; each before the step's result is saved.
+PULL_REQUEST_POINTS = ("after_branch_push", "after_pull_request", "after_merge")
 
 
 def checkpoint(name: str) -> None:

@@ -16,7 +16,7 @@ from rollbackbot.core.decide import AppHistory
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import AppHealth, ResolvedTarget, RollbackPlan, RollbackRequest, RollbackResult
 from rollbackbot.core.policy import Policy
-from rollbackbot.core.pull_requests import PullRequest
+from rollbackbot.core.pull_requests import AutoMergeAnswer, PullRequest
 
 
 class GitOpsRepo(Protocol):
@@ -242,6 +242,6 @@ class Forge(Protocol):
         """Label the pull request (best effort for the caller)."""
         ...
 
-    async def enable_auto_merge(self, pull: PullRequest, method: str) -> bool:
-        """Turn on the forge's native auto-merge; False when the forge refuses (already mergeable, computing)."""
+    async def enable_auto_merge(self, pull: PullRequest, method: str) -> AutoMergeAnswer:
+        """Turn on the forge's native auto-merge: enabled, merged at once, or why it refused (clean, pending…)."""
         ...

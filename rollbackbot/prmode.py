@@ -10,6 +10,9 @@ or merges twice):
    unmerged → ``rejected``; an approving review of the current head by an allowed approver (autoMerge
    ``afterApproval``) → ``approved``; otherwise look again after ``git.poll`` (a forge webhook on
    ``POST /forge/events`` makes it sooner). A Slack approval goes through ``Service.approve`` as before.
+   ``autoMerge: platform``: the forge merges by its own rules; its auto-merge is asked for at ``open`` and
+   again at each look while the forge was still computing mergeability, and a refusal because the pull
+   request is already mergeable ("clean") → ``approved``, merged by rollbackbot with the head SHA.
 3. ``merge`` (``rolling_back``): already merged → take its merge commit; else merge with the recorded head
    SHA as precondition. 409 (someone pushed to the branch) ends ``failed``; 405 on a conflict with a
    moved base rebuilds the branch on the new base and merges that; 405 otherwise is retried. Then the
@@ -30,7 +33,10 @@ from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import RollbackRequest, plan_from_dict, target_from_dict
 from rollbackbot.core.policy import AutoMerge, GitDelivery, OnTimeout, Policy
 from rollbackbot.core.pull_requests import (
+    COMPUTING_STATES,
     LABELS,
+    AutoMergeAnswer,
+    AutoMergeOutcome,
     Judgement,
     Progress,
     PullRequest,
@@ -39,6 +45,7 @@ from rollbackbot.core.pull_requests import (
     gitlab_token_valid,
     incident_of_branch,
     judge,
+    needs_auto_merge,
     pull_request_text,
 )
 from rollbackbot.errors import AdapterError, ConflictError, HeadMoved, NotMergeable, PermanentError
@@ -84,14 +91,20 @@ class PullRequestMode:
             )
             pull = await forge.open_pull_request(pr["branch"], pr["base"], title, body)
         checkpoint("after_pull_request")
-        notes = await self._decorate(forge, pull, delivery) if created else []
+        notes = await self._label(forge, pull)  # again after a crash: adding a label it has is a no-op
+        answer = await self._auto_merge(forge, pull, delivery) if created else None
         verb = "opened" if created else "found (opened before)"
+        notes += [answer.detail] if answer else []
         detail = f"pull request #{pull.number} {verb}: {pull.url}; {summary}" + "".join(f"; {n}" for n in notes)
         deadline = now + policy.spec.approval.timeout if policy.spec.approval else None
-        waiting = incident.with_pull_request(
-            number=pull.number, url=pull.url, deadline=deadline.isoformat() if deadline else None
-        )
-        return waiting.with_state(S.awaiting_approval, now, detail).with_not_before(self._next_look(waiting, policy))
+        recorded: dict[str, object] = {"number": pull.number, "url": pull.url}
+        recorded |= {"deadline": deadline.isoformat() if deadline else None}
+        recorded |= {"auto_merge": answer.outcome.value} if answer else {}
+        waiting = incident.with_pull_request(**recorded)
+        # Merged at once, or already mergeable (merge it ourselves): look again right away.
+        soon = answer is not None and answer.outcome in (AutoMergeOutcome.clean, AutoMergeOutcome.merged)
+        look = now if soon else self._next_look(waiting, policy)
+        return waiting.with_state(S.awaiting_approval, now, detail).with_not_before(look)
 
     async def _push_branch(self, incident: Incident, delivery: GitDelivery) -> Incident:
         plan = plan_from_dict(incident.plan)
@@ -110,30 +123,39 @@ class PullRequestMode:
             recorded = recorded.with_plan(result.replanned)
         return recorded.with_event(self.clock.now(), f"rollback commit {result.commit[:12]} {verb} {branch}")
 
-    async def _decorate(self, forge: Forge, pull: PullRequest, delivery: GitDelivery) -> list[str]:
-        """Labels and, for ``autoMerge: platform``, the forge's own auto-merge; neither blocks the rollback."""
-        notes: list[str] = []
+    async def _label(self, forge: Forge, pull: PullRequest) -> list[str]:
+        """Labels are a courtesy: failing to set them never blocks the rollback."""
         try:
             await forge.add_labels(pull.number, LABELS)
         except AdapterError as exc:
-            notes.append(f"labels not set: {exc}")
-        if delivery.auto_merge is AutoMerge.platform:
-            try:
-                enabled = await forge.enable_auto_merge(pull, delivery.merge_method.value)
-            except AdapterError as exc:
-                enabled, notes = False, [*notes, f"auto-merge: {exc}"]
-            notes.append("forge auto-merge enabled" if enabled else "forge refused auto-merge; waiting for a merge")
-        return notes
+            return [f"labels not set: {exc}"]
+        return []
+
+    async def _auto_merge(self, forge: Forge, pull: PullRequest, delivery: GitDelivery) -> AutoMergeAnswer | None:
+        """``autoMerge: platform``: ask the forge to merge by its own rules; a failed call is asked again later."""
+        if delivery.auto_merge is not AutoMerge.platform:
+            return None
+        try:
+            return await forge.enable_auto_merge(pull, delivery.merge_method.value)
+        except AdapterError as exc:
+            return AutoMergeAnswer(AutoMergeOutcome.pending, f"auto-merge not asked yet: {exc}")
 
     # ---- 2. poll -------------------------------------------------------------------------------------
 
     async def poll(self, incident: Incident, policy: Policy) -> Incident:
         """Look at the pull request: merged, closed, approved in review, or look again later."""
         delivery, now, pr = policy.spec.git, self.clock.now(), incident.pull_request
-        pull = await self.forges(delivery).pull_request(int(pr["number"]))
-        judgement = judge(
-            pull, approvers=delivery.approvers, auto_merge=delivery.auto_merge, forge=pr.get("forge") or "forge"
-        )
+        forge = self.forges(delivery)
+        pull = await forge.pull_request(int(pr["number"]))
+        if delivery.auto_merge is AutoMerge.platform and needs_auto_merge(pull, pr.get("auto_merge")):
+            incident, pull = await self._ask_auto_merge_again(incident, forge, pull, delivery)
+            pr = incident.pull_request
+        judgement = self._judge(pull, incident, delivery)
+        if judgement.progress is Progress.approved and pull.merge_state in COMPUTING_STATES:
+            # Approved, but the forge has not worked out yet whether its rules allow the merge: one more read,
+            # so required checks or reviews wait here rather than spend the retry budget on refused merges.
+            pull = await forge.pull_request(pull.number)
+            judgement = self._judge(pull, incident, delivery)
         if judgement.progress is Progress.approved and pull.head_sha != pr["head_sha"]:
             judgement = Judgement(
                 Progress.waiting,
@@ -152,6 +174,29 @@ class PullRequestMode:
         if pr.get("status") != judgement.detail:  # an event when something changed, not on every look
             return looked.with_pull_request(status=judgement.detail).with_event(now, judgement.detail)
         return looked
+
+    def _judge(self, pull: PullRequest, incident: Incident, delivery: GitDelivery) -> Judgement:
+        pr = incident.pull_request
+        return judge(
+            pull,
+            approvers=delivery.approvers,
+            auto_merge=delivery.auto_merge,
+            forge=pr.get("forge") or "forge",
+            platform=pr.get("auto_merge"),
+        )
+
+    async def _ask_auto_merge_again(
+        self, incident: Incident, forge: Forge, pull: PullRequest, delivery: GitDelivery
+    ) -> tuple[Incident, PullRequest]:
+        """The forge refused auto-merge while it was still computing mergeability (or the call failed): ask again."""
+        answer = await self._auto_merge(forge, pull, delivery)
+        assert answer is not None
+        asked = incident.with_pull_request(auto_merge=answer.outcome.value)
+        if answer.outcome.value != incident.pull_request.get("auto_merge"):
+            asked = asked.with_event(self.clock.now(), answer.detail)
+        if answer.outcome is AutoMergeOutcome.merged:
+            pull = await forge.pull_request(pull.number)  # merged by that very call: read its merge commit
+        return asked, pull
 
     def _next_look(self, incident: Incident, policy: Policy) -> datetime:
         look = self.clock.now() + policy.spec.git.poll
@@ -177,8 +222,8 @@ class PullRequestMode:
         except HeadMoved as exc:
             return incident.with_state(S.failed, self.clock.now(), f"not merged: {exc}")
         except NotMergeable:
-            if pull.mergeable is False:  # a conflict: the base moved under our paths or the quarantine file
-                return await self._rebuild(incident)
+            if pull.needs_rebuild:  # the base moved: a conflict, or the forge wants the branch up to date with it
+                return await self._rebuild(incident, pull)
             raise  # checks running, reviews missing, mergeability still computing: retried with backoff
         checkpoint("after_merge")
         return self._merged(incident, commit, f"pull request #{number} merged by rollbackbot as {commit[:12]}")
@@ -187,12 +232,13 @@ class PullRequestMode:
         done = incident.with_pull_request(merge_commit=commit).with_commit(commit)
         return done.with_state(S.syncing, self.clock.now(), detail)
 
-    async def _rebuild(self, incident: Incident) -> Incident:
-        """The pull request conflicts with a moved base: the same rollback, rebuilt on the new base."""
+    async def _rebuild(self, incident: Incident, pull: PullRequest) -> Incident:
+        """The base moved (a conflict, or the branch must be up to date): the same rollback, rebuilt on the new base."""
         rebuilds = int(incident.pull_request.get("rebuilds", 0)) + 1
         now = self.clock.now()
         if rebuilds > MAX_REBUILDS:
-            return incident.with_state(S.failed, now, f"pull request still conflicts after {MAX_REBUILDS} rebuilds")
+            why = f"pull request still cannot merge after {MAX_REBUILDS} rebuilds on a moving base"
+            return incident.with_state(S.failed, now, why)
         branch = str(incident.pull_request["branch"])
         try:
             result = await asyncio.to_thread(self.git.push_rollback_branch, _request(incident), branch)
@@ -203,7 +249,8 @@ class PullRequestMode:
         rebuilt = incident.with_pull_request(head_sha=result.commit, rebuilds=rebuilds)
         if result.replanned is not None:
             rebuilt = rebuilt.with_plan(result.replanned)
-        return rebuilt.with_event(now, f"base moved and conflicted: {branch} rebuilt as {result.commit[:12]}")
+        why = "conflicted" if pull.mergeable is False else f"the branch must be up to date ({pull.merge_state})"
+        return rebuilt.with_event(now, f"base moved and {why}: {branch} rebuilt as {result.commit[:12]}")
 
 
 def _request(incident: Incident) -> RollbackRequest:

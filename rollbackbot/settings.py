@@ -139,8 +139,19 @@ class Settings(BaseSettings):
     )
     forge_token: SecretStr | None = Field(
         default=None,
-        description="Forge token (GitHub App installation or fine-grained token; GitLab project or group token) "
-        "that may push branches, open and merge pull requests.",
+        description="Forge token (GitHub fine-grained token; GitLab project or group token) that may open and "
+        "merge pull requests; for a GitHub App set `ROLLBACKBOT_FORGE_APP_ID` and the two settings after it instead.",
+    )
+    forge_app_id: str | None = Field(
+        default=None,
+        description="GitHub App id: with the installation id and the private key, rollbackbot mints its own "
+        "installation tokens and renews them before they expire (instead of `ROLLBACKBOT_FORGE_TOKEN`).",
+    )
+    forge_app_installation_id: str | None = Field(
+        default=None, description="The GitHub App's installation id on the GitOps repository's owner."
+    )
+    forge_app_private_key_file: Path | None = Field(
+        default=None, description="PEM file of the GitHub App's private key (read at start, never logged)."
     )
     forge_webhook_secret: SecretStr | None = Field(
         default=None,

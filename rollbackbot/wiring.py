@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from pydantic import SecretStr
 
 from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
 from rollbackbot.adapters.forge import forge_clients
+from rollbackbot.adapters.forge.app_token import InstallationTokens
 from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
@@ -23,7 +26,7 @@ from rollbackbot.adapters.slack.chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import Clock, SystemClock
-from rollbackbot.core.policy import Policy, PolicyMode
+from rollbackbot.core.policy import ForgeKind, Policy, PolicyMode
 from rollbackbot.core.retries import RetryBudget
 from rollbackbot.dependencies import DEPENDENCIES
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
@@ -153,12 +156,41 @@ def _pull_request_mode(
 ) -> PullRequestMode | None:
     """Pull-request mode when a forge is configured; a policy that needs one without it stops start-up."""
     wanting = [p.name for p in policies if p.spec.git.pull_request]
-    if settings.forge_api_url is None or settings.forge_token is None:
+    app = _github_app(settings)
+    if settings.forge_api_url is None or (settings.forge_token is None and app is None):
         if wanting:
             missing = "ROLLBACKBOT_FORGE_API_URL" if settings.forge_api_url is None else "ROLLBACKBOT_FORGE_TOKEN"
             raise ConfigError(f"{missing} is required by policy {wanting[0]} (git.mode pull-request) but not set")
         return None
-    return PullRequestMode(git=git, forges=forge_clients(settings.forge_api_url, settings.forge_token), clock=clock)
+    gitlab = [p.name for p in policies if p.spec.git.pull_request and p.spec.git.forge is ForgeKind.gitlab]
+    if gitlab and settings.forge_token is None:
+        raise ConfigError(f"ROLLBACKBOT_FORGE_TOKEN is required by policy {gitlab[0]} (forge gitlab) but not set")
+    forges = forge_clients(settings.forge_api_url, settings.forge_token, app)
+    return PullRequestMode(git=git, forges=forges, clock=clock)
+
+
+def _github_app(settings: Settings) -> InstallationTokens | None:
+    """A GitHub App's installation tokens when all three ``ROLLBACKBOT_FORGE_APP_*`` are set; none: None."""
+    given = {
+        "ROLLBACKBOT_FORGE_APP_ID": settings.forge_app_id,
+        "ROLLBACKBOT_FORGE_APP_INSTALLATION_ID": settings.forge_app_installation_id,
+        "ROLLBACKBOT_FORGE_APP_PRIVATE_KEY_FILE": settings.forge_app_private_key_file,
+    }
+    missing = [name for name, value in given.items() if not value]
+    if len(missing) == len(given):
+        return None
+    if missing:
+        raise ConfigError(f"{missing[0]} is required when the other ROLLBACKBOT_FORGE_APP_* settings are set")
+    if settings.forge_api_url is None:
+        raise ConfigError("ROLLBACKBOT_FORGE_API_URL is required when a GitHub App is configured but not set")
+    key_file = Path(str(settings.forge_app_private_key_file))
+    try:
+        pem = SecretStr(key_file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"ROLLBACKBOT_FORGE_APP_PRIVATE_KEY_FILE: cannot read {key_file}: {exc.strerror}") from None
+    return InstallationTokens(
+        settings.forge_api_url, str(settings.forge_app_id), str(settings.forge_app_installation_id), pem
+    )
 
 
 def _forge_events(settings: Settings, wired: Wired) -> ForgeEvents | None:

@@ -216,7 +216,9 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
     "spec.git.autoMerge": (
         "`afterApproval`: rollbackbot merges once approved (Slack button or an approving review by one of"
         " `approvers`), with the head SHA as precondition; `platform`: the forge's own auto-merge is enabled"
-        " when the pull request is opened; `never`: rollbackbot never merges on a review (a person merges"
+        " when the pull request is opened (asked again while the forge is still computing mergeability; when it"
+        " refuses because the pull request is already mergeable, rollbackbot merges it with the head SHA as"
+        " precondition); `never`: rollbackbot never merges on a review (a person merges"
         " in the forge, or presses Approve in Slack).",
         "afterApproval",
     ),

@@ -66,6 +66,15 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class PullRequestLink:
+    """The pull request of an incident in pull-request mode: approving merges it."""
+
+    number: int
+    url: str
+    forge: str  # github | gitlab
+
+
+@dataclass(frozen=True)
 class IncidentMessage:
     """A top-level message: everything a person needs to judge the incident."""
 
@@ -90,6 +99,7 @@ class IncidentMessage:
     decision: Decision | None = None
     reason: str = ""
     page_url: str | None = None  # the incident's page (docs/ui.md), when ROLLBACKBOT_PUBLIC_URL is set
+    pull_request: PullRequestLink | None = None  # pull-request mode: the pull request that carries the rollback
 
     @property
     def asks_for_decision(self) -> bool:
@@ -186,12 +196,29 @@ def incident_message(incident: Incident, policy: Policy | None, kind: MessageKin
         else None,
         diff_stat=str(incident.plan.get("diff_stat", "")),
         evidence_url=incident.evidence_url or None,
-        expires_at=incident.not_before if awaiting else None,
+        expires_at=_expiry(incident) if awaiting else None,
         on_timeout=approval.on_timeout.value if approval else "expire",
         approvers=tuple(approval.approvers) if approval else (),
         decision=decision_of(incident),
         reason=_reason(incident, kind),
+        pull_request=pull_request_link(incident),
     )
+
+
+def pull_request_link(incident: Incident) -> PullRequestLink | None:
+    """The incident's pull request once it is open (pull-request mode), else None."""
+    pull = incident.pull_request
+    if not pull.get("number") or not pull.get("url"):
+        return None
+    return PullRequestLink(int(pull["number"]), str(pull["url"]), str(pull.get("forge") or "forge"))
+
+
+def _expiry(incident: Incident) -> datetime | None:
+    """When an open decision lapses; in pull-request mode ``not_before`` is the next look at the pull request."""
+    if not incident.pull_request:
+        return incident.not_before
+    deadline = incident.pull_request.get("deadline")
+    return datetime.fromisoformat(str(deadline)) if deadline else None
 
 
 def _reason(incident: Incident, kind: MessageKind) -> str:
@@ -306,6 +333,8 @@ def as_text(message: IncidentMessage) -> str:
     for index, stat in enumerate(message.diff_stat.strip("\n").splitlines()):
         lines.append(f"{'Diff:' if index == 0 else '':<11}{stat.strip()}")
     lines += [f"Evidence:  {message.evidence_url}"] if message.evidence_url else []
+    if message.pull_request:
+        lines.append(f"Pull req.: #{message.pull_request.number} {message.pull_request.url} (approving merges it)")
     lines += [f"Incident:  {message.page_url}"] if message.page_url else []
     if message.reason:
         lines.append(f"Reason:    {message.reason}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,11 +70,13 @@ class Setting:
     policies: Path
 
 
-def _say(text: str = "") -> None:
+def say(text: str = "") -> None:
+    """One line of the demo's output, flushed at once."""
     print(text, flush=True)
 
 
-def _indent(text: str, prefix: str = "   │ ") -> str:
+def indent(text: str, prefix: str = "   │ ") -> str:
+    """Every line of ``text`` behind ``prefix``."""
     return "\n".join(prefix + line for line in text.splitlines())
 
 
@@ -83,41 +86,42 @@ async def propose_act(setting: Setting) -> int:
     labels = {"alertname": "ModelRefusalRateDrop", "app": APP, "severity": "critical", "namespace": "ml-prod"}
     summary = "Refusal rate of support-llm fell to 0.3% (baseline 4.1%): guardrail bypass?"
     body = notification([alert(labels, datetime.now(UTC) - timedelta(minutes=3), annotations={"summary": summary})])
-    _say(f'\n7. propose mode: Alertmanager delivers ModelRefusalRateDrop{{app="{APP}"}}')
+    say(f'\n7. propose mode: Alertmanager delivers ModelRefusalRateDrop{{app="{APP}"}}')
     headers = {"Authorization": f"Bearer {setting.webhook_token}"}
     answer = await setting.service.post("/webhook/alertmanager", json=body, headers=headers)
     incident_id = answer.json()["incidents"][0]
-    incident = await _wait(setting.service, incident_id, {"awaiting_approval", *DONE})
+    incident = await wait_incident(setting.service, incident_id, {"awaiting_approval", *DONE})
     if incident["state"] != "awaiting_approval":
-        _say(f"   expected a proposal, got {incident['state']}: {incident.get('reason')}")
+        say(f"   expected a proposal, got {incident['state']}: {incident.get('reason')}")
         return 1
-    posted = await _wait_slack(setting.slack_url, lambda m: "thread_ts" not in m and "Rollback proposed" in m["text"])
-    _say(f"\n8. proposal posted to Slack channel {posted['channel']} (ts {posted['ts']}); as a person reads it:")
-    _say(_indent(_proposal_text(setting, incident_id)))
+    posted = await wait_slack(setting.slack_url, lambda m: "thread_ts" not in m and "Rollback proposed" in m["text"])
+    say(f"\n8. proposal posted to Slack channel {posted['channel']} (ts {posted['ts']}); as a person reads it:")
+    say(indent(proposal_text(setting, incident_id)))
 
-    _say(f"\n9. {APPROVER_NAME} ({APPROVER_ID}) clicks Approve; Slack sends a signed interactivity request")
+    say(f"\n9. {APPROVER_NAME} ({APPROVER_ID}) clicks Approve; Slack sends a signed interactivity request")
     payload = block_actions("approve_rollback", incident_id, APPROVER_ID, user_name="dana.ops", message_ts=posted["ts"])
     content, signed = signed_request(SLACK_SIGNING_SECRET, payload)
     clicked = time.monotonic()
     ack = await setting.service.post("/slack/actions", content=content, headers=signed)
-    _say(f"   POST /slack/actions answered {ack.status_code} in {1000 * (time.monotonic() - clicked):.1f} ms (ack)")
-    incident = await _wait(setting.service, incident_id, DONE)
+    say(f"   POST /slack/actions answered {ack.status_code} in {1000 * (time.monotonic() - clicked):.1f} ms (ack)")
+    incident = await wait_incident(setting.service, incident_id, DONE)
     states = " → ".join(dict.fromkeys(e["state"] for e in incident["events"]))
-    _say(f"   {states}")
+    say(f"   {states}")
     await _show_slack_thread(setting.slack_url, posted)
     _show_commit(setting.remote, incident.get("rollback_commit"))
     async with httpx.AsyncClient(timeout=5.0) as argo:
         status = (await argo.get(f"{setting.argo_url}/_fake/apps/{APP}")).json().get("status", {})
     health = status.get("health", {}).get("status")
     ok = incident["state"] == "rolled_back" and health == "Healthy"
-    _say(
+    say(
         f"\n{'OK' if ok else 'FAILED'}: proposal {incident['state']} after approval by {incident.get('approved_by')}; "
         f"{APP} {status.get('sync', {}).get('status')}, {health}; {time.monotonic() - started:.1f}s for this act"
     )
     return 0 if ok else 1
 
 
-def _proposal_text(setting: Setting, incident_id: str) -> str:
+def proposal_text(setting: Setting, incident_id: str) -> str:
+    """The proposal as a person reads it in Slack (plain text)."""
     incident = SqlIncidentStore(setting.database_url).get(incident_id)
     policies = {p.name: p for p in load_policies(setting.policies)}
     if incident is None:
@@ -125,11 +129,18 @@ def _proposal_text(setting: Setting, incident_id: str) -> str:
     return as_text(incident_message(incident, policies.get(incident.policy), MessageKind.proposal))
 
 
-async def _wait(client: httpx.AsyncClient, incident_id: str, states: set[str], timeout: float = 30) -> dict[str, Any]:
+async def wait_incident(
+    client: httpx.AsyncClient,
+    incident_id: str,
+    states: set[str],
+    timeout: float = 30,
+    until: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """The incident once it is in one of ``states`` (or ``until`` holds), or as it is after ``timeout``."""
     deadline, incident = time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
         incident = (await client.get(f"/api/incidents/{incident_id}")).json()
-        if incident["state"] in states:
+        if incident["state"] in states or (until is not None and until(incident)):
             break
         await asyncio.sleep(0.05)
     return dict(incident)
@@ -140,7 +151,8 @@ async def _messages(slack_url: str) -> list[dict[str, Any]]:
         return list((await http.get(f"{slack_url}/_fake/messages")).json())
 
 
-async def _wait_slack(slack_url: str, wanted: Any, timeout: float = 10) -> dict[str, Any]:
+async def wait_slack(slack_url: str, wanted: Any, timeout: float = 10) -> dict[str, Any]:
+    """The first message the fake Slack received that ``wanted`` accepts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [m for m in await _messages(slack_url) if wanted(m)]
@@ -151,15 +163,13 @@ async def _wait_slack(slack_url: str, wanted: Any, timeout: float = 10) -> dict[
 
 
 async def _show_slack_thread(slack_url: str, parent: dict[str, Any]) -> None:
-    await _wait_slack(slack_url, lambda m: m.get("thread_ts") == parent["ts"] and "Rolled back" in m["text"])
+    await wait_slack(slack_url, lambda m: m.get("thread_ts") == parent["ts"] and "Rolled back" in m["text"])
     messages = await _messages(slack_url)
     [updated] = [m for m in messages if m["ts"] == parent["ts"]]
     has_buttons = any(block["type"] == "actions" for block in updated["blocks"])
-    _say(
-        f"\n10. Slack: the proposal now reads {updated['text']!r} (buttons {'still there' if has_buttons else 'gone'})"
-    )
+    say(f"\n10. Slack: the proposal now reads {updated['text']!r} (buttons {'still there' if has_buttons else 'gone'})")
     for reply in (m for m in messages if m.get("thread_ts") == parent["ts"]):
-        _say(f"    thread: {reply['text']}")
+        say(f"    thread: {reply['text']}")
 
 
 def _show_commit(remote: Path, commit: str | None) -> None:
@@ -171,5 +181,5 @@ def _show_commit(remote: Path, commit: str | None) -> None:
         text=True,
         check=False,
     )
-    _say("\n11. the approved rollback commit:")
-    _say(_indent(shown.stdout.rstrip(), "    "))
+    say("\n11. the approved rollback commit:")
+    say(indent(shown.stdout.rstrip(), "    "))

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,11 @@ import httpx
 from rollbackbot import procs
 from rollbackbot.core.incidents import TERMINAL_STATES
 from rollbackbot.demo import propose as demo_propose
+from rollbackbot.demo import pullrequest as demo_pr
 from rollbackbot.demo import readiness as demo_readiness
 from rollbackbot.testing import slack as fake_slack
 from rollbackbot.testing.alertmanager import alert, notification
+from rollbackbot.testing.forge.server import serve_forge
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
 
 APP = "docsum-llm"
@@ -49,15 +51,23 @@ spec:
 
 
 def _policies_dir(work: Path) -> Path:
+    """The shipped policies (run from the repository) or the embedded ones, plus the pull-request act's policy.
+
+    The pull-request policy never ships in ``policies/``: it needs a forge, and a policy that needs one stops
+    a service started without ``ROLLBACKBOT_FORGE_*``.
+    """
+    policies = work / "policies"
+    policies.mkdir(exist_ok=True)
     shipped = Path("policies")
     if shipped.is_dir() and any(shipped.glob("*.yaml")):
-        return shipped.resolve()
-    embedded = work / "policies"
-    embedded.mkdir(exist_ok=True)
-    (embedded / "10-docsum-llm-injection.yaml").write_text(EMBEDDED_POLICY)
-    (embedded / "20-support-llm-refusal.yaml").write_text(demo_propose.EMBEDDED_POLICY)
-    (embedded / "30-badge-vision-access.yaml").write_text(demo_readiness.EMBEDDED_POLICY)
-    return embedded
+        for source in sorted(shipped.glob("*.yaml")):
+            shutil.copyfile(source, policies / source.name)
+    else:
+        (policies / "10-docsum-llm-injection.yaml").write_text(EMBEDDED_POLICY)
+        (policies / "20-support-llm-refusal.yaml").write_text(demo_propose.EMBEDDED_POLICY)
+        (policies / "30-badge-vision-access.yaml").write_text(demo_readiness.EMBEDDED_POLICY)
+    (policies / "40-triage-llm-pull-request.yaml").write_text(demo_pr.EMBEDDED_POLICY)
+    return policies
 
 
 def _say(text: str = "") -> None:
@@ -79,6 +89,7 @@ def _build(work: Path) -> Any:
             ),
             demo_propose.releases(),
             demo_readiness.releases(),
+            demo_pr.releases(),
         ],
     )
 
@@ -109,6 +120,7 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
             f"{APP}/v1.2.0": "unsigned",
             f"{APP}/v1.3.0": "deployed now — compromised, Degraded",
             f"{demo_readiness.BROKEN_APP}/v3.0.0": "unsigned, on purpose: badge-vision cannot be rolled back",
+            f"{demo_pr.APP}/v1.2.0": "deployed now; its deploy branch takes pull requests only",
         }.get(tag, "")
         _say(f"     {tag:<22} {note}")
     config = work / "argocd.json"
@@ -120,13 +132,16 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
                 "repo": str(sandbox.remote_path),
                 "branch": sandbox.branch,
                 "apps": [
-                    *({"name": app, "project": "ml-prod", "path": f"apps/{app}"} for app in (APP, demo_propose.APP)),
+                    *(
+                        {"name": app, "project": "ml-prod", "path": f"apps/{app}"}
+                        for app in (APP, demo_propose.APP, demo_pr.APP)
+                    ),
                     *demo_readiness.argo_apps(),
                 ],
             }
         )
     )
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
         log = stack.enter_context(open(work / "processes.log", "wb"))
         argo_proc, argo_url = procs.start_fake_argocd(config, log)
         stack.callback(procs.stop, argo_proc)
@@ -135,6 +150,8 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
         stack.callback(procs.stop, slack_proc)
         port = procs.free_port()
         base = f"http://127.0.0.1:{port}"
+        github = demo_pr.fake_github(sandbox.remote_path, base)
+        github_url = await stack.enter_async_context(serve_forge(github))
         env = procs.service_env(
             git_url=sandbox.remote_url,
             branch=sandbox.branch,
@@ -146,11 +163,13 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
             state=work / "state",
             readiness_interval=600,  # GET /api/readiness and the rollbackbot_rollback_ready metric while serving
         ) | demo_propose.slack_env(slack_url)
+        env |= demo_pr.forge_env(github_url)
         env |= {"ROLLBACKBOT_UI": "true", "ROLLBACKBOT_PUBLIC_URL": base}  # incident pages, linked from Slack
         service = procs.start_service(env, port, log, cwd=work)
         stack.callback(procs.stop, service)
         procs.wait_ready(f"{base}/readyz", service)
-        _say(f"\n2. fake Argo CD at {argo_url}; fake Slack at {slack_url}; rollbackbot serving at {base}")
+        _say(f"\n2. fake Argo CD at {argo_url}; fake Slack at {slack_url}; fake GitHub at {github_url}")
+        _say(f"   rollbackbot serving at {base}")
         ready = await asyncio.to_thread(demo_readiness.check, env, work, _say)
         api_auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}  # /api/* takes the webhook token by default
         async with httpx.AsyncClient(base_url=base, timeout=10.0, headers=api_auth) as client:
@@ -165,14 +184,15 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
                 Path(env["ROLLBACKBOT_POLICIES"]),
             )
             proposed = await demo_propose.propose_act(setting)
+            pulled = await demo_pr.pull_request_act(setting, github, github_url)
             if not serve:
                 _say("\nthe incident pages close with the demo; `rollbackbot demo --serve` keeps them up")
             pages = f"incident pages: {base}/ui/incidents (sign in with the API token {WEBHOOK_TOKEN})"
-            ok = auto == proposed == ready == 0
+            ok = auto == proposed == ready == pulled == 0
             _say(f"\ndemo {'OK' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s; {pages}")
             if serve:
                 await _serve_until_interrupted()
-            return auto or proposed or ready
+            return auto or proposed or ready or pulled
 
 
 async def _serve_until_interrupted() -> None:

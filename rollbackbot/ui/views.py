@@ -150,6 +150,28 @@ class DecisionView:
     policy: str
     person: str | None
     slack_message: str | None
+    pull_request: PullRequestView | None = None
+
+
+@dataclass(frozen=True)
+class PullRequestView:
+    """Pull-request mode: the pull request that carries the rollback, as the incident recorded it."""
+
+    label: str  # "#7 on github acme/gitops, from rollbackbot/app/inc-…"
+    url: str | None  # only http(s) URLs become links
+    merge_commit: str | None
+
+
+def pull_request(incident: Incident) -> PullRequestView | None:
+    """The incident's pull request, once opened."""
+    pull = incident.pull_request
+    if not pull.get("number"):
+        return None
+    label = f"#{pull['number']} on {pull.get('forge') or 'the forge'} {pull.get('repository') or ''}".rstrip()
+    label += f", from {pull['branch']}" if pull.get("branch") else ""
+    url = str(pull.get("url") or "")
+    linkable = url if url.startswith(("https://", "http://")) else None
+    return PullRequestView(label, linkable, str(pull["merge_commit"]) if pull.get("merge_commit") else None)
 
 
 _VERBS = {
@@ -209,6 +231,7 @@ def decision(incident: Incident, slack_message: str | None) -> DecisionView:
         policy=incident.policy,
         person=decision_line(closed) if closed else None,
         slack_message=slack_message,
+        pull_request=pull_request(incident),
     )
 
 

@@ -1,4 +1,4 @@
-"""``make demo`` runs both acts (auto, then propose approved in Slack) and stays fast."""
+"""``make demo`` runs every act (auto, propose approved in Slack, pull request approved on GitHub) and stays fast."""
 
 from __future__ import annotations
 
@@ -35,4 +35,10 @@ def test_demo_shows_the_proposal_the_click_and_the_approved_rollback(tmp_path: P
     assert "POST /slack/actions answered 200" in out
     assert "approved → rolling_back → syncing → rolled_back" in out and "(buttons gone)" in out
     assert "Approved-By: Dana Ops U012ABC" in out
+    # pull-request mode: the deploy branch untouched until an allowed reviewer approves, then merged with the
+    # head SHA as precondition and synced at the merge commit
+    assert "opened pull request #1:" in out and "the deploy branch is untouched" in out
+    assert "reviews by mallory do not count (not an allowed approver); still awaiting_approval" in out
+    assert "PUT /repos/acme/gitops/pulls/1/merge {'sha': '" in out
+    assert "OK: pull request #1 merged with its head SHA as precondition after approval by github:alice" in out
     assert out.rstrip().splitlines()[-1].startswith("demo OK in ")

@@ -27,7 +27,7 @@ from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.forge.github import FakeGitHub
 from rollbackbot.testing.forge.gitlab import FakeGitLab
 from rollbackbot.testing.forge.server import serve_forge
-from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox
+from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sandbox, run_git
 from tests.service.fakes import FakeArgo
 
 APP = "docsum-llm"
@@ -76,6 +76,23 @@ class Rig:
         self.forges.append(client)
         return client
 
+    def human_commits(self, path: str, content: str, message: str) -> str:
+        """A person commits one file to the deploy branch; the new tip."""
+        work = self.tmp / "human"
+        if not work.exists():
+            run_git(["clone", "-q", self.sandbox.remote_url, str(work)], self.tmp)
+        run_git(["pull", "-q", "origin", "main"], work)
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(content)
+        run_git(["add", "-A"], work)
+        run_git(["commit", "-qm", message], work)
+        run_git(["push", "-q", "origin", "HEAD:main"], work)
+        return self.sandbox.head()
+
+    def human_edits_quarantine(self) -> str:
+        """A person changes the quarantine file on the deploy branch (the pull request now conflicts); the new tip."""
+        return self.human_commits(".rollbackbot/quarantine.yaml", "# edited by a human\n", "human edits quarantine")
+
     def new_service(self) -> Service:
         """A service on the same store and clone: a restart."""
         return Service(
@@ -98,6 +115,17 @@ class Rig:
         assert found is not None
         return found
 
+    async def until_event(self, incident_id: str, text: str, timeout: float = 20) -> Incident:
+        """Wait until one of the incident's events says ``text``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            incident = self.incident(incident_id)
+            if any(text in e.detail for e in incident.events):
+                return incident
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no event says {text!r}: {[e.detail for e in incident.events]}")
+            await asyncio.sleep(0.05)
+
     async def until(self, incident_id: str, state: str, timeout: float = 20) -> Incident:
         """Wait until the incident reaches ``state`` (the service keeps polling in the background)."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -115,7 +143,11 @@ async def pr_rig(
     sandbox = build_sandbox(tmp / "gitops", [AppSpec(APP, [Release("1.0.0"), Release("1.1.0", health="Degraded")])])
     users = {BOT_TOKEN: "rollbackbot[bot]", ALICE: "alice", MALLORY: "mallory"}
     github = FakeGitHub("acme/gitops", sandbox.remote_path, users=users, required_approvals=required_approvals)
-    lab = FakeGitLab("acme/gitops", sandbox.remote_path, users=users) if gitlab else None
+    lab = (
+        FakeGitLab("acme/gitops", sandbox.remote_path, users=users, required_approvals=required_approvals)
+        if gitlab
+        else None
+    )
     async with serve_forge(lab or github, prefix="/api/v4" if lab else "") as url:
         git = GitOpsRepository(sandbox.remote_url, sandbox.branch, tmp / "clone", sandbox.allowed_signers)
         rig = Rig(tmp, sandbox, github, url, git, FakeArgo(), None, policy or pr_policy(), [], lab)  # type: ignore[arg-type]

@@ -44,3 +44,33 @@ async def test_gitlab_merge_request_closed_rejects_and_duplicate_create_is_adopt
         lab.close(pr["number"], "alice")
         rejected = await rig.until(incident_id, "rejected")
         assert "closed without merge" in rejected.reason
+
+
+async def test_gitlab_stale_source_sha_at_merge_fails_without_merging(tmp_path: Path) -> None:
+    async with pr_rig(tmp_path, policy=pr_policy(GITLAB, approval=True), gitlab=True) as rig:
+        base_before = rig.sandbox.head()
+        incident_id = rig.send_alert()
+        pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
+        other = rig.sandbox.git("commit-tree", f"{pr['head_sha']}^{{tree}}", "-p", pr["head_sha"], "-m", "sneaky")
+        rig.sandbox.git("update-ref", f"refs/heads/{pr['branch']}", other.strip())  # someone pushed to the branch
+        rig.service.approve(incident_id, "Ada U012ABC")
+        failed = await rig.until(incident_id, "failed")
+        assert "SHA does not match HEAD of source branch" in failed.reason
+        assert rig.sandbox.head() == base_before and not rig.argo.calls
+
+
+async def test_gitlab_conflict_with_a_moved_target_rebuilds_the_branch_and_merges(tmp_path: Path) -> None:
+    async with pr_rig(tmp_path, policy=pr_policy(GITLAB, approval=True), gitlab=True) as rig:
+        lab = rig.gitlab
+        assert lab is not None
+        incident_id = rig.send_alert()
+        pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
+        moved = rig.human_edits_quarantine()
+        rig.service.approve(incident_id, "Ada U012ABC")
+        done = await rig.until(incident_id, "rolled_back")
+        refused = [r for r in lab.requests if r["method"] == "PUT" and r["path"].endswith("/merge")]
+        assert len(refused) >= 2, "the first merge conflicts (422), the rebuilt branch merges"
+        assert done.pull_request["head_sha"] != pr["head_sha"]
+        assert rig.sandbox.git("rev-parse", f"{done.pull_request['head_sha']}^").strip() == moved
+        assert any("rebuilt" in e.detail for e in done.events)
+        assert done.rollback_commit == rig.sandbox.head() == lab.merge_requests[pr["number"]].merge_commit_sha

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from rollbackbot.core.incidents import IncidentState
-from rollbackbot.testing.gitops import run_git
 from tests.forge.rig import APP, pr_policy, pr_rig
 
 pytestmark = pytest.mark.network  # the fake GitHub answers on loopback, as a real forge would over TCP
@@ -163,14 +162,7 @@ async def test_base_moved_with_a_conflict_rebuilds_the_branch_and_merges(tmp_pat
         incident_id = rig.send_alert()
         pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
         # Another rollback-free change to the quarantine file on the base makes the PR conflict.
-        work = tmp_path / "human"
-        run_git(["clone", "-q", rig.sandbox.remote_url, str(work)], tmp_path)
-        (work / ".rollbackbot").mkdir(exist_ok=True)
-        (work / ".rollbackbot" / "quarantine.yaml").write_text("# edited by a human\n")
-        run_git(["add", "-A"], work)
-        run_git(["commit", "-qm", "human edits quarantine"], work)
-        run_git(["push", "-q", "origin", "HEAD:main"], work)
-        moved_base = rig.sandbox.head()
+        moved_base = rig.human_edits_quarantine()
         rig.service.approve(incident_id, "Ada U012ABC")
         done = await rig.until(incident_id, "rolled_back")
         assert done.pull_request["head_sha"] != pr["head_sha"]
@@ -189,3 +181,38 @@ async def test_a_person_merging_in_the_forge_is_taken_as_approval_and_never_merg
         assert done.rollback_commit == merge_commit == rig.sandbox.head()
         assert not rig.github.calls("PUT", r".*/merge")  # rollbackbot saw it merged and did not merge again
         assert ("sync", APP, merge_commit) in rig.argo.calls
+
+
+async def test_an_approved_pull_request_waits_for_required_checks_then_merges_once(tmp_path: Path) -> None:
+    async with pr_rig(tmp_path) as rig:
+        rig.github.required_checks = {"ci"}  # branch protection: CI must pass on the head
+        incident_id = rig.send_alert()
+        pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
+        rig.github.review(pr["number"], "alice", {"event": "APPROVE"})
+        waiting = await rig.until_event(incident_id, "github does not allow the merge yet (blocked)")
+        await asyncio.sleep(1.5)  # more looks: still waiting, and no merge was tried against the rules
+        assert waiting.state.value == rig.incident(incident_id).state.value == "awaiting_approval"
+        assert not rig.github.calls("PUT", r".*/merge")
+        rig.github.report_check(pr["number"], "ci", "success")
+        done = await rig.until(incident_id, "rolled_back")
+        assert done.approved_by == "github:alice"
+        assert len(rig.github.calls("PUT", r".*/merge")) == 1
+        assert done.rollback_commit == rig.sandbox.head()
+
+
+async def test_a_base_that_moved_without_conflict_is_caught_up_when_the_branch_must_be_up_to_date(
+    tmp_path: Path,
+) -> None:
+    async with pr_rig(tmp_path) as rig:
+        rig.github.require_up_to_date = True  # branch protection: "require branches to be up to date"
+        incident_id = rig.send_alert()
+        pr = (await rig.until(incident_id, "awaiting_approval")).pull_request
+        moved = rig.human_commits("platform/limits.yaml", "cpu: 2\n", "platform: raise limits")  # no conflict
+        rig.github.review(pr["number"], "alice", {"event": "APPROVE"})
+        done = await rig.until(incident_id, "rolled_back")
+        rebuilt = done.pull_request["head_sha"]
+        assert rebuilt != pr["head_sha"] and rig.sandbox.git("rev-parse", f"{rebuilt}^").strip() == moved
+        assert any("must be up to date (behind)" in e.detail for e in done.events)
+        assert [m["body"]["sha"] for m in rig.github.calls("PUT", r".*/merge")][-1] == rebuilt
+        assert done.rollback_commit == rig.sandbox.head()
+        assert rig.sandbox.show(rig.sandbox.head(), "platform/limits.yaml") == "cpu: 2\n"  # the person's change kept

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 
 import pytest
 
 from rollbackbot.core.policy import AutoMerge
 from rollbackbot.core.pull_requests import (
+    AutoMergeOutcome,
     Progress,
     PullRequest,
     Review,
     branch_name,
+    github_auto_merge_refusal,
     github_signature_valid,
     gitlab_token_valid,
     incident_of_branch,
     judge,
+    needs_auto_merge,
 )
 
 HEAD, OLD = "b" * 40, "a" * 40
@@ -65,6 +69,62 @@ def _pull(*reviews: Review, state: str = "open", merged: bool = False) -> PullRe
 def test_judge(pull: PullRequest, auto_merge: AutoMerge, progress: Progress, approver: str | None) -> None:
     judgement = judge(pull, approvers=["alice", "carol"], auto_merge=auto_merge, forge="github")
     assert (judgement.progress, judgement.approver) == (progress, approver)
+
+
+@pytest.mark.parametrize(
+    ("merge_state", "progress"),
+    [
+        ("blocked", Progress.waiting),
+        ("clean", Progress.approved),
+        ("ci_still_running", Progress.waiting),
+        ("not_approved", Progress.waiting),
+        ("mergeable", Progress.approved),
+    ],
+)
+def test_an_approval_waits_while_the_forge_still_blocks_the_merge(merge_state: str, progress: Progress) -> None:
+    pull = replace(_pull(Review("alice", "APPROVED", HEAD)), merge_state=merge_state)
+    judgement = judge(pull, approvers=["alice"], auto_merge=AutoMerge.after_approval, forge="github")
+    assert judgement.progress is progress
+    assert ("does not allow the merge yet" in judgement.detail) is (progress is Progress.waiting)
+
+
+@pytest.mark.parametrize(
+    ("message", "outcome"),
+    [
+        ("Pull request Pull request is in clean status", AutoMergeOutcome.clean),
+        ("Pull request Pull request is in unstable status", AutoMergeOutcome.pending),
+        ("Pull request is in unknown status", AutoMergeOutcome.pending),
+        ("Pull request Auto merge is not allowed for this repository", AutoMergeOutcome.refused),
+        ("Pull request is in dirty status", AutoMergeOutcome.refused),
+        ("", AutoMergeOutcome.refused),
+    ],
+)
+def test_github_auto_merge_refusals(message: str, outcome: AutoMergeOutcome) -> None:
+    assert github_auto_merge_refusal(message) is outcome
+
+
+@pytest.mark.parametrize(
+    ("platform", "progress", "approver"),
+    [
+        ("clean", Progress.approved, "github:auto-merge"),  # the fallback: rollbackbot merges, head SHA as precondition
+        ("enabled", Progress.waiting, None),  # the forge merges by its own rules
+        ("pending", Progress.waiting, None),
+        (None, Progress.waiting, None),
+        ("refused", Progress.waiting, None),  # a person merges
+    ],
+)
+def test_judge_platform(platform: str | None, progress: Progress, approver: str | None) -> None:
+    reviewed = _pull(Review("alice", "APPROVED", HEAD))  # a review never merges in platform mode: the forge decides
+    judgement = judge(reviewed, approvers=["alice"], auto_merge=AutoMerge.platform, forge="github", platform=platform)
+    assert (judgement.progress, judgement.approver) == (progress, approver)
+    merged = judge(_pull(state="closed", merged=True), approvers=[], auto_merge=AutoMerge.platform, forge="github")
+    assert merged.progress is Progress.merged
+
+
+def test_auto_merge_is_asked_again_only_while_pending_on_an_open_pull_request() -> None:
+    assert needs_auto_merge(_pull(), None) and needs_auto_merge(_pull(), "pending")
+    assert not any(needs_auto_merge(_pull(), done) for done in ("enabled", "clean", "refused", "merged"))
+    assert not needs_auto_merge(_pull(state="closed", merged=True), "pending")
 
 
 def test_branch_names_round_trip_and_foreign_branches_are_not_ours() -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -62,6 +64,24 @@ def test_pull_request_policy_without_a_forge_stops_start_up_naming_the_variable(
         build(load_settings(**_settings(tmp_path)))
     with pytest.raises(ConfigError, match="ROLLBACKBOT_FORGE_TOKEN"):
         build(load_settings(**_settings(tmp_path, forge_api_url="https://api.github.com")))
+
+
+def test_a_github_app_replaces_the_token_and_a_partial_one_stops_start_up(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    app = {"forge_app_id": "123456", "forge_app_installation_id": "98765432", "forge_app_private_key_file": str(pem)}
+    api = {"forge_api_url": "https://api.github.com"}
+    wired = build(load_settings(**_settings(tmp_path, **api, **app)))
+    assert wired.service.workflow.pull_requests is not None  # no ROLLBACKBOT_FORGE_TOKEN needed
+    partial = {k: v for k, v in app.items() if k != "forge_app_installation_id"}
+    with pytest.raises(ConfigError, match="^ROLLBACKBOT_FORGE_APP_INSTALLATION_ID is required when the other"):
+        build(load_settings(**_settings(tmp_path, **api, **partial)))
+    with pytest.raises(ConfigError, match="^ROLLBACKBOT_FORGE_APP_PRIVATE_KEY_FILE: cannot read"):
+        build(load_settings(**_settings(tmp_path, **api, **app | {"forge_app_private_key_file": str(tmp_path / "no")})))
+    pem.write_text("not a key")
+    with pytest.raises(ConfigError, match="^ROLLBACKBOT_FORGE_APP_PRIVATE_KEY_FILE: not an unencrypted PEM"):
+        build(load_settings(**_settings(tmp_path, **api, **app)))
 
 
 def test_forge_events_route_verifies_the_signature_and_names_the_incident(tmp_path: Path) -> None:

@@ -78,6 +78,23 @@ def _proposed() -> Incident:
     return proposed.with_not_before(at + timedelta(minutes=30))
 
 
+PULL_URL = "https://github.example/acme/gitops/pull/7"
+
+
+def _pull_request_proposed() -> Incident:
+    """Pull-request mode: the proposal links the pull request; ``not_before`` is only the next look at it."""
+    deadline = T0 + timedelta(seconds=2) + timedelta(minutes=30)
+    pulled = _proposed().with_pull_request(
+        forge="github",
+        repository="acme/gitops",
+        number=7,
+        url=PULL_URL,
+        head_sha="e" * 40,
+        deadline=deadline.isoformat(),
+    )
+    return pulled.with_not_before(T0 + timedelta(seconds=32))
+
+
 def _decided(to: IncidentState, approver: str | None) -> Incident:
     proposed = _proposed()
     if approver:
@@ -103,6 +120,7 @@ def _notices() -> dict[str, tuple[Notices, IncidentState | None]]:
     notify = replace(_incident(), mode="notify").with_state(S.notified, T0, "policy mode is notify")
     cases: dict[str, tuple[Incident, IncidentState | None, str]] = {
         "proposal": (_proposed(), S.received, "support-llm-refusal"),
+        "pull_request_proposal": (_pull_request_proposed(), S.received, "support-llm-refusal"),
         "approved": (_decided(S.approved, "Dana Ops U012ABC"), S.awaiting_approval, "support-llm-refusal"),
         "rejected": (_decided(S.rejected, "Sam Sec U0SEC0001"), S.awaiting_approval, "support-llm-refusal"),
         "expired": (_decided(S.expired, None), S.awaiting_approval, "support-llm-refusal"),
@@ -166,6 +184,19 @@ def test_proposal_carries_both_buttons_with_the_incident_id_and_a_confirm_dialog
     )
     assert {"title", "text", "confirm", "deny"} <= set(approve["confirm"])
     assert (reject["action_id"], reject["style"], reject["value"]) == ("reject_rollback", "danger", message.incident_id)
+
+
+def test_pull_request_proposal_links_the_pull_request_and_says_approving_merges_it() -> None:
+    message = notices_for(_pull_request_proposed(), S.received, _policies()["support-llm-refusal"]).post
+    assert message is not None and message.pull_request is not None
+    blocks = message_blocks(message)
+    assert f"*Pull request* <{PULL_URL}|#7 on github>: approving merges it" in json.dumps(blocks)
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert actions["elements"][0]["confirm"]["text"]["text"].startswith("This merges pull request #7 ")
+    text = as_text(message)
+    assert f"Pull req.: #7 {PULL_URL} (approving merges it)" in text
+    # The deadline of the decision, not the next look at the pull request (30 s later)
+    assert "Expires:   2026-11-25 12:30:02 UTC" in text
 
 
 def test_decided_message_has_no_buttons_and_names_the_decider() -> None:

@@ -265,3 +265,26 @@ async def test_the_proxy_user_signs_in_only_from_the_trusted_range(world: UiWorl
             assert answer.status_code == expected, peer
             if expected == 200:
                 assert "Signed in as dana@example.com" in answer.text
+
+
+def test_a_pull_request_incident_links_its_pull_request_and_merge_commit(world: UiWorld) -> None:
+    pull = {
+        "forge": "github",
+        "repository": "acme/gitops",
+        "number": 7,
+        "url": "https://github.example/acme/gitops/pull/7",
+        "branch": f"rollbackbot/fraud-llm/{world.incident.id}",
+        "merge_commit": "f" * 40,
+    }
+    pulled = replace(world.incident, pull_request=pull)
+    world.store.save(pulled, world.incident.state)
+    login(world.client)
+    html = world.client.get(PAGE).text
+    [link] = [attrs for tag, attrs in _tags(html) if tag == "a" and "pull/7" in (attrs.get("href") or "")]
+    assert link == {"href": "https://github.example/acme/gitops/pull/7", "rel": "noopener noreferrer"}
+    assert f"#7 on github acme/gitops, from rollbackbot/fraud-llm/{world.incident.id}</a>" in html
+    assert f"merged as <code>{'f' * 40}</code>" in html
+    # A URL that is not http(s) is never made a link.
+    world.store.save(replace(pulled, pull_request={**pull, "url": "javascript:alert(1)"}), pulled.state)
+    html = world.client.get(PAGE).text
+    assert "javascript:" not in html and "#7 on github acme/gitops" in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
+from rollbackbot.adapters.forge.app_token import InstallationTokens
 from rollbackbot.adapters.forge.github import GitHubForge
 from rollbackbot.adapters.forge.gitlab import GitLabForge
 from rollbackbot.core.policy import ForgeKind, GitDelivery
@@ -11,17 +12,18 @@ from rollbackbot.errors import ConfigError
 from rollbackbot.ports import Forge
 
 
-def forge_clients(api_url: str, token: SecretStr) -> ForgeClients:
-    """One client per (forge, repository), made on first use and kept."""
-    return ForgeClients(api_url, token)
+def forge_clients(api_url: str, token: SecretStr | None, app: InstallationTokens | None = None) -> ForgeClients:
+    """One client per (forge, repository), made on first use and kept; GitHub uses the App when one is set."""
+    return ForgeClients(api_url, token, app)
 
 
 class ForgeClients:
     """The ``ForgeFor`` of ``PullRequestMode``: a policy's git block → its forge client."""
 
-    def __init__(self, api_url: str, token: SecretStr) -> None:
+    def __init__(self, api_url: str, token: SecretStr | None, app: InstallationTokens | None = None) -> None:
         self.api_url = api_url
         self._token = token
+        self._app = app
         self._clients: dict[tuple[str, str], Forge] = {}
 
     def __call__(self, delivery: GitDelivery) -> Forge:
@@ -33,6 +35,9 @@ class ForgeClients:
         return self._clients[key]
 
     def _make(self, kind: ForgeKind, repository: str) -> Forge:
-        if kind is ForgeKind.github:
-            return GitHubForge(self.api_url, self._token, repository)
-        return GitLabForge(self.api_url, self._token, repository)
+        credentials: InstallationTokens | SecretStr | None = self._app or self._token
+        if kind is ForgeKind.github and credentials is not None:
+            return GitHubForge(self.api_url, credentials, repository)
+        if kind is ForgeKind.gitlab and self._token:
+            return GitLabForge(self.api_url, self._token, repository)
+        raise ConfigError(f"ROLLBACKBOT_FORGE_TOKEN is required for {kind.value} but not set")

@@ -14,7 +14,13 @@ import httpx
 from pydantic import SecretStr
 
 from rollbackbot.adapters.forge.http import ForgeHTTP, Reply, message_of
-from rollbackbot.core.pull_requests import PullRequest, Review
+from rollbackbot.core.pull_requests import (
+    AutoMergeAnswer,
+    AutoMergeOutcome,
+    PullRequest,
+    Review,
+    github_auto_merge_refusal,
+)
 from rollbackbot.errors import HeadMoved, NotMergeable, PermanentError
 
 API_VERSION = "2022-11-28"
@@ -26,23 +32,23 @@ class GitHubForge:
     def __init__(
         self,
         api_url: str,
-        token: SecretStr,
+        token: SecretStr | httpx.Auth,
         repository: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         attempts: int = 4,
         wait_max: float = 8.0,
     ) -> None:
+        """``token``: a fine-grained or installation token, or a GitHub App's ``InstallationTokens``."""
         self.repository = repository
         self.owner = repository.split("/", maxsplit=1)[0]
         self._graphql = api_url.rstrip("/") + "/graphql"
-        headers = {
-            "Authorization": f"Bearer {token.get_secret_value()}",
-            "X-GitHub-Api-Version": API_VERSION,
-            "Accept": "application/vnd.github+json",
-        }
+        headers = {"X-GitHub-Api-Version": API_VERSION, "Accept": "application/vnd.github+json"}
+        auth = token if isinstance(token, httpx.Auth) else None
+        if isinstance(token, SecretStr):
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self.http = ForgeHTTP(
-            api_url, headers, forge="github", transport=transport, attempts=attempts, wait_max=wait_max
+            api_url, headers, forge="github", transport=transport, attempts=attempts, wait_max=wait_max, auth=auth
         )
 
     async def aclose(self) -> None:
@@ -87,7 +93,7 @@ class GitHubForge:
     async def add_labels(self, number: int, labels: Sequence[str]) -> None:
         _ok(await self.http.call("POST", self._path(f"issues/{number}/labels"), body={"labels": list(labels)}), "label")
 
-    async def enable_auto_merge(self, pull: PullRequest, method: str) -> bool:
+    async def enable_auto_merge(self, pull: PullRequest, method: str) -> AutoMergeAnswer:
         query = (
             "mutation($id: ID!, $method: PullRequestMergeMethod!) {"
             " enablePullRequestAutoMerge(input: {pullRequestId: $id, mergeMethod: $method})"
@@ -97,8 +103,17 @@ class GitHubForge:
             "POST", self._graphql, body={"query": query, "variables": {"id": pull.node_id, "method": method.upper()}}
         )
         errors = reply.body.get("errors") if isinstance(reply.body, dict) else None
-        # "Pull request is in clean status" (already mergeable) or still computing: the caller merges itself.
-        return reply.status == 200 and not errors
+        if reply.status == 200 and not errors:
+            return AutoMergeAnswer(
+                AutoMergeOutcome.enabled, f"github auto-merge enabled on pull request #{pull.number}"
+            )
+        # GraphQL refuses with 200 and ``errors``: "Pull request is in clean status" and the like.
+        message = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict)) if errors else ""
+        message = message or message_of(reply)
+        outcome = github_auto_merge_refusal(message)
+        return AutoMergeAnswer(
+            outcome, f"github refused auto-merge ({outcome.value}): {' '.join(message.split())[:200]}"
+        )
 
 
 def _ok(reply: Reply, what: str) -> Reply:
@@ -119,6 +134,7 @@ def _pull(data: dict[str, Any], reviews: Sequence[dict[str, Any]] = ()) -> PullR
         merge_commit=data.get("merge_commit_sha") if data.get("merged") or data.get("merged_at") else None,
         merged_by=merged_by.get("login"),
         mergeable=data.get("mergeable"),
+        merge_state=str(data.get("mergeable_state") or ""),
         node_id=str(data.get("node_id") or ""),
         reviews=tuple(_review(r) for r in reviews),
     )

@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr
 
 from rollbackbot.adapters.forge.http import ForgeHTTP, Reply, message_of
-from rollbackbot.core.pull_requests import PullRequest, Review
+from rollbackbot.core.pull_requests import AutoMergeAnswer, AutoMergeOutcome, PullRequest, Review
 from rollbackbot.errors import HeadMoved, NotMergeable, PermanentError
 
 _COMPUTING = {"checking", "unchecked", "preparing"}
@@ -76,12 +76,26 @@ class GitLabForge:
 
     async def add_labels(self, number: int, labels: Sequence[str]) -> None:
         path = f"{self._project}/merge_requests/{number}"
-        _ok(await self.http.call("PUT", path, body={"add_labels": ",".join(labels)}), "label")
+        _ok(await self.http.call("PUT", path, body={"add_labels": list(labels)}), "label")
 
-    async def enable_auto_merge(self, pull: PullRequest, method: str) -> bool:
+    async def enable_auto_merge(self, pull: PullRequest, method: str) -> AutoMergeAnswer:
+        """``PUT …/merge`` with ``auto_merge``: set (merges when checks pass), or merged at once if none pend.
+
+        405 is GitLab's "cannot be merged and cannot wait for it": while ``detailed_merge_status`` is still
+        being computed that is passing (ask again at the next look), otherwise a refusal for a person to handle.
+        """
         body = {"sha": pull.head_sha, "auto_merge": True, "squash": method == "squash"}
         reply = await self.http.call("PUT", f"{self._project}/merge_requests/{pull.number}/merge", body=body)
-        return reply.status < 300
+        number = f"merge request !{pull.number}"
+        if reply.status == 200 and isinstance(reply.body, dict) and reply.body.get("state") == "merged":
+            return AutoMergeAnswer(AutoMergeOutcome.merged, f"gitlab merged {number} at once (nothing was pending)")
+        if reply.status == 200:
+            return AutoMergeAnswer(AutoMergeOutcome.enabled, f"gitlab auto-merge set on {number}")
+        computing = reply.status == 405 and pull.mergeable is None
+        outcome = AutoMergeOutcome.pending if computing else AutoMergeOutcome.refused
+        return AutoMergeAnswer(
+            outcome, f"gitlab refused auto-merge ({outcome.value}): HTTP {reply.status} {message_of(reply)}"
+        )
 
 
 def _ok(reply: Reply, what: str) -> Reply:
@@ -112,6 +126,7 @@ def _merge_request(data: dict[str, Any], approvals: dict[str, Any] | None = None
         merge_commit=(data.get("merge_commit_sha") or data.get("squash_commit_sha")) if state == "merged" else None,
         merged_by=merged_by.get("username"),
         mergeable=mergeable,
+        merge_state=status,
         reviews=reviews,
         node_id=str(data["iid"]),
     )

@@ -2,7 +2,8 @@
 
 - Transport errors and 5xx are ``TransientError``, retried with jittered backoff (tenacity).
 - A rate limit (429, or 403 with ``X-RateLimit-Remaining: 0`` or ``Retry-After``) waits as long as the
-  forge asks (``Retry-After``, else until ``X-RateLimit-Reset``), capped, then retries.
+  forge asks (``Retry-After``, else until ``X-RateLimit-Reset``, GitLab's ``RateLimit-Reset``), capped, then
+  retries.
 - 401 (bad token) is permanent. Other answers go back to the caller, which knows what 404, 405, 409 or
   422 mean for its call. The token is never logged or put in an error.
 """
@@ -57,6 +58,7 @@ class ForgeHTTP:
         attempts: int = 4,
         wait_max: float = 8.0,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.forge = forge
         self._attempts = max(1, attempts)
@@ -67,6 +69,7 @@ class ForgeHTTP:
             transport=transport,
             timeout=timeout,
             headers={**auth_headers, "Accept": "application/json", "User-Agent": "rollbackbot"},
+            auth=auth,  # GitHub App: installation tokens minted and renewed per request (app_token.py)
         )
 
     async def aclose(self) -> None:
@@ -129,9 +132,10 @@ def _rate_limit_wait(answer: httpx.Response) -> float | None:
             return max(0.0, float(headers["retry-after"]))
         except ValueError:
             return 1.0
-    if headers.get("x-ratelimit-remaining") == "0":
-        reset = headers.get("x-ratelimit-reset", "")
-        return max(0.0, float(reset) - time.time()) if reset.isdigit() else 1.0
+    for prefix in ("x-", ""):  # GitHub: X-RateLimit-*; GitLab: RateLimit-* (both: reset as Unix seconds)
+        if headers.get(f"{prefix}ratelimit-remaining") == "0":
+            reset = headers.get(f"{prefix}ratelimit-reset", "")
+            return max(0.0, float(reset) - time.time()) if reset.isdigit() else 1.0
     return 1.0 if answer.status_code == 429 else None
 
 

@@ -103,6 +103,8 @@ def message_blocks(message: IncidentMessage) -> list[Block]:
     blocks.append(_fields(f"*App*\n{code(message.app)}", f"*Policy*\n{code(message.policy)} (mode {message.mode})"))
     if message.from_release and message.to_release:
         blocks.append(_fields(_release_text("From", message.from_release), _release_text("To", message.to_release)))
+    if message.pull_request:
+        blocks.append(_section(_pull_request_text(message)))
     if message.diff_stat.strip():
         stat = clip(escape(message.diff_stat.strip("\n")), TEXT_LIMIT - 20)
         blocks.append(_section(f"*Changes*\n```{stat}```"))
@@ -160,6 +162,13 @@ def _release_text(side: str, release: Release) -> str:
     return "\n".join(lines)
 
 
+def _pull_request_text(message: IncidentMessage) -> str:
+    pull = message.pull_request
+    assert pull is not None
+    then = "approving merges it" if message.asks_for_decision else "it carries the rollback"
+    return f"*Pull request* {link(pull.url, f'#{pull.number} on {pull.forge}')}: {then}"
+
+
 def _context(message: IncidentMessage) -> Block:
     parts = [f"Incident {code(message.incident_id)}"]
     if message.page_url:
@@ -174,12 +183,12 @@ def _context(message: IncidentMessage) -> Block:
 
 def _actions(message: IncidentMessage) -> Block:
     target = message.to_release.tag if message.to_release else "the previous release"
+    does = f"This commits {target} to the deploy branch and syncs Argo CD."
+    if message.pull_request:
+        does = f"This merges pull request #{message.pull_request.number} ({target}) and syncs Argo CD."
     confirm = {
         "title": {"type": "plain_text", "text": clip(f"Roll back {message.app}?", 100)},
-        "text": {
-            "type": "plain_text",
-            "text": clip(f"This commits {target} to the deploy branch and syncs Argo CD.", 300),
-        },
+        "text": {"type": "plain_text", "text": clip(does, 300)},
         "confirm": {"type": "plain_text", "text": "Roll back"},
         "deny": {"type": "plain_text", "text": "Cancel"},
     }

@@ -63,6 +63,15 @@ class BareRepo:
             args += ["-p", parent]
         return self.git(*args, "-m", message, env=MERGER).strip()
 
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        """Whether ``older`` is in the history of ``newer``."""
+        return (
+            subprocess.run(
+                ["git", "merge-base", "--is-ancestor", older, newer], cwd=self.path, capture_output=True, check=False
+            ).returncode
+            == 0
+        )
+
     def message(self, commit: str) -> str:
         return self.git("log", "-1", "--format=%B", commit)
 

@@ -13,8 +13,17 @@ against the vendored OpenAPI description):
   merge commit's ``sha``. The merge is a real merge commit (``merge``), or one new commit (``squash``,
   ``rebase``), and the base moves only by compare-and-set.
 - Reviews are written by the token's user; a user cannot approve their own pull request (422).
+- Branch protection: ``required_approvals`` approving reviews of the head and the ``required_checks`` reported
+  ``success`` on it (``report_check``); until then ``mergeable_state`` is ``blocked`` and a merge answers 405.
+  With ``require_up_to_date`` the head must also contain the base's tip (``behind`` and 405 otherwise).
+- GraphQL ``enablePullRequestAutoMerge`` refuses (200 with ``errors``) with "… is in unstable status" while the
+  merge state is not computed yet (right after opening), and "… is in clean status" when the pull request could
+  be merged now; once enabled, the pull request is merged as soon as an approving review makes it mergeable.
 - Webhooks ``pull_request`` and ``pull_request_review`` with ``X-GitHub-Event``, ``X-GitHub-Delivery`` and
   ``X-Hub-Signature-256``; ``drop_webhooks`` loses them, as a real network sometimes does.
+- GitHub Apps: ``POST /app/installations/{id}/access_tokens`` takes the App's RS256 JWT (verified with its
+  public key; at most 10 minutes, not issued in the future) and issues an installation token that stops
+  working after ``token_ttl`` seconds (401 "Bad credentials"), or earlier with ``revoke``.
 - ``fail(status, times, headers)`` answers the next requests with 5xx or rate limits (403/429 with
   ``Retry-After`` or ``X-RateLimit-Remaining: 0``); every answer carries ``X-RateLimit-*`` headers.
 """
@@ -26,51 +35,26 @@ import hmac
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rollbackbot.testing.forge.git import BareRepo
-
-DOCS = "https://docs.github.com/rest/pulls/pulls"
-RATE_LIMIT = 5000
-
-
-@dataclass
-class Answer:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Hook:
-    url: str
-    secret: str
+from rollbackbot.testing.forge.github_app import AppInstallations
+from rollbackbot.testing.forge.github_wire import (
+    DOCS,
+    RATE_LIMIT,
+    Answer,
+    Hook,
+    Pull,
+    invalid,
+    label,
+    not_found,
+    refused,
+    unprocessable,
+)
 
 
-@dataclass
-class Pull:
-    number: int
-    title: str
-    body: str
-    head: str  # branch name
-    base: str
-    user: str
-    state: str = "open"
-    merged: bool = False
-    merged_by: str | None = None
-    merge_commit_sha: str | None = None
-    head_sha_at_close: str | None = None
-    labels: list[str] = field(default_factory=list)
-    reviews: list[dict[str, Any]] = field(default_factory=list)
-    comments: list[str] = field(default_factory=list)
-    known: tuple[str, str] | None = None  # (base sha, head sha) the mergeable answer was computed for
-    mergeable: bool | None = None
-    auto_merge: dict[str, Any] | None = None
-
-
-class FakeGitHub:
+class FakeGitHub(AppInstallations):
     """One repository ``owner/name`` on a fake GitHub, backed by the bare repository at ``path``."""
 
     def __init__(
@@ -91,8 +75,18 @@ class FakeGitHub:
         self._numbers = itertools.count(1)
         self._deliveries = itertools.count(1)
         self._review_ids = itertools.count(80_000_001)
+        self.required_checks: set[str] = set()  # branch protection: these must succeed on the head
+        self.require_up_to_date = False  # branch protection: the head must contain the base's tip
+        self.checks: dict[tuple[str, str], str] = {}  # (commit, check name) -> conclusion
+        AppInstallations.__init__(self, self.users)
 
     # ---- test controls ---------------------------------------------------------------------------
+
+    def report_check(self, number: int, name: str, conclusion: str) -> None:
+        """CI reports a check on the pull request's head (``success``, ``failure``…); auto-merge may follow."""
+        pull = self.pulls[number]
+        self.checks[(self.repo.branch(pull.head) or "", name)] = conclusion
+        self._try_auto_merge(pull)
 
     def fail(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
         """Answer the next ``times`` API requests with ``status`` (5xx, or a 403/429 rate limit)."""
@@ -107,9 +101,12 @@ class FakeGitHub:
 
     def handle(self, method: str, path: str, query: dict[str, str], body: Any, token: str | None) -> Answer:
         """Answer one REST request (``path`` without the API prefix)."""
-        self.requests.append({"method": method, "path": path, "query": query, "body": body})
+        self.requests.append({"method": method, "path": path, "query": query, "body": body, "token": token})
+        minting = re.fullmatch(r"/app/installations/([^/]+)/access_tokens", path)
+        if method == "POST" and minting:
+            return self._limited(self._installation_token(minting.group(1), token or ""))
         user = self.users.get(token or "")
-        if user is None:
+        if user is None or self.expires.get(token or "", float("inf")) <= self.now():
             return self._limited(Answer(401, {"message": "Bad credentials", "documentation_url": DOCS}))
         if self.faults:
             return self._limited(self.faults.pop(0))
@@ -118,7 +115,7 @@ class FakeGitHub:
             return self._limited(self._graphql(body or {}, user))
         prefix = f"/repos/{self.repository}/"
         if not path.startswith(prefix):
-            return self._limited(_not_found())
+            return self._limited(not_found())
         answer = self._route(method, path.removeprefix(prefix).strip("/").split("/"), query, body or {}, user)
         return self._limited(answer)
 
@@ -139,14 +136,14 @@ class FakeGitHub:
             case ("PUT", ["pulls", number, "merge"]):
                 return self._with_pull(number, lambda p: self._merge(p, body, user))
             case ("POST", ["issues", number, "labels"]):
-                return self._with_pull(number, lambda p: self._label(p, body))
+                return self._with_pull(number, lambda p: self._add_labels(p, body))
             case ("POST", ["issues", number, "comments"]):
                 return self._with_pull(number, lambda p: self._comment(p, body, user))
-        return _not_found()
+        return not_found()
 
     def _with_pull(self, number: str, then: Any) -> Answer:
         pull = self.pulls.get(int(number)) if number.isdigit() else None
-        result: Answer = then(pull) if pull else _not_found()
+        result: Answer = then(pull) if pull else not_found()
         return result
 
     def _limited(self, answer: Answer) -> Answer:
@@ -177,11 +174,11 @@ class FakeGitHub:
         head = head.split(":", 1)[1] if ":" in head else head
         if not body.get("title") or self.repo.branch(head) is None or self.repo.branch(base) is None:
             field_name = "head" if self.repo.branch(head) is None else "base"
-            return _invalid({"resource": "PullRequest", "field": field_name, "code": "invalid"})
+            return invalid({"resource": "PullRequest", "field": field_name, "code": "invalid"})
         if any(p.state == "open" and p.head == head and p.base == base for p in self.pulls.values()):
             owner = self.repository.split("/")[0]
             message = f"A pull request already exists for {owner}:{head}."
-            return _invalid({"resource": "PullRequest", "code": "custom", "message": message})
+            return invalid({"resource": "PullRequest", "code": "custom", "message": message})
         pull = Pull(next(self._numbers), str(body["title"]), str(body.get("body") or ""), head, base, user)
         self.pulls[pull.number] = pull
         self._event("pull_request", "opened", pull, user)
@@ -205,7 +202,7 @@ class FakeGitHub:
         states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
         state = states.get(str(body.get("event", "")))
         if state is None:
-            return _invalid({"resource": "PullRequestReview", "field": "event", "code": "invalid"})
+            return invalid({"resource": "PullRequestReview", "field": "event", "code": "invalid"})
         if user == pull.user and state != "COMMENTED":
             return Answer(422, {"message": "Unprocessable Entity", "errors": ["Can not approve your own pull request"]})
         review = {
@@ -223,11 +220,11 @@ class FakeGitHub:
         self._try_auto_merge(pull)
         return Answer(200, review)
 
-    def _label(self, pull: Pull, body: dict[str, Any]) -> Answer:
+    def _add_labels(self, pull: Pull, body: dict[str, Any]) -> Answer:
         for name in body.get("labels", []):
             if name not in pull.labels:
                 pull.labels.append(str(name))
-        return Answer(200, [_label(n) for n in pull.labels])
+        return Answer(200, [label(n) for n in pull.labels])
 
     def _comment(self, pull: Pull, body: dict[str, Any], user: str) -> Answer:
         pull.comments.append(str(body.get("body", "")))
@@ -246,6 +243,12 @@ class FakeGitHub:
             return (
                 f"At least {n} approving review{'s are' if n > 1 else ' is'} required by reviewers with write access."
             )
+        base = self.repo.branch(pull.base)
+        if self.require_up_to_date and base and head and not self.repo.is_ancestor(base, head):
+            return "Head branch is not up to date with the base branch"
+        missing = sorted(c for c in self.required_checks if self.checks.get((head or "", c)) != "success")
+        if missing:
+            return f'Required status check "{missing[0]}" is expected.'
         if not self._mergeable(pull):
             return "Pull Request is not mergeable"
         return None
@@ -259,16 +262,16 @@ class FakeGitHub:
     def _merge(self, pull: Pull, body: dict[str, Any], user: str) -> Answer:
         method = str(body.get("merge_method") or "merge")
         if method not in ("merge", "squash", "rebase"):
-            return _invalid({"resource": "PullRequest", "field": "merge_method", "code": "invalid"})
+            return invalid({"resource": "PullRequest", "field": "merge_method", "code": "invalid"})
         head = self.repo.branch(pull.head)
         if body.get("sha") and pull.state == "open" and body["sha"] != head:
-            return _refused(409, "Head branch was modified. Review and try the merge again.")
+            return refused(409, "Head branch was modified. Review and try the merge again.")
         blocker = self._blocker(pull)
         if blocker:
-            return _refused(405, blocker)
+            return refused(405, blocker)
         sha = self.merge_now(pull, user, method, str(body.get("commit_title") or ""))
         if sha is None:
-            return _refused(405, "Base branch was modified. Review and try the merge again.")
+            return refused(405, "Base branch was modified. Review and try the merge again.")
         return Answer(200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
 
     def merge_now(self, pull: Pull, user: str, method: str = "merge", title: str = "") -> str | None:
@@ -297,10 +300,12 @@ class FakeGitHub:
             return Answer(
                 200, {"data": None, "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a node"}]}
             )
+        if pull.state == "open" and pull.known != (self.repo.branch(pull.base), self.repo.branch(pull.head)):
+            # Right after it opens (or its branches moved) the merge state is still UNKNOWN, and GitHub refuses.
+            return unprocessable("Pull request Pull request is in unstable status")
         if pull.state == "open" and self._blocker(pull) is None:
             # GitHub refuses auto-merge on a pull request that could be merged right now.
-            message = "Pull request is in clean status"
-            return Answer(200, {"data": None, "errors": [{"type": "UNPROCESSABLE", "message": message}]})
+            return unprocessable("Pull request Pull request is in clean status")
         self.enable_auto_merge(pull.number, user, str(variables.get("method", "MERGE")))
         return Answer(200, {"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": pull.number}}}})
 
@@ -323,6 +328,7 @@ class FakeGitHub:
                 mergeable = pull.mergeable
                 blocker = self._blocker(pull)
                 state = "clean" if blocker is None else ("dirty" if not mergeable else "blocked")
+                state = "behind" if blocker and "not up to date" in blocker else state
             elif compute:
                 pull.known, pull.mergeable = (base, head or ""), self._mergeable(pull)  # ready at the next read
         owner = self.repository.split("/")[0]
@@ -337,7 +343,7 @@ class FakeGitHub:
             "title": pull.title,
             "body": pull.body,
             "user": {"login": pull.user, "type": "Bot" if pull.user.endswith("[bot]") else "User"},
-            "labels": [_label(n) for n in pull.labels],
+            "labels": [label(n) for n in pull.labels],
             "draft": False,
             "head": {"ref": pull.head, "sha": head, "label": f"{owner}:{pull.head}"},
             "base": {"ref": pull.base, "sha": base, "label": f"{owner}:{pull.base}"},
@@ -371,19 +377,3 @@ class FakeGitHub:
                 "User-Agent": "GitHub-Hookshot/fake",
             }
             self.outbox.append((hook, headers, raw))
-
-
-def _label(name: str) -> dict[str, Any]:
-    return {"name": name, "color": "ededed", "default": False}
-
-
-def _not_found() -> Answer:
-    return Answer(404, {"message": "Not Found", "documentation_url": DOCS})
-
-
-def _invalid(error: dict[str, Any]) -> Answer:
-    return Answer(422, {"message": "Validation Failed", "errors": [error], "documentation_url": DOCS})
-
-
-def _refused(status: int, message: str) -> Answer:
-    return Answer(status, {"message": message, "documentation_url": DOCS})

@@ -1,16 +1,21 @@
 """A stand-in for GitLab's merge-request API v4 over a real bare repository (docs.gitlab.com/api/merge_requests).
 
-What it does like GitLab:
+Checked against GitLab's published OpenAPI description in tests/forge/test_gitlab_contract.py. What it does like
+GitLab:
 
-- ``POST /projects/:id/merge_requests`` answers 201; 409 "Another open merge request already exists for
-  this source branch" for a second open one; 422 when a branch does not exist.
+- ``POST /projects/:id/merge_requests`` answers 201; 409 "Another open merge request already exists for this
+  source branch" for a second open one; 422 when a branch does not exist.
 - ``GET …/merge_requests/:iid``: ``detailed_merge_status`` is ``checking`` on the first read after the
   merge request or its branches changed (GitLab computes it asynchronously), then ``mergeable``,
   ``conflict`` (with ``has_conflicts``) or ``not_approved``.
 - ``GET …/approvals`` lists approvals of the current source SHA only ("reset approvals on push").
 - ``PUT …/merge`` with ``sha``: 409 "SHA does not match HEAD of source branch"; 405 when it is not open
-  or lacks approvals; 406 "Branch cannot be merged" on a conflict; 200 with the merged merge request.
-- ``PUT …/merge_requests/:iid`` takes ``add_labels`` and ``state_event: close``.
+  or lacks approvals; 422 "Branch cannot be merged" on a conflict; 200 with the merged merge request.
+- ``PUT …/merge`` with ``auto_merge``: merged at once when nothing is pending; when only approvals are
+  missing, auto-merge is set (``merge_when_pipeline_succeeds``) and the approval that completes them merges
+  it; 405 while mergeability is still ``checking`` or on a conflict (nothing to wait for).
+- ``PUT …/merge_requests/:iid`` takes ``add_labels`` (a list, or GitLab's comma-separated string) and
+  ``state_event: close``.
 - Webhooks "Merge Request Hook" with ``X-Gitlab-Event`` and ``X-Gitlab-Token``.
 """
 
@@ -24,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from rollbackbot.testing.forge.git import BareRepo
-from rollbackbot.testing.forge.github import Answer, Hook
+from rollbackbot.testing.forge.github_wire import Answer, Hook
 
 
 @dataclass
@@ -42,6 +47,7 @@ class MergeRequest:
     labels: list[str] = field(default_factory=list)
     approvals: list[tuple[str, str]] = field(default_factory=list)  # (username, source sha approved)
     known: tuple[str, str] | None = None
+    auto_merge_by: str | None = None  # who set auto-merge (merged as them once it is mergeable)
 
 
 class FakeGitLab:
@@ -120,7 +126,8 @@ class FakeGitLab:
         return Answer(201, self.view(mr))
 
     def _update(self, mr: MergeRequest, body: dict[str, Any], user: str) -> Answer:
-        for label in filter(None, str(body.get("add_labels") or "").split(",")):
+        labels = body.get("add_labels") or []
+        for label in filter(None, labels.split(",") if isinstance(labels, str) else map(str, labels)):
             if label not in mr.labels:
                 mr.labels.append(label)
         if body.get("state_event") == "close" and mr.state == "opened":
@@ -138,34 +145,54 @@ class FakeGitLab:
         mr = self.merge_requests[iid]
         mr.approvals.append((user, self.repo.branch(mr.source) or ""))
         self._event(mr, "approved", user)
-        return Answer(201, self._approvals(mr))
+        answer = self._approvals(mr)
+        if mr.auto_merge_by and mr.state == "opened" and answer["approved"]:
+            self._merge_now(mr, mr.auto_merge_by, "merge")
+        return Answer(201, answer)
 
     def _approvals(self, mr: MergeRequest) -> dict[str, Any]:
         head = self.repo.branch(mr.source)
         users = sorted({u for u, sha in mr.approvals if sha == head})
         return {
-            "iid": mr.iid,
             "approved": len(users) >= self.required_approvals,
-            "approvals_required": self.required_approvals,
-            "approvals_left": max(0, self.required_approvals - len(users)),
-            "approved_by": [{"user": {"username": u, "name": u}} for u in users],
+            "user_has_approved": False,
+            "user_can_approve": True,
+            "approved_by": [{"user": {"username": u, "name": u}, "approved_at": "2026-12-01T00:00:00Z"} for u in users],
         }
 
     def _merge(self, mr: MergeRequest, body: dict[str, Any], user: str) -> Answer:
         head = self.repo.branch(mr.source)
-        if mr.state != "opened" or not self._approvals(mr)["approved"]:
+        automatic = bool(body.get("auto_merge") or body.get("merge_when_pipeline_succeeds"))
+        if mr.state != "opened" or not (automatic or self._approvals(mr)["approved"]):
             return Answer(405, {"message": "405 Method Not Allowed"})
         if body.get("sha") and body["sha"] != head:
             return Answer(409, {"message": f"SHA does not match HEAD of source branch: {head}"})
-        base = self.repo.branch(mr.target)
-        assert base is not None and head is not None
         method = "squash" if body.get("squash") else "merge"
+        if automatic:
+            return self._auto_merge(mr, user, method)
+        if not self._merge_now(mr, user, method):
+            return Answer(422, {"message": "Branch cannot be merged"})
+        return Answer(200, self.view(mr))
+
+    def _auto_merge(self, mr: MergeRequest, user: str, method: str) -> Answer:
+        base, head = self.repo.branch(mr.target), self.repo.branch(mr.source)
+        if mr.known != (base, head) or base is None or head is None or not self.repo.merge_tree(base, head).clean:
+            return Answer(405, {"message": "405 Method Not Allowed"})  # still checking, or a conflict
+        if self._approvals(mr)["approved"] and self._merge_now(mr, user, method):
+            return Answer(200, self.view(mr))
+        mr.auto_merge_by = user  # merges when the missing approvals arrive
+        return Answer(200, self.view(mr))
+
+    def _merge_now(self, mr: MergeRequest, user: str, method: str) -> bool:
+        """Merge as ``user``; False when it conflicts or the target moved meanwhile."""
+        base, head = self.repo.branch(mr.target), self.repo.branch(mr.source)
+        assert base is not None and head is not None
         commit = self.repo.merged(base, head, method, f"Merge branch '{mr.source}' into '{mr.target}'\n\n{mr.title}")
         if commit is None or not self.repo.move(mr.target, commit, base):
-            return Answer(406, {"message": "Branch cannot be merged"})
+            return False
         mr.state, mr.merged_by, mr.merge_commit_sha, mr.sha_at_close = "merged", user, commit, head
         self._event(mr, "merge", user)
-        return Answer(200, self.view(mr))
+        return True
 
     def view(self, mr: MergeRequest, *, compute: bool = False) -> dict[str, Any]:
         """The merge request object; a single GET starts the asynchronous mergeability check."""
@@ -197,6 +224,7 @@ class FakeGitLab:
             "merged_by": {"username": mr.merged_by} if mr.merged_by else None,
             "merge_user": {"username": mr.merged_by} if mr.merged_by else None,
             "detailed_merge_status": status,
+            "merge_when_pipeline_succeeds": mr.auto_merge_by is not None and mr.state == "opened",
             "has_conflicts": conflicts,
             "web_url": f"https://gitlab.example/{self.project}/-/merge_requests/{mr.iid}",
         }

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rollbackbot.testing.forge.github import Answer, Hook
+from rollbackbot.testing.forge.github_wire import Answer, Hook
 
 
 class FakeForge(Protocol):
