@@ -42,3 +42,7 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .rollbackbot .pytest_cache .mypy_cache .ruff_cache
+
+# The whole loop live: model stand-in, observer, real Prometheus and Alertmanager, rollbackbot, Argo CD stand-in.
+demo-live: $(STAMP)
+	$(VENV)/bin/python -m rollbackbot.demo.live $(DEMO_ARGS)
