@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="bearer token for /api/* and /status (defaults to the webhook token)"
     )
+    forensics_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token sent with the policies' forensics.requestsUrl and snapshotUrl fetches (the "
+        "observer's ROLLBACKBOT_OBSERVER_FORENSICS_TOKEN); unset: fetched without credentials",
+    )
     retention_days: int = Field(
         default=90, ge=1, description="terminal incidents opened longer ago than this many days are pruned"
     )

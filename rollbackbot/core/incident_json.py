@@ -37,6 +37,7 @@ def incident_to_api(incident: Incident) -> dict[str, Any]:
         "rollback_commit": incident.rollback_commit,
         "evidence_url": incident.evidence_url or None,
         "evidence_missing": list(incident.evidence_missing),
+        "trigger": dict(incident.trigger) or None,
         "approved_by": incident.approved_by,
         "verification": incident.verification or None,
         "events": [{"at": _iso(e.at), "state": e.state.value, "detail": e.detail} for e in incident.events],
@@ -91,6 +92,7 @@ def incident_from_record(record: dict[str, Any]) -> Incident:
         verify_by=_dt(record.get("verify_by")),
         verification=record.get("verification") or "",
         evidence_missing=tuple(record.get("evidence_missing") or ()),
+        trigger=dict(record.get("trigger") or {}),
         plan=dict(record.get("plan") or {}),
         policy_document=dict(record.get("policy_document") or {}),
         events=tuple(
