@@ -54,14 +54,17 @@ class Timeline:
             if event["detail"].startswith("verified:"):
                 self.mark_wall(VERIFIED, event["at"])
 
-    def mark_alerts(self, states: dict[str, str]) -> None:
-        """Prometheus alert states by name: each alert's pending and firing, the first firing, its resolution."""
-        for name, state in states.items():
-            self.mark(f"{name} {state} (Prometheus)")
+    def mark_alerts(self, states: dict[str, tuple[str, float]]) -> None:
+        """Prometheus alerts by name, (state, unix time it entered it): each one's pending and firing,
+        the first to fire, and that one's resolution (seen when Prometheus stops listing it)."""
+        for name, (state, at) in states.items():
+            self.mark(f"{name} {state} (Prometheus)", at - self.wall_offset)
         fired = self.first_fired()
-        if fired is None and "firing" in states.values():
-            self.mark(f"{FIRING}: {next(n for n, s in states.items() if s == 'firing')}")
-            self.mark(FIRING)
+        firing = sorted((at, name) for name, (state, at) in states.items() if state == "firing")
+        if fired is None and firing:
+            at, name = firing[0]
+            self.mark(f"{FIRING}: {name}", at - self.wall_offset)
+            self.mark(FIRING, at - self.wall_offset)
         elif fired is not None and fired not in states:
             self.mark(RESOLVED)
 

@@ -12,7 +12,8 @@ from the GitOps repository, and takes the ConfigMap key ``BEHAVIOUR``:
   the system-prompt canary and fake PII.
 
 Benign requests are summarised the same way by both. ``GET /release`` answers the revision,
-version and behaviour being served (the demo uses it to tell when the safe release is back).
+version and behaviour being served and ``since`` (unix time it started serving them): the demo
+uses it to tell when the safe release was back.
 Prints ``model stand-in listening on http://127.0.0.1:PORT`` once bound.
 """
 
@@ -46,6 +47,7 @@ class Deployed:
     revision: str = ""
     version: str = ""
     behaviour: str = "refuse"
+    since: float = 0.0  # unix time this revision started being served
 
 
 _STATE_KEY = web.AppKey("state", Deployed)
@@ -75,17 +77,18 @@ def _git_show(repo: Path, revision: str, path: str) -> str:
 
 
 async def follow_deployment(state: Deployed, argocd: str, *, token: str, app: str, repo: Path, poll: float) -> None:
-    """Keep ``state`` on the revision Argo CD reports as synced (and Healthy) for ``app``."""
+    """Keep ``state`` on the revision Argo CD reports as Synced and Healthy for ``app``."""
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=argocd, headers=headers, timeout=5) as client:
         while True:
             with contextlib.suppress(httpx.HTTPError, subprocess.SubprocessError, KeyError, ValueError):
                 status = (await client.get(f"/api/v1/applications/{app}")).json()["status"]
                 revision = status["sync"]["revision"]
-                if revision != state.revision and status["health"]["status"] == "Healthy":
+                settled = status["sync"]["status"] == "Synced" and status["health"]["status"] == "Healthy"
+                if revision != state.revision and settled:
                     text = await asyncio.to_thread(_git_show, repo, revision, f"apps/{app}/model.yaml")
                     state.version, state.behaviour = behaviour_of(text)
-                    state.revision = revision
+                    state.revision, state.since = revision, time.time()
             await asyncio.sleep(poll)
 
 
@@ -117,7 +120,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
 
 async def _release(request: web.Request) -> web.Response:
     state = request.app[_STATE_KEY]
-    return web.json_response({"revision": state.revision, "version": state.version, "behaviour": state.behaviour})
+    release = {"revision": state.revision, "version": state.version, "behaviour": state.behaviour}
+    return web.json_response({**release, "since": state.since})
 
 
 def build_app(state: Deployed) -> web.Application:
