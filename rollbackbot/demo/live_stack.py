@@ -56,6 +56,7 @@ def build_releases(root: Path) -> GitOpsSandbox:
     files[f"apps/{APP}/model.yaml"] += '  BEHAVIOUR: "comply"  # output filter relaxed\n'
     commit = sandbox.commit_paths(files, f"release({APP}): 1.1.0", author="Release Pipeline <release@example.com>")
     sandbox.sign_tag(f"{APP}/v1.1.0", commit, default_trailers(APP, bad, 1))
+    sandbox.tags[f"{APP}/v1.1.0"] = commit
     return sandbox
 
 

@@ -22,6 +22,8 @@ from rollbackbot.demo.live import ATTACK, LEAK_RESUMED, run_live, slack_texts
 from rollbackbot.demo.live_stack import FORENSICS_TOKEN, WEBHOOK_TOKEN
 from rollbackbot.testing.model import CANARY, LEAKED_PII
 
+pytestmark = [pytest.mark.e2e, pytest.mark.alertmanager]
+
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
