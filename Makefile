@@ -33,8 +33,10 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
+	bash scripts/ensure-alertmanager.sh
 	$(PY) -m bench
 	$(PY) -m bench.observer
+	$(PY) -m bench.live
 
 # Regenerate the reference parts of docs/ from the code (tests/docs fails while they differ).
 docs: $(STAMP)

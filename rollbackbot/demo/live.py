@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from rollbackbot.demo import timeline as tl
-from rollbackbot.demo.live_stack import APP, WEBHOOK_TOKEN, Loop, running_loop
+from rollbackbot.demo.live_stack import APP, EVALUATION_SECONDS, FORENSICS_TOKEN, WEBHOOK_TOKEN, Loop, running_loop
 from rollbackbot.testing.model import CANARY, LEAKED_PII, REFUSAL
 
 ALERTS = ("ModelCanaryLeak", "PromptInjectionSpike", "ModelOutputPIILeak")
@@ -57,20 +57,38 @@ def _incident(loop: Loop) -> dict[str, Any] | None:
     return dict(httpx.get(f"{loop.service}/api/incidents/{first['id']}", headers=headers, timeout=2).json())
 
 
-def _flagged(loop: Loop) -> bool:
-    metrics = httpx.get(f"{loop.observer_admin}/metrics", timeout=2).text
-    return any(
-        line.startswith("model_observer_injection_detections_total{") and not line.endswith(" 0.0")
-        for line in metrics.splitlines()
-    )
+def _first_flagged(loop: Loop) -> str | None:
+    """When the observer saw the first flagged request (its forensic entry's timestamp), if it did."""
+    headers = {"Authorization": f"Bearer {FORENSICS_TOKEN}"}
+    answer = httpx.get(f"{loop.observer_admin}/forensics/requests", headers=headers, timeout=5)
+    entries = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
+    return next((str(e["timestamp"]) for e in entries if e.get("hits")), None)
+
+
+def _alert_samples(loop: Loop) -> list[dict[str, Any]]:
+    """Prometheus' own record of the alerts (the ALERTS series, one sample per evaluation), raw."""
+    query = 'ALERTS{alertname=~"' + "|".join(ALERTS) + '"}[15m]'
+    answer = httpx.get(f"{loop.prometheus}/api/v1/query", params={"query": query}, timeout=5).json()
+    return list(answer["data"]["result"])
+
+
+def settle_marks(loop: Loop, timeline: tl.Timeline) -> None:
+    """Replace polled marks by the times the observer and Prometheus recorded themselves.
+
+    The watcher polls every 0.1 s but its round of requests can take longer on a busy machine;
+    the observer's forensic entries and Prometheus' ALERTS samples carry their own times.
+    """
+    flagged = _first_flagged(loop)
+    if flagged:
+        timeline.marks.pop(tl.FLAGGED, None)
+        timeline.mark_wall(tl.FLAGGED, flagged)
+    timeline.mark_alert_samples(_alert_samples(loop), EVALUATION_SECONDS)
 
 
 def _watch(loop: Loop, timeline: tl.Timeline, stop: threading.Event) -> None:
     """Mark milestones as they become visible in the observer, Prometheus, rollbackbot and the model."""
     while not stop.is_set():
         try:
-            if tl.FIRST_ATTACK in timeline.marks and _flagged(loop):
-                timeline.mark(tl.FLAGGED)
             timeline.mark_alerts(_alert_states(loop))
             incident = _incident(loop)
             if incident:
@@ -130,6 +148,7 @@ def run_live(work: Path, *, divisor: int = 60, benign_seconds: float = 8.0, time
         finally:
             stop.set()
             watcher.join(5)
+        settle_marks(loop, timeline)
         incident = _incident(loop) or {}
         return {
             "timeline": timeline.relative(),

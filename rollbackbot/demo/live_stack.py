@@ -37,6 +37,7 @@ SLACK_BOT_TOKEN = "xoxb-live-demo-bot-token-0123456789"
 REPO = Path(__file__).resolve().parents[2]
 RULES_GENERATOR = REPO / "manifests" / "generate.py"
 SHIPPED_ROUTE = REPO / "manifests" / "monitoring" / "alertmanager-rollbackbot.yml"
+EVALUATION_SECONDS = 1  # Prometheus scrape and rule evaluation interval
 INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 
 
@@ -95,7 +96,7 @@ def prometheus_config(work: Path, observer_admin: str, alertmanager: str, diviso
     )
     rules.write_bytes(scaled.stdout)
     config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": f"{EVALUATION_SECONDS}s", "evaluation_interval": f"{EVALUATION_SECONDS}s"},
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.removeprefix("http://")]}]}]},
         "scrape_configs": [

@@ -68,6 +68,32 @@ class Timeline:
         elif fired is not None and fired not in states:
             self.mark(RESOLVED)
 
+    def mark_alert_samples(self, series: list[dict[str, Any]], evaluation: float) -> None:
+        """Alert marks from Prometheus' ALERTS samples (one per evaluation while an alert is active).
+
+        Pending and firing are the first sample of each state; the first alert to fire resolved at
+        the evaluation after its last firing sample (the one that found the expression false), if
+        the polling saw it gone.
+        """
+        first: dict[tuple[str, str], float] = {}
+        last: dict[tuple[str, str], float] = {}
+        for one in series:
+            key = (one["metric"]["alertname"], one["metric"]["alertstate"])
+            times = [float(at) for at, _value in one["values"]]
+            first[key] = min(times + [first.get(key, float("inf"))])
+            last[key] = max(times + [last.get(key, float("-inf"))])
+        for (name, state), at in first.items():
+            self.marks[f"{name} {state} (Prometheus)"] = at - self.wall_offset
+        firing = sorted((at, name) for (name, state), at in first.items() if state == "firing")
+        if not firing:
+            return
+        at, name = firing[0]
+        for stale in [m for m in self.marks if m.startswith(FIRING)]:
+            del self.marks[stale]
+        self.marks[f"{FIRING}: {name}"] = self.marks[FIRING] = at - self.wall_offset
+        if RESOLVED in self.marks:
+            self.marks[RESOLVED] = last[(name, "firing")] + evaluation - self.wall_offset
+
     def first_fired(self) -> str | None:
         """The alert that fired first (the incident's trigger), once one has."""
         named = [m for m in self.marks if m.startswith(f"{FIRING}: ")]
