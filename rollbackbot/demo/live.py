@@ -221,6 +221,9 @@ def print_report(result: dict[str, Any]) -> None:
         print("slack (the incident message as last updated):")
         for text in slack_texts(messages[-1]):
             print("  " + text.replace("\n", "\n  "))
+    replies = [call["args"]["text"] for call in result["slack"] if (call.get("args") or {}).get("thread_ts")]
+    for text in replies:
+        print(f"slack (thread): {text}")
     print(f"evidence bundle ({len(result['flagged'])} flagged requests named in flagged.json):")
     for name in result["evidence"]:
         print(f"  {name}")

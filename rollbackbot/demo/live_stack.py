@@ -213,7 +213,8 @@ def running_loop(work: Path, divisor: int, log: IO[bytes]) -> Iterator[Loop]:
         prometheus = f"http://127.0.0.1:{prom_port}"
         prom_config = prometheus_config(work, observer_admin, alertmanager, divisor)
         prom_args = [prometheus_bin, f"--config.file={prom_config}", f"--storage.tsdb.path={work / 'prom-data'}"]
-        prom_args += [f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s"]
+        prom_args += [f"--web.listen-address=127.0.0.1:{prom_port}", f"--web.external-url={prometheus}"]
+        prom_args += ["--rules.alert.resend-delay=1s"]
         _start(stack, subprocess.Popen(prom_args, stdout=log, stderr=log))
         _wait_http(f"{prometheus}/-/ready")
         yield Loop(work, sandbox, model, observer, observer_admin, prometheus, alertmanager, service, argocd, slack)
