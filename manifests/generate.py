@@ -113,16 +113,17 @@ def write() -> None:
             print(f"wrote {path.relative_to(REPO)}")
 
 
-_DURATION = re.compile(r"(?<![\w.])(\d+)([smhd])\b")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(?<![\w.])((?:\d+(?:ms|[smhdwy]))+)(?!\w)")
+_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 # Only durations in these places are scaled: PromQL range selectors and offsets, `for:` and a
 # group's `interval:`; thresholds, label values and annotations stay as written.
 _SCALED_CONTEXT = re.compile(r"\[[^\]]*\]|offset\s+\S+|^\s*(?:for|interval):\s*\S+", re.M)
 
 
 def scale_duration(match: re.Match[str], divisor: int) -> str:
-    """One Prometheus duration divided by ``divisor``, in whole seconds (at least 1 s)."""
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """One Prometheus duration (``5m``, ``1h30m``) divided by ``divisor``, in whole seconds (at least 1 s)."""
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(match.group(1)))
     return f"{max(1, round(seconds / divisor))}s"
 
 

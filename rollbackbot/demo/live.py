@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.time_divisor < 1:
         parser.error("--time-divisor must be at least 1")
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        parser.error(f"--work {args.work} is not empty: give a new or empty directory")
     with tempfile.TemporaryDirectory(prefix="rollbackbot-live-") as tmp:
         result = run_live(args.work or Path(tmp), divisor=args.time_divisor, benign_seconds=args.benign_seconds)
     if args.json:
