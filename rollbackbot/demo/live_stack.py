@@ -14,14 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import httpx
 import yaml
 
 from rollbackbot import procs
@@ -124,18 +122,6 @@ class Loop:
     slack: str
 
 
-def _wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
-
-
 def _start(stack: ExitStack, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
     stack.callback(procs.stop, proc)
     return proc
@@ -207,14 +193,14 @@ def running_loop(work: Path, divisor: int, log: IO[bytes]) -> Iterator[Loop]:
             "--cluster.listen-address=",
             f"--web.external-url={alertmanager}",
         ]
-        _start(stack, subprocess.Popen(am_args, stdout=log, stderr=log))
-        _wait_http(f"{alertmanager}/-/ready")
+        am_proc = _start(stack, subprocess.Popen(am_args, stdout=log, stderr=log))
+        procs.wait_ready(f"{alertmanager}/-/ready", am_proc)
         prom_port = procs.free_port()
         prometheus = f"http://127.0.0.1:{prom_port}"
         prom_config = prometheus_config(work, observer_admin, alertmanager, divisor)
         prom_args = [prometheus_bin, f"--config.file={prom_config}", f"--storage.tsdb.path={work / 'prom-data'}"]
         prom_args += [f"--web.listen-address=127.0.0.1:{prom_port}", f"--web.external-url={prometheus}"]
         prom_args += ["--rules.alert.resend-delay=1s"]
-        _start(stack, subprocess.Popen(prom_args, stdout=log, stderr=log))
-        _wait_http(f"{prometheus}/-/ready")
+        prom_proc = _start(stack, subprocess.Popen(prom_args, stdout=log, stderr=log))
+        procs.wait_ready(f"{prometheus}/-/ready", prom_proc)
         yield Loop(work, sandbox, model, observer, observer_admin, prometheus, alertmanager, service, argocd, slack)
