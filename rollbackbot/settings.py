@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     def _lock_mode_upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
+    @field_validator("forensics_token")
+    @classmethod
+    def _forensics_token_set(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty (an optional Secret key left blank) means unset: no "Bearer " header with nothing after it.
+        return value if value is not None and value.get_secret_value().strip() else None
+
     @field_validator("api_token")
     @classmethod
     def _api_token_strong(cls, value: SecretStr | None) -> SecretStr | None:
