@@ -101,14 +101,21 @@ def _watch(loop: Loop, timeline: tl.Timeline, stop: threading.Event) -> None:
         stop.wait(0.1)
 
 
-def _send(client: httpx.Client, loop: Loop, prompt: str) -> str:
-    body = {"model": "docsum", "messages": [{"role": "user", "content": prompt}]}
-    answer = client.post(f"{loop.observer}/v1/chat/completions", json=body, timeout=10).json()
-    return str(answer["choices"][0]["message"]["content"])
+def _send(client: httpx.Client, loop: Loop, prompt: str, *, stream: bool = False) -> str:
+    """One chat request through the observer; a streamed answer is reassembled from its SSE chunks."""
+    body = {"model": "docsum", "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    url = f"{loop.observer}/v1/chat/completions"
+    if not stream:
+        answer = client.post(url, json=body, timeout=10).json()
+        return str(answer["choices"][0]["message"]["content"])
+    with client.stream("POST", url, json=body, timeout=10) as response:
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    chunks = [json.loads(event) for event in events if event != "[DONE]"]
+    return "".join(str(c["choices"][0]["delta"].get("content", "")) for c in chunks)
 
 
 def drive_traffic(loop: Loop, timeline: tl.Timeline, benign_seconds: float, deadline: float) -> None:
-    """Benign traffic, then the injection campaign (every other request) until the incident is verified."""
+    """Benign traffic, then the injection campaign (every other request, a third of all streamed) until verified."""
     pause = 0.1  # ~10 requests/s: above the rules' minimum-traffic guard
     with httpx.Client() as client:
         end_benign = time.monotonic() + benign_seconds
@@ -116,11 +123,11 @@ def drive_traffic(loop: Loop, timeline: tl.Timeline, benign_seconds: float, dead
             _send(client, loop, BENIGN)
             time.sleep(pause)
         timeline.mark(tl.FIRST_ATTACK)
-        attack = True
+        sent = 0
         while time.monotonic() < deadline:
-            prompt = ATTACK if attack else BENIGN
-            attack = not attack
-            reply = _send(client, loop, prompt)
+            prompt = BENIGN if sent % 2 else ATTACK
+            reply = _send(client, loop, prompt, stream=sent % 3 == 2)  # a third streamed: SSE through the observer
+            sent += 1
             if CANARY in reply or LEAKED_PII in reply:
                 timeline.marks["last leaking output"] = time.monotonic()
                 if tl.LEAK_STOPPED in timeline.marks:

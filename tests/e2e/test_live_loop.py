@@ -80,6 +80,7 @@ def test_the_evidence_names_the_flagged_requests_redacted(live: dict[str, Any]) 
     assert ATTACK in requests  # the triggering payload itself
     leaked = [json.loads(line) for line in requests.splitlines() if json.loads(line).get("canary")]
     assert leaked, "the leaking answers are in the evidence"
+    assert any(entry["streamed"] for entry in leaked), "a canary split across SSE chunks is caught too"
     for secret in (CANARY, "jane.doe@example.com", "123-45-6789"):
         assert secret not in requests and secret not in json.dumps(live["incident"])
     assert LEAKED_PII not in requests
