@@ -4,7 +4,7 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint unit bench docs mutation clean
+.PHONY: install demo demo-live test lint unit bench docs mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,10 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
+	bash scripts/ensure-alertmanager.sh
 	$(PY) -m bench
 	$(PY) -m bench.observer
+	$(PY) -m bench.live
 
 # Mutation testing of rollbackbot/core (docs/development.md); not part of `make test`.
 # make mutation MUTATION_ARGS="--module releases" runs one module.
@@ -47,3 +49,9 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .rollbackbot .pytest_cache .mypy_cache .ruff_cache
+
+# The whole loop live: model stand-in, observer, real Prometheus and Alertmanager, rollbackbot, Argo CD stand-in.
+# Installs Debian's prometheus and prometheus-alertmanager first when run as root (else says what to install).
+demo-live: $(STAMP)
+	bash scripts/ensure-alertmanager.sh
+	$(VENV)/bin/python -m rollbackbot.demo.live $(DEMO_ARGS)

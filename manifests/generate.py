@@ -12,6 +12,10 @@
 
     python3 manifests/generate.py          # write
     python3 manifests/generate.py --check  # exit 1 and name the stale files (used by tests/deploy)
+    python3 manifests/generate.py --scaled-rules --time-divisor 60 > rules.yml
+        # the model-anomaly rules with every duration (range windows, offsets, `for:`, group
+        # intervals) divided by 60, printed to stdout: `make demo-live` runs real Prometheus on
+        # the project's own rules with minutes shrunk to seconds
 
 Standard library only, so it runs before any virtualenv exists.
 """
@@ -19,6 +23,7 @@ Standard library only, so it runs before any virtualenv exists.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -108,10 +113,42 @@ def write() -> None:
             print(f"wrote {path.relative_to(REPO)}")
 
 
+_DURATION = re.compile(r"(?<![\w.])((?:\d+(?:ms|[smhdwy]))+)(?!\w)")
+_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+# Only durations in these places are scaled: PromQL range selectors and offsets, `for:` and a
+# group's `interval:`; thresholds, label values and annotations stay as written.
+_SCALED_CONTEXT = re.compile(r"\[[^\]]*\]|offset\s+\S+|^\s*(?:for|interval):\s*\S+", re.M)
+
+
+def scale_duration(match: re.Match[str], divisor: int) -> str:
+    """One Prometheus duration (``5m``, ``1h30m``) divided by ``divisor``, in whole seconds (at least 1 s)."""
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(match.group(1)))
+    return f"{max(1, round(seconds / divisor))}s"
+
+
+def scaled_rules(source: Path, divisor: int) -> str:
+    """The rule file with every window, offset, `for:` and evaluation interval divided by ``divisor``."""
+    text = source.read_text(encoding="utf-8")
+    header = f"# SCALED by manifests/generate.py --scaled-rules --time-divisor {divisor} from {source.name}\n"
+
+    def scale_context(context: re.Match[str]) -> str:
+        return _DURATION.sub(lambda m: scale_duration(m, divisor), context.group(0))
+
+    return header + _SCALED_CONTEXT.sub(scale_context, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale generated files")
+    parser.add_argument("--scaled-rules", action="store_true", help="print the model-anomaly rules, time-scaled")
+    parser.add_argument("--time-divisor", type=int, default=60, help="divide every rule duration by this")
     args = parser.parse_args(argv)
+    if args.scaled_rules:
+        if args.time_divisor < 1:
+            parser.error("--time-divisor must be at least 1")
+        sys.stdout.write(scaled_rules(RULES, args.time_divisor))
+        return 0
     if args.check:
         problems = stale_files()
         for problem in problems:

@@ -21,6 +21,7 @@ from rollbackbot.core.incident_json import incident_to_api
 from rollbackbot.core.incidents import Incident
 from rollbackbot.core.model import target_from_dict
 from rollbackbot.core.policy import Policy
+from rollbackbot.core.trigger import flagged_requests, parse_requests, top_payload
 from rollbackbot.errors import RollbackBotError
 from rollbackbot.ports import ArgoCD, EvidenceSink
 
@@ -38,6 +39,7 @@ Fetch = Callable[[str, int], Awaitable[tuple[bytes | Path, bool]]]
 class Evidence:
     url: str | None
     missing: list[str] = field(default_factory=list)
+    trigger: dict[str, Any] | None = None  # the top flagged payload of requests.jsonl (core.trigger)
 
 
 def _json(data: Any) -> bytes:
@@ -127,13 +129,25 @@ async def capture(incident: Incident, policy: Policy, argocd: ArgoCD, sink: Evid
         await asyncio.wait_for(bundle.gather(policy), timeout=budget)
     except TimeoutError:
         bundle.missing.append(f"capture budget of {budget:g}s ran out")
+    trigger = await _name_flagged(bundle)
     if bundle.missing:
         bundle.files["missing.json"] = _json(bundle.missing)
     try:
         url = await asyncio.to_thread(sink.write, incident.id, dict(bundle.files))
     except (RollbackBotError, OSError) as exc:
         log.warning("evidence could not be written", extra={"error": str(exc)})
-        return Evidence(url=None, missing=[*bundle.missing, f"bundle not written: {exc}"])
+        return Evidence(url=None, missing=[*bundle.missing, f"bundle not written: {exc}"], trigger=trigger)
     finally:
         bundle.discard_spooled()
-    return Evidence(url=url, missing=bundle.missing)
+    return Evidence(url=url, missing=bundle.missing, trigger=trigger)
+
+
+async def _name_flagged(bundle: Capture) -> dict[str, Any] | None:
+    """``flagged.json`` (the flagged requests of requests.jsonl) in the bundle; returns the top payload."""
+    requests = bundle.files.get("requests.jsonl")
+    if requests is None:
+        return None
+    body = await asyncio.to_thread(requests.read_bytes) if isinstance(requests, Path) else requests
+    flagged = flagged_requests(parse_requests(body))
+    bundle.files["flagged.json"] = _json(flagged)
+    return top_payload(flagged)

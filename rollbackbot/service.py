@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, incident_policy, new_incident
@@ -34,6 +35,7 @@ from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay, budget_for, reopen
 from rollbackbot.errors import AlertRefused, Fault, classify, describe
+from rollbackbot.forensics import Fetch
 from rollbackbot.intake import app_missing
 from rollbackbot.logs import current_incident
 from rollbackbot.metrics import INCIDENT_TRANSITIONS, INCIDENTS_STALLED, REACTION_SECONDS
@@ -75,6 +77,7 @@ class Service:
         watchdog_grace: float = 120.0,
         store_backoff_max: float = 30.0,
         pull_requests: PullRequestMode | None = None,
+        fetch: Fetch = fetch_capped,
     ) -> None:
         self.store = store
         self.retry = retry or RetryBudget()
@@ -87,7 +90,7 @@ class Service:
         self._git = git
         self.workflow = Workflow(
             store=store,
-            steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence),
+            steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence, fetch=fetch),
             policies={p.name: p for p in self.policies},
             clock=clock,
             pull_requests=pull_requests,

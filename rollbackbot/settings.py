@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="bearer token for /api/* and /status (defaults to the webhook token)"
     )
+    forensics_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token sent with the policies' forensics.requestsUrl and snapshotUrl fetches (the "
+        "observer's ROLLBACKBOT_OBSERVER_FORENSICS_TOKEN); unset: fetched without credentials",
+    )
     retention_days: int = Field(
         default=90, ge=1, description="terminal incidents opened longer ago than this many days are pruned"
     )
@@ -178,6 +183,12 @@ class Settings(BaseSettings):
     @classmethod
     def _lock_mode_upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("forensics_token")
+    @classmethod
+    def _forensics_token_set(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty (an optional Secret key left blank) means unset: no "Bearer " header with nothing after it.
+        return value if value is not None and value.get_secret_value().strip() else None
 
     @field_validator("api_token")
     @classmethod

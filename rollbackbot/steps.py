@@ -132,7 +132,8 @@ class Steps:
         if evidence.missing:
             detail += f" (missing: {'; '.join(evidence.missing)})"
         # An empty URL records that capture was attempted, so a resume does not capture again.
-        return incident.with_evidence(evidence.url or "", tuple(evidence.missing)).with_event(self.clock.now(), detail)
+        recorded = incident.with_evidence(evidence.url or "", tuple(evidence.missing), evidence.trigger)
+        return recorded.with_event(self.clock.now(), detail)
 
     async def commit(self, incident: Incident) -> Incident:
         """Write and push the rollback commit, exactly once per incident."""

@@ -21,6 +21,7 @@ from rollbackbot.adapters.forge.app_token import InstallationTokens
 from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
+from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.adapters.slack.chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
@@ -97,6 +98,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         watchdog_seconds=settings.watchdog_seconds,
         watchdog_grace=settings.watchdog_grace_seconds,
         pull_requests=pull_requests,
+        fetch=partial(fetch_capped, token=settings.forensics_token),
     )
     INCIDENTS_OVERDUE.count = partial(
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)

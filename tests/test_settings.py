@@ -77,6 +77,17 @@ def test_api_token_and_retention_defaults(env: pytest.MonkeyPatch) -> None:
     assert settings.retention_days == 30 and "reader-secret-token-value" not in repr(settings)
 
 
+def test_forensics_token_is_optional_and_hidden(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().forensics_token is None
+    env.setenv("ROLLBACKBOT_FORENSICS_TOKEN", "  ")
+    assert load_settings().forensics_token is None  # blank means unset: no empty bearer header
+    env.setenv("ROLLBACKBOT_FORENSICS_TOKEN", "observer-forensics-token-value")
+    settings = load_settings()
+    assert settings.forensics_token is not None
+    assert settings.forensics_token.get_secret_value() == "observer-forensics-token-value"
+    assert "observer-forensics-token-value" not in repr(settings)
+
+
 def test_serve_refuses_to_start_with_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {k: v for k, v in GOOD.items()} | {"ROLLBACKBOT_WEBHOOK_TOKEN": "short", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(

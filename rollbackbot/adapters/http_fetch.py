@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from pydantic import SecretStr
 
 from rollbackbot.errors import PermanentError, TransientError
 from rollbackbot.redact import redact_url
@@ -73,12 +74,19 @@ async def fetch_capped(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     spool_over: int = SPOOL_OVER,
+    token: SecretStr | None = None,
 ) -> tuple[bytes | Path, bool]:
-    """GET ``url``, keeping at most ``cap`` bytes; returns (body or the file holding it, truncated)."""
+    """GET ``url``, keeping at most ``cap`` bytes; returns (body or the file holding it, truncated).
+
+    ``token`` (``ROLLBACKBOT_FORENSICS_TOKEN``) goes out as ``Authorization: Bearer``: the observer's
+    ``/forensics/requests`` answers 404 to anyone without it. Redirects are not followed, so the
+    token never reaches a host the policy did not name.
+    """
     body = _Body(cap, spool_over)
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
     try:
         async with httpx.AsyncClient(
-            timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False, transport=transport
+            timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False, transport=transport, headers=headers
         ) as client:
             async with client.stream("GET", url) as response:
                 if response.status_code >= 400:

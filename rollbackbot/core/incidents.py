@@ -120,6 +120,7 @@ class Incident:
     resolved_at: datetime | None = None  # when Alertmanager said the alert resolved
     plan: dict[str, Any] = field(default_factory=dict)  # the RollbackPlan acted on (plan_to_dict)
     evidence_missing: tuple[str, ...] = ()  # what the forensic capture could not gather
+    trigger: dict[str, Any] = field(default_factory=dict)  # top flagged payload (core.trigger.top_payload)
     verify_by: datetime | None = None  # after rolled_back: the alert must resolve before this time
     verification: str = ""  # "", "cleared", "still firing"
     events: tuple[Event, ...] = ()
@@ -155,9 +156,9 @@ class Incident:
     def with_commit(self, commit: str) -> Incident:
         return replace(self, rollback_commit=commit)
 
-    def with_evidence(self, url: str, missing: tuple[str, ...] = ()) -> Incident:
-        """Record the bundle ("" when none could be written) and what it lacks."""
-        return replace(self, evidence_url=url, evidence_missing=missing)
+    def with_evidence(self, url: str, missing: tuple[str, ...] = (), trigger: dict[str, Any] | None = None) -> Incident:
+        """Record the bundle ("" when none could be written), what it lacks and the payload that triggered it."""
+        return replace(self, evidence_url=url, evidence_missing=missing, trigger=dict(trigger or {}))
 
     def with_pull_request(self, **fields: Any) -> Incident:
         """Record (or update) what is known about the incident's pull request."""

@@ -100,11 +100,36 @@ class IncidentMessage:
     reason: str = ""
     page_url: str | None = None  # the incident's page (docs/ui.md), when ROLLBACKBOT_PUBLIC_URL is set
     pull_request: PullRequestLink | None = None  # pull-request mode: the pull request that carries the rollback
+    trigger: Trigger | None = None  # the top flagged payload of the evidence (core.trigger)
 
     @property
     def asks_for_decision(self) -> bool:
         """Whether the message carries Approve / Reject buttons."""
         return self.kind is MessageKind.proposal
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The request that set the alert off, as the evidence shows it: already redacted and cut."""
+
+    detectors: tuple[str, ...]
+    excerpt: str
+    flagged_requests: int
+
+    @property
+    def line(self) -> str:
+        """One line naming the detectors, the excerpt and how many requests were flagged."""
+        detectors = ", ".join(self.detectors) or "canary/PII in the answer"
+        return f'{detectors}: "{self.excerpt}" ({self.flagged_requests} flagged)'
+
+
+def trigger_of(incident: Incident) -> Trigger | None:
+    """The incident's top flagged payload, when its evidence had one."""
+    found = incident.trigger
+    if not found:
+        return None
+    detectors = tuple(str(d) for d in found.get("detectors") or ())
+    return Trigger(detectors, str(found.get("excerpt", "")), int(found.get("flagged_requests") or 0))
 
 
 @dataclass(frozen=True)
@@ -202,6 +227,7 @@ def incident_message(incident: Incident, policy: Policy | None, kind: MessageKin
         decision=decision_of(incident),
         reason=_reason(incident, kind),
         pull_request=pull_request_link(incident),
+        trigger=trigger_of(incident),
     )
 
 
@@ -332,6 +358,7 @@ def as_text(message: IncidentMessage) -> str:
     lines += [f"To:        {release_line(message.to_release)}"] if message.to_release else []
     for index, stat in enumerate(message.diff_stat.strip("\n").splitlines()):
         lines.append(f"{'Diff:' if index == 0 else '':<11}{stat.strip()}")
+    lines += [f"Trigger:   {message.trigger.line}"] if message.trigger else []
     lines += [f"Evidence:  {message.evidence_url}"] if message.evidence_url else []
     if message.pull_request:
         lines.append(f"Pull req.: #{message.pull_request.number} {message.pull_request.url} (approving merges it)")

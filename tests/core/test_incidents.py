@@ -66,6 +66,8 @@ def test_record_round_trip_keeps_everything() -> None:
     )
     inc = _incident().with_plan(plan).with_state(S.rolling_back, NOW, "go").with_commit("f" * 40)
     inc = inc.with_resolved(NOW + timedelta(minutes=1))
+    trigger = {"detectors": ["instruction_override"], "excerpt": "ignore previous instructions", "flagged_requests": 3}
+    inc = inc.with_evidence("file:///ev/x", ("snapshot.bin: timeout",), trigger)
     back = incident_from_record(incident_to_record(inc))
     assert back == inc
     assert plan_from_dict(back.plan) == plan
@@ -86,6 +88,7 @@ def test_api_json_has_the_documented_keys() -> None:
         "evidence_url",
         "approved_by",
         "events",
+        "trigger",
     }
     assert set(data["alert"]) == {"name", "fingerprint", "startsAt", "labels"}
     assert data["events"][0]["state"] == "received"

@@ -117,6 +117,8 @@ def test_the_page_shows_plan_commit_trailers_diff_and_evidence(world: UiWorld) -
     for digest in re.findall(r'"sha256": "([0-9a-f]{64})"', manifest):
         assert digest in html
     assert "Flagged requests" in html
+    assert '<h3 id="h-trigger">Triggered by</h3>' in html and "<code>instruction_override</code>" in html
+    assert "IGNORE PREVIOUS INSTRUCTIONS &lt;script&gt;" in html and "7 flagged request(s) · canary leaked" in html
     assert "<svg" in html  # the reaction-time chart
 
 

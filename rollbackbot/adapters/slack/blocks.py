@@ -110,6 +110,8 @@ def message_blocks(message: IncidentMessage) -> list[Block]:
         blocks.append(_section(f"*Changes*\n```{stat}```"))
     if message.reason:
         blocks.append(_section(f"*Reason*\n{escape(message.reason)}"))
+    if message.trigger:
+        blocks.append(_section(clip(f"*Triggered by*\n{escape(message.trigger.line)}", TEXT_LIMIT)))
     blocks.append(_context(message))
     if message.asks_for_decision:
         if message.approvers:
