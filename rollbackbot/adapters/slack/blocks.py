@@ -33,6 +33,8 @@ class ActionId(StrEnum):
 
     approve_rollback = "approve_rollback"
     reject_rollback = "reject_rollback"
+    complete_rollback = "complete_rollback"  # a held canary rollback: all traffic to the safe release now
+    hold_rollback = "hold_rollback"  # a held canary rollback: keep the weights as they are
 
 
 _ICONS = {
@@ -183,6 +185,13 @@ def _actions(message: IncidentMessage) -> Block:
     }
     reject = _button(ActionId.reject_rollback, "Reject", message.incident_id, "danger")
     return {"type": "actions", "block_id": "decision", "elements": [approve, reject]}
+
+
+def canary_hold_actions(incident_id: str, safe_weight: int) -> Block:
+    """Buttons for a canary rollback held at ``safe_weight`` % on the safe release."""
+    complete = _button(ActionId.complete_rollback, "Complete to 100 % now", incident_id, "primary")
+    hold = _button(ActionId.hold_rollback, f"Hold at {safe_weight} %", incident_id, "danger")
+    return {"type": "actions", "block_id": "canary", "elements": [complete, hold]}
 
 
 def _button(action: ActionId, label: str, value: str, style: str) -> Block:

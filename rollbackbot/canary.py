@@ -1,0 +1,230 @@
+"""The canary rollback step machine: bleed traffic off the compromised release, one commit per step.
+
+Each step: commit the route weights (``Rollback-Step: k/n``) → Argo CD Synced and Healthy at that
+commit → ``pause`` → analysis (PromQL thresholds, ``consecutiveSuccesses`` passes in a row, an empty
+result is inconclusive, never a pass) → next step. A failed or timed-out analysis **holds**: no new
+commit, the incident waits for a person (Slack ``complete_rollback`` / ``hold_rollback``), or with
+``onFailure: complete`` goes straight to 100 %. Nothing here ever moves traffic back toward the
+compromised release: Argo Rollouts and Flagger would, because after a revert the safe release is
+their canary.
+
+Crash-safe: the step on the deploy branch is the state. A restarted run reads the newest
+``Rollback-Step`` commit of the incident and resumes there (sync again, analyse again), never
+committing a step twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Strategy, TrafficRouter
+from rollbackbot.core.traffic import (
+    QueryResult,
+    StepCommit,
+    StepPosition,
+    StepRecord,
+    TrafficPlan,
+    Verdict,
+    canary_steps,
+    combine,
+    judge_query,
+    mirror_for,
+    next_streak,
+)
+from rollbackbot.errors import PolicyError
+from rollbackbot.ports import ArgoCD
+
+log = logging.getLogger("rollbackbot.canary")
+
+
+class StepLog(Protocol):
+    """The newest step of an incident on the deploy branch, and how to write the next one."""
+
+    def last_step(self, incident_id: str) -> StepRecord | None:
+        """The newest ``Rollback-Step`` commit of the incident, after a fetch."""
+        ...
+
+    def commit_step(self, step: StepCommit) -> str:
+        """Write and push one step commit; its id."""
+        ...
+
+
+class Queries(Protocol):
+    """Prometheus instant queries."""
+
+    async def query(self, name: str, promql: str) -> QueryResult:
+        """Evaluate one query now."""
+        ...
+
+
+class CanaryState(StrEnum):
+    """Where a canary run ended."""
+
+    completed = "completed"  # 100 % on the safe release, synced and healthy
+    held = "held"  # analysis failed or timed out: weights stay, a person decides
+
+
+@dataclass(frozen=True)
+class CanaryOutcome:
+    """How a run ended: state, the step live on the branch, and why."""
+
+    state: CanaryState
+    position: StepPosition
+    safe_weight: int
+    detail: str
+
+
+@dataclass
+class CanaryRollout:
+    """Drives one incident's canary rollback through its steps (see the module docstring)."""
+
+    steps_log: StepLog
+    argocd: ArgoCD
+    queries: Callable[[Analysis], Queries]
+    record: Callable[[str, str], None]  # (incident id, event detail): incident events
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+    async def run(self, incident_id: str, policy: Policy, labels: Mapping[str, str]) -> CanaryOutcome:
+        """From the step on the branch (or the first), through every step, until completed or held."""
+        router, strategy = _router(policy), policy.spec.strategy
+        steps = canary_steps(strategy, labels)
+        if steps == (100,) and strategy is not None and strategy.type.value == "canary":
+            self.record(incident_id, "instant: the alert matches instantWhen, all traffic to the safe release")
+        found = self.steps_log.last_step(incident_id)
+        start = 0
+        if found is not None and found.position.total == len(steps):
+            start = found.position.index - 1
+            self.record(incident_id, f"resuming at step {found.position.trailer()} ({found.commit[:12]})")
+        for index in range(start, len(steps)):
+            position = StepPosition(index + 1, len(steps))
+            commit = found.commit if found is not None and index == start else None
+            commit = commit or self._commit(incident_id, policy, router, steps[index], position)
+            await self._sync(incident_id, policy, commit, position)
+            if position.last:
+                break
+            verdict, why = await self._analyse(incident_id, strategy, position)
+            if verdict is not Verdict.passed:
+                return await self._on_failure(incident_id, policy, steps, position, why)
+        return CanaryOutcome(CanaryState.completed, StepPosition(len(steps), len(steps)), 100, "all traffic on safe")
+
+    async def complete(self, incident_id: str, policy: Policy, labels: Mapping[str, str]) -> CanaryOutcome:
+        """A person pressed *Complete to 100 % now* (or ``onFailure: complete``): the last step, at once."""
+        router, total = _router(policy), len(canary_steps(policy.spec.strategy, labels))
+        found = self.steps_log.last_step(incident_id)
+        position = StepPosition(total, total)
+        if found is not None and found.position.last:
+            commit = found.commit  # already at 100 %: a second click changes nothing
+        else:
+            commit = self._commit(incident_id, policy, router, 100, position)
+        await self._sync(incident_id, policy, commit, position)
+        return CanaryOutcome(CanaryState.completed, position, 100, "completed to 100 %")
+
+    async def shadow(
+        self, incident_id: str, policy: Policy, labels: Mapping[str, str], files: Mapping[str, bytes | None], on: bool
+    ) -> str:
+        """Switch the mirror on (with the sandbox files) or off (removing them); 100 % stays on safe."""
+        router, spec = _router(policy), policy.spec.shadow
+        if spec is None:
+            raise PolicyError(f"policy {policy.name} has no shadow block")
+        total = len(canary_steps(policy.spec.strategy, labels))
+        mirror = mirror_for(spec) if on else None
+        request = StepCommit(
+            incident_id,
+            _app(policy),
+            router,
+            TrafficPlan(router.backends, 100, mirror),
+            StepPosition(total, total),
+            shadow=True,
+            files=dict(files),
+        )
+        commit = self.steps_log.commit_step(request)
+        what = f"shadow on: {spec.percent:g}% mirrored to {spec.sandbox.namespace}" if on else "shadow off"
+        self.record(incident_id, f"{what} ({commit[:12]})")
+        await self._sync(incident_id, policy, commit, StepPosition(total, total))
+        return commit
+
+    # --- one step -------------------------------------------------------------------------------------
+
+    def _commit(self, incident_id: str, policy: Policy, router: TrafficRouter, safe: int, at: StepPosition) -> str:
+        plan = TrafficPlan(router.backends, safe)
+        commit = self.steps_log.commit_step(StepCommit(incident_id, _app(policy), router, plan, at))
+        self.record(incident_id, f"step {at.trailer()}: {plan.weights_trailer()} committed ({commit[:12]})")
+        log.info(
+            "canary step committed",
+            extra={"incident_id": incident_id, "step": at.trailer(), "weights": plan.weights_trailer()},
+        )
+        return commit
+
+    async def _sync(self, incident_id: str, policy: Policy, commit: str, at: StepPosition) -> None:
+        target, started = policy.spec.target, self.monotonic()
+        for app in target.argocd_apps:
+            await self.argocd.refresh(app, target.project)
+            await self.argocd.sync(app, target.project, commit, policy.spec.sync.prune)
+            await self.argocd.wait_synced_healthy(app, target.project, commit, policy.spec.sync.timeout.total_seconds())
+        took = self.monotonic() - started
+        self.record(incident_id, f"step {at.trailer()}: Synced and Healthy at {commit[:12]} in {took:.1f}s")
+
+    async def _analyse(self, incident_id: str, strategy: Strategy | None, at: StepPosition) -> tuple[Verdict, str]:
+        """Pause, then query until ``consecutiveSuccesses`` passes in a row, a failure, or the step timeout."""
+        if strategy is None or strategy.analysis is None:
+            return Verdict.passed, "no analysis"
+        analysis = strategy.analysis
+        await self.sleep(strategy.pause.total_seconds())
+        deadline = self.monotonic() + strategy.step_timeout.total_seconds()
+        queries, streak, last = self.queries(analysis), 0, "no run"
+        while True:
+            verdict, last = await _run_once(queries, analysis.queries)
+            streak = next_streak(streak, verdict)
+            self.record(incident_id, f"step {at.trailer()} analysis {verdict.value}: {last}")
+            if verdict is Verdict.failed:
+                return verdict, last
+            if streak >= analysis.consecutive_successes:
+                return Verdict.passed, last
+            if self.monotonic() + analysis.interval.total_seconds() > deadline:
+                return (
+                    Verdict.inconclusive,
+                    f"step timeout: {streak} of {analysis.consecutive_successes} passes ({last})",
+                )
+            await self.sleep(analysis.interval.total_seconds())
+
+    async def _on_failure(
+        self, incident_id: str, policy: Policy, steps: Sequence[int], at: StepPosition, why: str
+    ) -> CanaryOutcome:
+        strategy = policy.spec.strategy
+        if strategy is not None and strategy.on_failure.value == "complete":
+            self.record(incident_id, f"step {at.trailer()} failed ({why}); onFailure complete: going to 100 %")
+            return await self._complete_from(incident_id, policy, steps)
+        self.record(incident_id, f"step {at.trailer()} held at {steps[at.index - 1]}% safe: {why}")
+        return CanaryOutcome(CanaryState.held, at, steps[at.index - 1], why)
+
+    async def _complete_from(self, incident_id: str, policy: Policy, steps: Sequence[int]) -> CanaryOutcome:
+        position = StepPosition(len(steps), len(steps))
+        commit = self._commit(incident_id, policy, _router(policy), 100, position)
+        await self._sync(incident_id, policy, commit, position)
+        return CanaryOutcome(CanaryState.completed, position, 100, "completed after a failed step")
+
+
+async def _run_once(queries: Queries, specs: Sequence[AnalysisQuery]) -> tuple[Verdict, str]:
+    verdicts, details = [], []
+    for spec in specs:
+        verdict, detail = judge_query(await queries.query(spec.name, spec.query), spec.max, spec.min)
+        verdicts.append(verdict)
+        details.append(detail)
+    return combine(verdicts), "; ".join(details)
+
+
+def _router(policy: Policy) -> TrafficRouter:
+    if policy.spec.traffic_router is None:
+        raise PolicyError(f"policy {policy.name} has no trafficRouter block")
+    return policy.spec.traffic_router
+
+
+def _app(policy: Policy) -> str:
+    return policy.spec.target.argocd_apps[0]
