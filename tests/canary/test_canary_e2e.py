@@ -1,0 +1,117 @@
+"""A canary rollback end to end: real git with signed tags, the Argo CD stand-in, a scripted Prometheus API."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from rollbackbot.canary import CanaryState
+from rollbackbot.core.traffic import StepPosition
+from tests.canary.helpers import canary_policy
+from tests.canary.rig import QUERY, ROUTE_FILE, canary_rig
+
+INCIDENT = "inc-canary-1"
+LABELS = {"alertname": "ModelRefusalRateDrop", "app": "chat-llm", "severity": "warning"}
+WEIGHTS = ["chat-llm-v1=25,chat-llm-v2=75", "chat-llm-v1=50,chat-llm-v2=50", "chat-llm-v1=100,chat-llm-v2=0"]
+
+
+@pytest.mark.parametrize("kind", ["HTTPRoute", "VirtualService"])
+async def test_passing_analysis_moves_25_50_100_one_commit_per_step(tmp_path: Path, kind: str) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}, kind) as rig:
+        outcome = await rig.rollout.run(INCIDENT, canary_policy(kind), LABELS)
+        assert outcome.state is CanaryState.completed
+        commits = rig.step_commits()
+        assert [c["Rollback-Step"] for c in commits] == ["1/3", "2/3", "3/3"]
+        assert [c["Rollback-Weights"] for c in commits] == WEIGHTS
+        assert all(c["Rollback-Incident"] == INCIDENT for c in commits)
+        assert rig.files_changed() == [[ROUTE_FILE]] * 3  # only the route file, every time
+        # Argo CD synced each step's commit, and the last one is what runs
+        synced = [r["body"].get("revision") for r in rig.argo.requests if str(r["path"]).endswith("/sync")]
+        heads = rig.sandbox.git("rev-list", "--reverse", f"{rig.head_before}..{rig.sandbox.branch}").split()
+        assert synced == heads
+        # two analyses (after steps 1 and 2), two passes each; none after the last step
+        assert len(rig.prometheus.asked) == 4
+        assert sum("analysis passed" in e for e in rig.events) == 4
+        assert any("Synced and Healthy" in e and "step 2/3" in e for e in rig.events)
+
+
+async def test_a_failed_analysis_holds_without_a_new_commit_and_complete_finishes(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001, 0.001, 0.2]}) as rig:
+        policy = canary_policy()
+        outcome = await rig.rollout.run(INCIDENT, policy, LABELS)
+        assert outcome.state is CanaryState.held
+        assert outcome.position == StepPosition(2, 3) and outcome.safe_weight == 50
+        assert "0.2 > max 0.01" in outcome.detail
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "2/3"]  # held: nothing new
+        assert "weight: 50" in rig.route()
+        # The person presses "Complete to 100 % now"
+        done = await rig.rollout.complete(INCIDENT, policy, LABELS)
+        assert done.state is CanaryState.completed
+        assert [c["Rollback-Weights"] for c in rig.step_commits()][-1] == WEIGHTS[2]
+        # a second click changes nothing
+        await rig.rollout.complete(INCIDENT, policy, LABELS)
+        assert len(rig.step_commits()) == 3
+
+
+async def test_an_empty_result_is_inconclusive_never_a_pass_and_times_out_into_hold(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [None]}) as rig:
+        policy = canary_policy(stepTimeout="3s")
+        outcome = await rig.rollout.run(INCIDENT, policy, LABELS)
+        assert outcome.state is CanaryState.held and outcome.position == StepPosition(1, 3)
+        assert "step timeout: 0 of 2 passes" in outcome.detail
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3"]
+        assert all("analysis inconclusive" in e for e in rig.events if "analysis" in e)
+        assert len(rig.prometheus.asked) == 4  # runs at 0s, 1s, 2s and 3s of the 3s step timeout (interval 1s)
+
+
+async def test_nan_fails_and_onfailure_complete_goes_to_100(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [math.nan]}) as rig:
+        outcome = await rig.rollout.run(INCIDENT, canary_policy(onFailure="complete"), LABELS)
+        assert outcome.state is CanaryState.completed
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "3/3"]
+        assert [c["Rollback-Weights"] for c in rig.step_commits()] == [WEIGHTS[0], WEIGHTS[2]]
+
+
+async def test_an_inconclusive_run_resets_the_streak(tmp_path: Path) -> None:
+    # pass, empty, pass, pass: the empty result in the middle must not count toward the two in a row
+    async with canary_rig(tmp_path, {QUERY: [0.001, None, 0.001, 0.001, 0.001, 0.001]}) as rig:
+        policy = canary_policy(steps=[50, 100])
+        outcome = await rig.rollout.run(INCIDENT, policy, LABELS)
+        assert outcome.state is CanaryState.completed
+        assert len(rig.prometheus.asked) == 4
+
+
+async def test_a_critical_alert_goes_straight_to_100(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.5]}) as rig:
+        outcome = await rig.rollout.run(INCIDENT, canary_policy(), LABELS | {"severity": "critical"})
+        assert outcome.state is CanaryState.completed
+        assert [(c["Rollback-Step"], c["Rollback-Weights"]) for c in rig.step_commits()] == [("1/1", WEIGHTS[2])]
+        assert rig.prometheus.asked == []  # no analysis on the instant path
+        assert any("instantWhen" in e for e in rig.events)
+
+
+async def test_a_restart_resumes_at_the_step_on_the_branch_without_committing_it_again(tmp_path: Path) -> None:
+    class Crash(Exception):
+        pass
+
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        policy = canary_policy()
+
+        async def die_in_the_pause(seconds: float) -> None:
+            raise Crash  # the process dies after step 1 is committed and synced
+
+        rig.rollout.sleep = die_in_the_pause
+        with pytest.raises(Crash):
+            await rig.rollout.run(INCIDENT, policy, LABELS)
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3"]
+
+        async def no_wait(seconds: float) -> None:
+            return None
+
+        rig.rollout.sleep = no_wait
+        outcome = await rig.rollout.run(INCIDENT, policy, LABELS)
+        assert outcome.state is CanaryState.completed
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "2/3", "3/3"]
+        assert any(e.startswith("resuming at step 1/3") for e in rig.events)
