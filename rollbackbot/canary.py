@@ -23,9 +23,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Strategy, TrafficRouter
+import yaml
+
+from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Shadow, Strategy, TrafficRouter
+from rollbackbot.core.sandbox import render_sandbox, sandbox_objects, sandbox_path
 from rollbackbot.core.traffic import (
     QueryResult,
+    ShadowPhase,
     StepCommit,
     StepPosition,
     StepRecord,
@@ -36,6 +40,7 @@ from rollbackbot.core.traffic import (
     judge_query,
     mirror_for,
     next_streak,
+    route_facts,
 )
 from rollbackbot.errors import PolicyError
 from rollbackbot.ports import ArgoCD
@@ -52,6 +57,10 @@ class StepLog(Protocol):
 
     def commit_step(self, step: StepCommit) -> str:
         """Write and push one step commit; its id."""
+        ...
+
+    def route_text(self, router: TrafficRouter) -> str:
+        """The route file at the deploy branch head."""
         ...
 
 
@@ -126,29 +135,56 @@ class CanaryRollout:
         await self._sync(incident_id, policy, commit, position)
         return CanaryOutcome(CanaryState.completed, position, 100, "completed to 100 %")
 
-    async def shadow(
-        self, incident_id: str, policy: Policy, labels: Mapping[str, str], files: Mapping[str, bytes | None], on: bool
+    async def shadow_on(
+        self, incident_id: str, policy: Policy, labels: Mapping[str, str], *, image: str, proxy_namespace: str
     ) -> str:
-        """Switch the mirror on (with the sandbox files) or off (removing them); 100 % stays on safe."""
-        router, spec = _router(policy), policy.spec.shadow
-        if spec is None:
-            raise PolicyError(f"policy {policy.name} has no shadow block")
-        total = len(canary_steps(policy.spec.strategy, labels))
-        mirror = mirror_for(spec) if on else None
-        request = StepCommit(
-            incident_id,
-            _app(policy),
-            router,
-            TrafficPlan(router.backends, 100, mirror),
-            StepPosition(total, total),
-            shadow=True,
-            files=dict(files),
+        """After completion: commit the sandbox (``image`` = the compromised digest), sync, then the mirror."""
+        router, spec, position = _router(policy), _shadow(policy), self._last(policy, labels)
+        document = yaml.safe_load(self.steps_log.route_text(router))
+        namespace, port = route_facts(document, router)
+        if port is None:
+            raise PolicyError(
+                f"{router.file}: the compromised backend names no port; add it (the sandbox serves on the same port)"
+            )
+        objects = sandbox_objects(
+            spec,
+            image=image,
+            port=port,
+            route_kind=router.kind,
+            route_namespace=namespace,
+            proxy_namespace=proxy_namespace,
         )
-        commit = self.steps_log.commit_step(request)
-        what = f"shadow on: {spec.percent:g}% mirrored to {spec.sandbox.namespace}" if on else "shadow off"
-        self.record(incident_id, f"{what} ({commit[:12]})")
-        await self._sync(incident_id, policy, commit, StepPosition(total, total))
+        files: dict[str, bytes | None] = {sandbox_path(spec, router.file): render_sandbox(objects)}
+        complete = TrafficPlan(router.backends, 100)
+        sandbox = StepCommit(incident_id, _app(policy), router, complete, position, ShadowPhase.sandbox, files)
+        await self._sync(incident_id, policy, self._shadow_commit(incident_id, sandbox), position)
+        # Only now does the route reference the sandbox: a mirror to a missing Service is dropped traffic.
+        mirrored = TrafficPlan(router.backends, 100, mirror_for(spec))
+        commit = self._shadow_commit(
+            incident_id, StepCommit(incident_id, _app(policy), router, mirrored, position, ShadowPhase.on)
+        )
+        await self._sync(incident_id, policy, commit, position)
         return commit
+
+    async def shadow_off(self, incident_id: str, policy: Policy, labels: Mapping[str, str]) -> str:
+        """At the ttl (or by a person): one commit removes the mirror and the sandbox files."""
+        router, spec, position = _router(policy), _shadow(policy), self._last(policy, labels)
+        plan = TrafficPlan(router.backends, 100)
+        off = StepCommit(
+            incident_id, _app(policy), router, plan, position, ShadowPhase.off, {sandbox_path(spec, router.file): None}
+        )
+        commit = self._shadow_commit(incident_id, off)
+        await self._sync(incident_id, policy, commit, position)
+        return commit
+
+    def _shadow_commit(self, incident_id: str, step: StepCommit) -> str:
+        commit = self.steps_log.commit_step(step)
+        self.record(incident_id, f"shadow {step.shadow}: {step.message().splitlines()[0]} ({commit[:12]})")
+        return commit
+
+    def _last(self, policy: Policy, labels: Mapping[str, str]) -> StepPosition:
+        total = len(canary_steps(policy.spec.strategy, labels))
+        return StepPosition(total, total)
 
     # --- one step -------------------------------------------------------------------------------------
 
@@ -224,6 +260,12 @@ def _router(policy: Policy) -> TrafficRouter:
     if policy.spec.traffic_router is None:
         raise PolicyError(f"policy {policy.name} has no trafficRouter block")
     return policy.spec.traffic_router
+
+
+def _shadow(policy: Policy) -> Shadow:
+    if policy.spec.shadow is None:
+        raise PolicyError(f"policy {policy.name} has no shadow block")
+    return policy.spec.shadow
 
 
 def _app(policy: Policy) -> str:

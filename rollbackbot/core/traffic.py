@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -84,6 +85,14 @@ class StepPosition:
         return self.index == self.total
 
 
+class ShadowPhase(StrEnum):
+    """The ``Rollback-Shadow`` trailer: sandbox added, mirror on, both removed."""
+
+    sandbox = "sandbox"
+    on = "on"
+    off = "off"
+
+
 @dataclass(frozen=True)
 class StepCommit:
     """One step commit: the route edit, the sandbox files when shadowing (None deletes), the trailers."""
@@ -93,16 +102,18 @@ class StepCommit:
     router: TrafficRouter
     plan: TrafficPlan
     position: StepPosition
-    shadow: bool = False
+    shadow: ShadowPhase | None = None
     files: Mapping[str, bytes | None] = field(default_factory=dict)
 
     def message(self) -> str:
         """Subject, a line saying what was edited, and the trailers."""
         weights = self.plan.weights_trailer()
         subject = f"rollback({self.app}): traffic step {self.position.trailer()} {weights}"
-        if self.shadow and self.plan.mirror is not None:
+        if self.shadow is ShadowPhase.sandbox:
+            subject = f"rollback({self.app}): shadow sandbox {', '.join(sorted(self.files))}"
+        elif self.shadow is ShadowPhase.on and self.plan.mirror is not None:
             subject = f"rollback({self.app}): shadow {self.plan.mirror.percent:g}% to {self.plan.mirror.namespace}"
-        elif self.shadow:
+        elif self.shadow is ShadowPhase.off:
             subject = f"rollback({self.app}): shadow removed"
         body = f"{self.router.kind.value} {self.router.name} in {self.router.file}, rule {self.router.rule}."
         trailers = [
@@ -110,8 +121,8 @@ class StepCommit:
             f"{STEP_TRAILER}: {self.position.trailer()}",
             f"{WEIGHTS_TRAILER}: {weights}",
         ]
-        if self.shadow:
-            trailers.append(f"{SHADOW_TRAILER}: {'on' if self.plan.mirror else 'off'}")
+        if self.shadow is not None:
+            trailers.append(f"{SHADOW_TRAILER}: {self.shadow.value}")
         return f"{subject}\n\n{body}\n\n" + "\n".join(trailers) + "\n"
 
 
@@ -286,6 +297,20 @@ def _port_of(targets: Sequence[Any], kind: RouteKind, backend: str) -> int | Non
             number = port.get("number") if isinstance(port, Mapping) else port
             return int(number) if number is not None else None
     return None
+
+
+def route_facts(document: Mapping[str, Any], router: TrafficRouter) -> tuple[str, int | None]:
+    """The route's namespace and the port it uses for the compromised backend (the sandbox serves the same)."""
+    rules = [r for r in _rules(dict(document), router.kind) if not _is_shadow_rule(r)]
+    rule = rules[_rule_index(rules, router.rule)]
+    targets = rule.get("backendRefs" if router.kind is RouteKind.http_route else "route") or []
+    namespace = str((document.get("metadata") or {}).get("namespace") or "default")
+    return namespace, _port_of(targets, router.kind, router.backends.compromised)
+
+
+def shadow_due_off(switched_on: datetime, ttl: timedelta, now: datetime) -> bool:
+    """Whether a shadow switched on at ``switched_on`` has outlived its ``ttl``."""
+    return now >= switched_on + ttl
 
 
 def _is_shadow_rule(rule: Any) -> bool:

@@ -6,9 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rollbackbot.canary import CanaryState
 from rollbackbot.core.traffic import StepPosition
+from rollbackbot.errors import PolicyError
 from tests.canary.helpers import canary_policy
 from tests.canary.rig import QUERY, ROUTE_FILE, canary_rig
 
@@ -115,3 +117,66 @@ async def test_a_restart_resumes_at_the_step_on_the_branch_without_committing_it
         assert outcome.state is CanaryState.completed
         assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "2/3", "3/3"]
         assert any(e.startswith("resuming at step 1/3") for e in rig.events)
+
+
+IMAGE = "registry.example/chat-llm@sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("kind", ["HTTPRoute", "VirtualService"])
+async def test_shadow_adds_the_sandbox_before_the_mirror_and_removes_both(tmp_path: Path, kind: str) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}, kind) as rig:
+        policy = canary_policy(kind)
+        await rig.rollout.run(INCIDENT, policy, LABELS | {"severity": "critical"})
+        completed_route = rig.route()
+        await rig.rollout.shadow_on(INCIDENT, policy, LABELS, image=IMAGE, proxy_namespace="gateway-system")
+        sandbox_file = "apps/chat-llm/shadow-chat-llm-v2-shadow.yaml"
+        commits, changed = rig.step_commits(), rig.files_changed()
+        assert [c.get("Rollback-Shadow") for c in commits] == [None, "sandbox", "on"]
+        assert changed[1:] == [[sandbox_file], [ROUTE_FILE]]  # the sandbox first, then the route names it
+        sandbox = list(yaml.safe_load_all(rig.sandbox.show(rig.sandbox.branch, sandbox_file)))
+        deployment = next(o for o in sandbox if o["kind"] == "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["containers"][0]["image"] == IMAGE
+        assert "Secret" not in str(sandbox) and "envFrom" not in str(pod)
+        policy_object = next(o for o in sandbox if o["kind"] == "NetworkPolicy")
+        assert policy_object["spec"]["egress"] == [] and "Egress" in policy_object["spec"]["policyTypes"]
+        assert deployment["metadata"]["namespace"] == "ml-quarantine"
+        assert ("ReferenceGrant" in {o["kind"] for o in sandbox}) is (kind == "HTTPRoute")
+        route = rig.route()
+        assert "chat-llm-v2-shadow" in route and ("percent: 5" in route or "value: 5.0" in route)
+        # Argo CD deployed the sandbox objects with the app
+        live = {(key[1], key[2], key[3]) for key in rig.argo.apps["chat-llm"].live}
+        assert ("Deployment", "ml-quarantine", "chat-llm-v2-shadow") in live
+        assert ("NetworkPolicy", "ml-quarantine", "chat-llm-v2-shadow") in live
+        await rig.rollout.shadow_off(INCIDENT, policy, LABELS)
+        assert rig.step_commits()[-1]["Rollback-Shadow"] == "off"
+        assert rig.route() == completed_route
+        assert sandbox_file not in rig.sandbox.git("ls-tree", "-r", "--name-only", rig.sandbox.branch)
+        live = {(key[1], key[2], key[3]) for key in rig.argo.apps["chat-llm"].live}
+        assert ("Deployment", "ml-quarantine", "chat-llm-v2-shadow") not in live  # pruned
+
+
+async def test_the_sandbox_only_runs_a_digest_and_never_in_production(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        policy = canary_policy()
+        await rig.rollout.run(INCIDENT, policy, LABELS | {"severity": "critical"})
+        with pytest.raises(PolicyError, match="by digest only"):
+            await rig.rollout.shadow_on(INCIDENT, policy, LABELS, image="chat-llm:latest", proxy_namespace="gw")
+        production = canary_policy()
+        shadow = production.spec.shadow
+        assert shadow is not None
+        same_ns = production.model_copy(
+            update={
+                "spec": production.spec.model_copy(
+                    update={
+                        "shadow": shadow.model_copy(
+                            update={"sandbox": shadow.sandbox.model_copy(update={"namespace": "ml-prod"})}
+                        )
+                    }
+                )
+            }
+        )
+        with pytest.raises(PolicyError, match="production namespace"):
+            await rig.rollout.shadow_on(INCIDENT, same_ns, LABELS, image=IMAGE, proxy_namespace="gw")
+        assert len(rig.step_commits()) == 1  # nothing written
