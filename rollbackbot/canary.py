@@ -19,15 +19,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
 import yaml
 
+from rollbackbot.clock import Clock
+from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Shadow, Strategy, TrafficRouter
 from rollbackbot.core.sandbox import render_sandbox, sandbox_objects, sandbox_path
 from rollbackbot.core.traffic import (
+    CANARY_HELD,
     QueryResult,
     ShadowPhase,
     StepCommit,
@@ -46,6 +50,7 @@ from rollbackbot.errors import PolicyError
 from rollbackbot.ports import ArgoCD
 
 log = logging.getLogger("rollbackbot.canary")
+S = IncidentState
 
 
 class StepLog(Protocol):
@@ -270,3 +275,31 @@ def _shadow(policy: Policy) -> Shadow:
 
 def _app(policy: Policy) -> str:
     return policy.spec.target.argocd_apps[0]
+
+
+async def canary_step(rollout: CanaryRollout, incident: Incident, policy: Policy, clock: Clock) -> Incident:
+    """The workflow's ``rolling_back`` step for a policy with a ``trafficRouter``: run, resume or complete.
+
+    A person's approval while a canary step is live on the branch (the Slack button *Complete to
+    100 % now*) completes it; otherwise the canary runs (or resumes) from the step on the branch.
+    Completed → ``syncing`` → ``rolled_back`` with the last step as the rollback commit; held →
+    ``awaiting_approval`` with no deadline: the weights stay until a person decides.
+    """
+    events: list[tuple[datetime, str]] = []
+    recording = replace(rollout, record=lambda _incident, detail: events.append((clock.now(), detail)))
+    labels = incident.alert.labels
+    live = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
+    if incident.approved_by and live is not None and not live.position.last:
+        outcome = await recording.complete(incident.id, policy, labels)
+    else:
+        outcome = await recording.run(incident.id, policy, labels)
+    for at, detail in events:
+        incident = incident.with_event(at, detail)
+    now = clock.now()
+    if outcome.state is CanaryState.held:
+        held = f"{CANARY_HELD} at {outcome.safe_weight}% on the safe release (step {outcome.position.trailer()}): "
+        return incident.with_state(S.awaiting_approval, now, held + outcome.detail).with_not_before(None)
+    last = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
+    commit = last.commit if last is not None else ""
+    synced = incident.with_commit(commit).with_state(S.syncing, now, f"canary at 100% ({commit[:12]})")
+    return synced.with_state(S.rolled_back, now, "all traffic on the safe release, Synced and Healthy")

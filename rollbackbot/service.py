@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rollbackbot.canary import CanaryRollout
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, incident_policy, new_incident
@@ -73,6 +74,7 @@ class Service:
         watchdog_seconds: float | None = 30.0,
         watchdog_grace: float = 120.0,
         store_backoff_max: float = 30.0,
+        canary: CanaryRollout | None = None,
     ) -> None:
         self.store = store
         self.retry = retry or RetryBudget()
@@ -85,7 +87,7 @@ class Service:
         self._git = git
         self.workflow = Workflow(
             store=store,
-            steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence),
+            steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence, canary=canary),
             policies={p.name: p for p in self.policies},
             clock=clock,
         )

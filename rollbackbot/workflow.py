@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from rollbackbot.canary import canary_step
 from rollbackbot.clock import Clock
 from rollbackbot.core.decide import (
     Action,
@@ -72,6 +73,8 @@ class Workflow:
             case S.rolling_back:
                 if incident.evidence_url is None and incident.rollback_commit is None:
                     return await self.steps.capture_evidence(incident, policy)
+                if policy.spec.traffic_router is not None and self.steps.canary is not None:
+                    return await canary_step(self.steps.canary, incident, policy, self.clock)  # route weights
                 return await self.steps.commit(incident)
             case S.syncing:
                 done = await self.steps.sync(incident, policy)

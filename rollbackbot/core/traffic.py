@@ -31,6 +31,7 @@ OWNER_API_GROUPS = {"flagger.app": "Flagger generated this route", "argoproj.io"
 STEP_TRAILER = "Rollback-Step"
 WEIGHTS_TRAILER = "Rollback-Weights"
 SHADOW_TRAILER = "Rollback-Shadow"
+CANARY_HELD = "canary held"  # how the reason of a held canary rollback begins; Slack shows Complete / Hold
 _STEP = re.compile(r"(\d+)/(\d+)")
 SHADOW_RULE_SUFFIX = "-rollbackbot-shadow"  # the header-matched copy of a rule that carries the mirror
 

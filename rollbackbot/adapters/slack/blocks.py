@@ -19,6 +19,7 @@ from rollbackbot.core.messages import (
     title_of,
     utc,
 )
+from rollbackbot.core.traffic import CANARY_HELD
 
 Block = dict[str, Any]
 
@@ -109,7 +110,8 @@ def message_blocks(message: IncidentMessage) -> list[Block]:
     if message.asks_for_decision:
         if message.approvers:
             blocks.append(_section("Who may decide: " + ", ".join(mention(a) for a in message.approvers)))
-        blocks.append(_actions(message))
+        held = message.reason.startswith(CANARY_HELD)
+        blocks.append(canary_hold_actions(message.incident_id) if held else _actions(message))
     return blocks
 
 
@@ -187,10 +189,10 @@ def _actions(message: IncidentMessage) -> Block:
     return {"type": "actions", "block_id": "decision", "elements": [approve, reject]}
 
 
-def canary_hold_actions(incident_id: str, safe_weight: int) -> Block:
-    """Buttons for a canary rollback held at ``safe_weight`` % on the safe release."""
+def canary_hold_actions(incident_id: str) -> Block:
+    """Buttons for a held canary rollback: all traffic to the safe release now, or keep the weights."""
     complete = _button(ActionId.complete_rollback, "Complete to 100 % now", incident_id, "primary")
-    hold = _button(ActionId.hold_rollback, f"Hold at {safe_weight} %", incident_id, "danger")
+    hold = _button(ActionId.hold_rollback, "Hold", incident_id, "danger")
     return {"type": "actions", "block_id": "canary", "elements": [complete, hold]}
 
 

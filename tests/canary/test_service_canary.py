@@ -1,0 +1,73 @@
+"""A policy with a trafficRouter: the service runs the canary instead of the whole-path rollback commit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.clock import SystemClock
+from rollbackbot.core.alerts import AlertmanagerPayload
+from rollbackbot.core.incidents import IncidentState
+from rollbackbot.service import Service
+from rollbackbot.testing.alertmanager import alert, notification
+from tests.canary.helpers import canary_policy
+from tests.canary.rig import QUERY, CanaryRig, canary_rig
+
+
+def _service(rig: CanaryRig, tmp: Path, **strategy: object) -> Service:
+    policy = canary_policy(**strategy)
+    git = rig.rollout.steps_log.repo  # type: ignore[attr-defined]
+    return Service(
+        store=SqlIncidentStore(f"sqlite:///{tmp}/state.db"),
+        git=git,
+        argocd=rig.rollout.argocd,
+        policies=[policy],
+        clock=SystemClock(),
+        canary=rig.rollout,
+        watchdog_seconds=None,
+    )
+
+
+async def _fire(service: Service) -> str:
+    labels = {"alertname": "ModelRefusalRateDrop", "app": "chat-llm", "severity": "warning"}
+    body = notification([alert(labels, SystemClock().now() - timedelta(minutes=1))])
+    incident_id = service.receive(AlertmanagerPayload.model_validate(body)).incidents[0]
+    await asyncio.wait_for(service.idle(), timeout=60)
+    return incident_id
+
+
+async def test_the_service_rolls_back_by_canary_steps(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        service = _service(rig, tmp_path)
+        try:
+            incident = service.store.get(await _fire(service))
+        finally:
+            await service.stop()
+        assert incident is not None and incident.state is IncidentState.rolled_back, incident
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "2/3", "3/3"]
+        assert incident.rollback_commit == rig.sandbox.head()
+        details = [e.detail for e in incident.events]
+        assert any("step 2/3 analysis passed" in d for d in details)
+        assert any("Synced and Healthy" in d for d in details)
+
+
+async def test_a_held_canary_waits_for_a_person_and_approval_completes_it(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.5]}) as rig:
+        service = _service(rig, tmp_path)
+        try:
+            incident_id = await _fire(service)
+            held = service.store.get(incident_id)
+            assert held is not None and held.state is IncidentState.awaiting_approval
+            assert held.events[-1].detail.startswith("canary held at 25% on the safe release (step 1/3)")
+            assert held.not_before is None  # no deadline: the weights stay until a person decides
+            assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3"]
+            assert service.approve(incident_id, "Dana Ops U012ABC").acted  # "Complete to 100 % now"
+            await asyncio.wait_for(service.idle(), timeout=60)
+            done = service.store.get(incident_id)
+        finally:
+            await service.stop()
+        assert done is not None and done.state is IncidentState.rolled_back
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "3/3"]
+        assert "weight: 100" in rig.route()
