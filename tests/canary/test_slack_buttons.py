@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from rollbackbot.adapters.slack.blocks import message_blocks
 from rollbackbot.core.incidents import IncidentState
 from rollbackbot.core.messages import IncidentMessage, MessageKind
-from tests.slack.conftest import SUPPORT, Harness, make_harness
+from tests.slack.conftest import SUPPORT, Harness
 
 S = IncidentState
-
-
-@pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    made, _ = await make_harness(tmp_path)
-    await made.service.start()
-    await made.chat.start()
-    yield made
-    await made.actions.stop()
-    await made.chat.stop()
-    await made.service.stop()
-    await made.http.aclose()
 
 
 async def _waiting(harness: Harness) -> str:
