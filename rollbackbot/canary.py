@@ -27,26 +27,24 @@ from typing import Protocol
 import yaml
 
 from rollbackbot.clock import Clock
+from rollbackbot.core.analysis import QueryResult, Verdict, combine, judge_query, next_streak
 from rollbackbot.core.incidents import Incident, IncidentState
-from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Shadow, Strategy, TrafficRouter
+from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Shadow, TrafficRouter
 from rollbackbot.core.sandbox import render_sandbox, sandbox_objects, sandbox_path
 from rollbackbot.core.traffic import (
     CANARY_HELD,
-    QueryResult,
     ShadowPhase,
     StepCommit,
     StepPosition,
     StepRecord,
     TrafficPlan,
-    Verdict,
     canary_steps,
-    combine,
-    judge_query,
     mirror_for,
-    next_streak,
     route_facts,
 )
 from rollbackbot.errors import PolicyError
+from rollbackbot.metrics import CANARY_ANALYSIS, CANARY_WEIGHT
+from rollbackbot.metrics import CANARY_HELD as CANARY_HELD_GAUGE
 from rollbackbot.ports import ArgoCD
 
 log = logging.getLogger("rollbackbot.canary")
@@ -123,7 +121,7 @@ class CanaryRollout:
             await self._sync(incident_id, policy, commit, position)
             if position.last:
                 break
-            verdict, why = await self._analyse(incident_id, strategy, position)
+            verdict, why = await self._analyse(incident_id, policy, position)
             if verdict is not Verdict.passed:
                 return await self._on_failure(incident_id, policy, steps, position, why)
         return CanaryOutcome(CanaryState.completed, StepPosition(len(steps), len(steps)), 100, "all traffic on safe")
@@ -196,6 +194,8 @@ class CanaryRollout:
     def _commit(self, incident_id: str, policy: Policy, router: TrafficRouter, safe: int, at: StepPosition) -> str:
         plan = TrafficPlan(router.backends, safe)
         commit = self.steps_log.commit_step(StepCommit(incident_id, _app(policy), router, plan, at))
+        for backend, weight in plan.weights.items():
+            CANARY_WEIGHT.labels(_app(policy), backend).set(weight)
         self.record(incident_id, f"step {at.trailer()}: {plan.weights_trailer()} committed ({commit[:12]})")
         log.info(
             "canary step committed",
@@ -212,8 +212,9 @@ class CanaryRollout:
         took = self.monotonic() - started
         self.record(incident_id, f"step {at.trailer()}: Synced and Healthy at {commit[:12]} in {took:.1f}s")
 
-    async def _analyse(self, incident_id: str, strategy: Strategy | None, at: StepPosition) -> tuple[Verdict, str]:
+    async def _analyse(self, incident_id: str, policy: Policy, at: StepPosition) -> tuple[Verdict, str]:
         """Pause, then query until ``consecutiveSuccesses`` passes in a row, a failure, or the step timeout."""
+        strategy = policy.spec.strategy
         if strategy is None or strategy.analysis is None:
             return Verdict.passed, "no analysis"
         analysis = strategy.analysis
@@ -222,6 +223,7 @@ class CanaryRollout:
         queries, streak, last = self.queries(analysis), 0, "no run"
         while True:
             verdict, last = await _run_once(queries, analysis.queries)
+            CANARY_ANALYSIS.labels(_app(policy), verdict.value).inc()
             streak = next_streak(streak, verdict)
             self.record(incident_id, f"step {at.trailer()} analysis {verdict.value}: {last}")
             if verdict is Verdict.failed:
@@ -296,6 +298,7 @@ async def canary_step(rollout: CanaryRollout, incident: Incident, policy: Policy
     for at, detail in events:
         incident = incident.with_event(at, detail)
     now = clock.now()
+    CANARY_HELD_GAUGE.labels(_app(policy)).set(1 if outcome.state is CanaryState.held else 0)
     if outcome.state is CanaryState.held:
         held = f"{CANARY_HELD} at {outcome.safe_weight}% on the safe release (step {outcome.position.trailer()}): "
         return incident.with_state(S.awaiting_approval, now, held + outcome.detail).with_not_before(None)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from rollbackbot.core.traffic import QueryResult
+from rollbackbot.core.analysis import QueryResult
 from rollbackbot.errors import PermanentError, TransientError
 from rollbackbot.redact import redact_url
 

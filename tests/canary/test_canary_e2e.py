@@ -11,18 +11,25 @@ import yaml
 from rollbackbot.canary import CanaryState
 from rollbackbot.core.traffic import StepPosition
 from rollbackbot.errors import PolicyError
+from rollbackbot.metrics import REGISTRY
 from tests.canary.helpers import canary_policy
 from tests.canary.rig import QUERY, ROUTE_FILE, canary_rig
 
 INCIDENT = "inc-canary-1"
+_ANALYSIS = "rollbackbot_canary_analysis_total"
 LABELS = {"alertname": "ModelRefusalRateDrop", "app": "chat-llm", "severity": "warning"}
 WEIGHTS = ["chat-llm-v1=25,chat-llm-v2=75", "chat-llm-v1=50,chat-llm-v2=50", "chat-llm-v1=100,chat-llm-v2=0"]
 
 
 @pytest.mark.parametrize("kind", ["HTTPRoute", "VirtualService"])
 async def test_passing_analysis_moves_25_50_100_one_commit_per_step(tmp_path: Path, kind: str) -> None:
+    passes_before = REGISTRY.get_sample_value(_ANALYSIS, {"app": "chat-llm", "verdict": "passed"}) or 0
     async with canary_rig(tmp_path, {QUERY: [0.001]}, kind) as rig:
         outcome = await rig.rollout.run(INCIDENT, canary_policy(kind), LABELS)
+        assert (
+            REGISTRY.get_sample_value("rollbackbot_canary_weight", {"app": "chat-llm", "backend": "chat-llm-v2"}) == 0
+        )
+        assert REGISTRY.get_sample_value(_ANALYSIS, {"app": "chat-llm", "verdict": "passed"}) == passes_before + 4
         assert outcome.state is CanaryState.completed
         commits = rig.step_commits()
         assert [c["Rollback-Step"] for c in commits] == ["1/3", "2/3", "3/3"]

@@ -8,19 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from rollbackbot.core.analysis import QueryResult, Verdict, combine, judge_query, next_streak
 from rollbackbot.core.policy import Backends
-from rollbackbot.core.traffic import (
-    QueryResult,
-    StepPosition,
-    TrafficPlan,
-    Verdict,
-    canary_steps,
-    check_weights,
-    combine,
-    judge_query,
-    next_streak,
-    parse_step,
-)
+from rollbackbot.core.traffic import StepPosition, TrafficPlan, canary_steps, check_weights, parse_step
 from rollbackbot.errors import PolicyError
 from tests.canary.helpers import BACKENDS, canary_policy
 
