@@ -239,7 +239,7 @@ def slack_router(bolt: AsyncApp, chat: SlackChat, actions: SlackActions) -> APIR
         responses={401: {"description": "Slack signature missing, wrong or older than 5 minutes"}, 413: {}},
     )
     async def slack_actions(request: Request) -> Response:
-        """Slack interactivity: Approve / Reject buttons (action_id approve_rollback / reject_rollback)."""
+        """Slack interactivity: approve_rollback / reject_rollback; a held canary: complete_rollback / hold_rollback."""
         try:
             body = await read_capped(request, MAX_BODY_BYTES)
         except BodyRefused as exc:
