@@ -40,9 +40,10 @@ from rollbackbot.core.traffic import (
     TrafficPlan,
     canary_steps,
     mirror_for,
+    proxy_namespace,
     route_facts,
 )
-from rollbackbot.errors import PolicyError
+from rollbackbot.errors import PolicyError, RollbackBotError
 from rollbackbot.metrics import CANARY_ANALYSIS, CANARY_WEIGHT
 from rollbackbot.metrics import CANARY_HELD as CANARY_HELD_GAUGE
 from rollbackbot.ports import ArgoCD
@@ -64,6 +65,10 @@ class StepLog(Protocol):
 
     def route_text(self, router: TrafficRouter) -> str:
         """The route file at the deploy branch head."""
+        ...
+
+    def workload_image(self, name: str, paths: Sequence[str]) -> str | None:
+        """The image of the Deployment ``name`` under ``paths`` at the deploy branch head."""
         ...
 
 
@@ -302,7 +307,34 @@ async def canary_step(rollout: CanaryRollout, incident: Incident, policy: Policy
     if outcome.state is CanaryState.held:
         held = f"{CANARY_HELD} at {outcome.safe_weight}% on the safe release (step {outcome.position.trailer()}): "
         return incident.with_state(S.awaiting_approval, now, held + outcome.detail).with_not_before(None)
+    if policy.spec.shadow is not None and not any(e.detail.startswith("shadow ") for e in incident.events):
+        incident = await _start_shadow(recording, incident, policy, events, clock)
     last = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
     commit = last.commit if last is not None else ""
     synced = incident.with_commit(commit).with_state(S.syncing, now, f"canary at 100% ({commit[:12]})")
     return synced.with_state(S.rolled_back, now, "all traffic on the safe release, Synced and Healthy")
+
+
+async def _start_shadow(
+    rollout: CanaryRollout, incident: Incident, policy: Policy, events: list[tuple[datetime, str]], clock: Clock
+) -> Incident:
+    """Switch the shadow on after completion; a failure is recorded, never a failed rollback."""
+    router = _router(policy)
+    events.clear()
+    try:
+        found = await asyncio.to_thread(
+            rollout.steps_log.workload_image, router.backends.compromised, policy.spec.target.paths
+        )
+        if found is None:
+            raise PolicyError(
+                f"no Deployment {router.backends.compromised} under {', '.join(policy.spec.target.paths)}"
+            )
+        document = yaml.safe_load(await asyncio.to_thread(rollout.steps_log.route_text, router))
+        labels = incident.alert.labels
+        proxies = proxy_namespace(document, router)
+        await rollout.shadow_on(incident.id, policy, labels, image=found, proxy_namespace=proxies)
+    except RollbackBotError as exc:
+        events.append((clock.now(), f"shadow not started: {exc}"))
+    for at, detail in events:
+        incident = incident.with_event(at, detail)
+    return incident

@@ -308,6 +308,16 @@ def route_facts(document: Mapping[str, Any], router: TrafficRouter) -> tuple[str
     return namespace, _port_of(targets, router.kind, router.backends.compromised)
 
 
+def proxy_namespace(document: Mapping[str, Any], router: TrafficRouter) -> str:
+    """Where the mirroring proxies run: the HTTPRoute's first parent Gateway, else the route's namespace."""
+    namespace = str((document.get("metadata") or {}).get("namespace") or "default")
+    if router.kind is RouteKind.http_route:
+        parents = (document.get("spec") or {}).get("parentRefs") or []
+        if parents and isinstance(parents[0], Mapping) and parents[0].get("namespace"):
+            return str(parents[0]["namespace"])
+    return namespace
+
+
 def shadow_due_off(switched_on: datetime, ttl: timedelta, now: datetime) -> bool:
     """Whether a shadow switched on at ``switched_on`` has outlived its ``ttl``."""
     return now >= switched_on + ttl

@@ -13,7 +13,7 @@ from rollbackbot.core.incidents import IncidentState
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from tests.canary.helpers import canary_policy
-from tests.canary.rig import QUERY, CanaryRig, canary_rig
+from tests.canary.rig import QUERY, CanaryRig, build, canary_rig
 
 
 def _service(rig: CanaryRig, tmp: Path, **strategy: object) -> Service:
@@ -71,3 +71,47 @@ async def test_a_held_canary_waits_for_a_person_and_approval_completes_it(tmp_pa
         assert done is not None and done.state is IncidentState.rolled_back
         assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "3/3"]
         assert "weight: 100" in rig.route()
+
+
+COMPROMISED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: chat-llm-v2, namespace: ml-prod}
+spec:
+  selector: {matchLabels: {app: chat-llm-v2}}
+  template:
+    metadata: {labels: {app: chat-llm-v2}}
+    spec:
+      containers:
+        - {name: model, image: "registry.example/chat-llm@sha256:%s"}
+""" % ("d0" * 32)
+
+
+async def test_after_completion_the_shadow_of_the_compromised_digest_goes_on(tmp_path: Path) -> None:
+    sandbox = build(tmp_path, "HTTPRoute")
+    sandbox.commit_paths({"apps/chat-llm/v2.yaml": COMPROMISED}, "chat-llm: v2 workload")
+    async with canary_rig(tmp_path, {QUERY: [0.001]}, sandbox=sandbox) as rig:
+        service = _service(rig, tmp_path)
+        try:
+            incident = service.store.get(await _fire(service))
+        finally:
+            await service.stop()
+        assert incident is not None and incident.state is IncidentState.rolled_back
+        shadow = [c.get("Rollback-Shadow") for c in rig.step_commits()]
+        assert shadow == [None, None, None, "sandbox", "on"]
+        box = rig.sandbox.show(rig.sandbox.branch, "apps/chat-llm/shadow-chat-llm-v2-shadow.yaml")
+        assert "registry.example/chat-llm@sha256:" + "d0" * 32 in box
+        assert '"gateway-system"' in box  # ingress only from the Gateway's namespace (the mirroring proxies)
+        assert any(e.detail.startswith("shadow on:") for e in incident.events)
+
+
+async def test_a_shadow_that_cannot_start_is_recorded_and_the_rollback_still_succeeds(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:  # no Deployment chat-llm-v2 in the repo
+        service = _service(rig, tmp_path)
+        try:
+            incident = service.store.get(await _fire(service))
+        finally:
+            await service.stop()
+        assert incident is not None and incident.state is IncidentState.rolled_back
+        assert any(e.detail.startswith("shadow not started: no Deployment chat-llm-v2") for e in incident.events)
+        assert "Rollback-Shadow" not in str(rig.step_commits())

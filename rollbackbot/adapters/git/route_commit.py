@@ -9,7 +9,7 @@ after a crash, the newest such commit on the deploy branch says which step is li
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -77,6 +77,21 @@ def _layout_of(text: str) -> Mapping[str, int]:
     return min(_LAYOUTS, key=differing)
 
 
+def _deployment_image(text: str, name: str) -> str | None:
+    try:
+        documents = list(YAML(typ="safe").load_all(text))
+    except YAMLError:
+        return None
+    for document in documents:
+        if isinstance(document, dict) and document.get("kind") == "Deployment":
+            if (document.get("metadata") or {}).get("name") != name:
+                continue
+            containers = ((document.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+            if containers and isinstance(containers[0], dict) and containers[0].get("image"):
+                return str(containers[0]["image"])
+    return None
+
+
 class RouteCommitter:
     """Writes step commits to the deploy branch of a ``GitOpsRepository`` (same clone, same lock)."""
 
@@ -113,6 +128,20 @@ class RouteCommitter:
         if outcome.status != 0:
             raise PolicyError(f"route file {router.file} is not on {self.repo.branch}")
         return outcome.text
+
+    def workload_image(self, name: str, paths: Sequence[str]) -> str | None:
+        """The first container image of the Deployment ``name`` under ``paths`` at the fetched head, if any."""
+        with self.repo._lock:  # noqa: SLF001
+            git = self._git()
+            listing = git.run("ls-tree", "-r", "-z", "--name-only", self.repo.remote_ref, "--", *paths)
+            for path in filter(None, listing.split("\x00")):
+                if not path.endswith((".yaml", ".yml")):
+                    continue
+                shown = git.attempt("show", f"{self.repo.remote_ref}:{path}")
+                image = _deployment_image(shown.text, name) if shown.status == 0 else None
+                if image:
+                    return image
+        return None
 
     def commit_step(self, step: StepCommit, *, attempts: int = 5) -> str:
         """Write and push the step commit; a lost push race is rebuilt on the new head. Returns the commit."""
