@@ -307,10 +307,10 @@ async def canary_step(rollout: CanaryRollout, incident: Incident, policy: Policy
     if outcome.state is CanaryState.held:
         held = f"{CANARY_HELD} at {outcome.safe_weight}% on the safe release (step {outcome.position.trailer()}): "
         return incident.with_state(S.awaiting_approval, now, held + outcome.detail).with_not_before(None)
+    last = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
+    commit = last.commit if last is not None else ""  # the 100 % step: the shadow's commits come after it
     if policy.spec.shadow is not None and not any(e.detail.startswith("shadow ") for e in incident.events):
         incident = await _start_shadow(recording, incident, policy, events, clock)
-    last = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
-    commit = last.commit if last is not None else ""
     synced = incident.with_commit(commit).with_state(S.syncing, now, f"canary at 100% ({commit[:12]})")
     return synced.with_state(S.rolled_back, now, "all traffic on the safe release, Synced and Healthy")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.clock import SystemClock
 from rollbackbot.core.alerts import AlertmanagerPayload
-from rollbackbot.core.incidents import IncidentState
+from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from tests.canary.helpers import canary_policy
@@ -38,14 +38,20 @@ async def _fire(service: Service) -> str:
     return incident_id
 
 
+async def _rolled_back(rig: CanaryRig, tmp: Path) -> Incident:
+    """Fire the alert at a fresh service; the incident, which must end rolled_back."""
+    service = _service(rig, tmp)
+    try:
+        incident = service.store.get(await _fire(service))
+    finally:
+        await service.stop()
+    assert incident is not None and incident.state is IncidentState.rolled_back, incident
+    return incident
+
+
 async def test_the_service_rolls_back_by_canary_steps(tmp_path: Path) -> None:
     async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
-        service = _service(rig, tmp_path)
-        try:
-            incident = service.store.get(await _fire(service))
-        finally:
-            await service.stop()
-        assert incident is not None and incident.state is IncidentState.rolled_back, incident
+        incident = await _rolled_back(rig, tmp_path)
         assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3", "2/3", "3/3"]
         assert incident.rollback_commit == rig.sandbox.head()
         details = [e.detail for e in incident.events]
@@ -91,14 +97,11 @@ async def test_after_completion_the_shadow_of_the_compromised_digest_goes_on(tmp
     sandbox = build(tmp_path, "HTTPRoute")
     sandbox.commit_paths({"apps/chat-llm/v2.yaml": COMPROMISED}, "chat-llm: v2 workload")
     async with canary_rig(tmp_path, {QUERY: [0.001]}, sandbox=sandbox) as rig:
-        service = _service(rig, tmp_path)
-        try:
-            incident = service.store.get(await _fire(service))
-        finally:
-            await service.stop()
-        assert incident is not None and incident.state is IncidentState.rolled_back
+        incident = await _rolled_back(rig, tmp_path)
         shadow = [c.get("Rollback-Shadow") for c in rig.step_commits()]
         assert shadow == [None, None, None, "sandbox", "on"]
+        step_3 = rig.sandbox.git("rev-list", "--reverse", f"{rig.head_before}..main").split()[2]
+        assert incident.rollback_commit == step_3  # the 100 % step, not the shadow's commits
         box = rig.sandbox.show(rig.sandbox.branch, "apps/chat-llm/shadow-chat-llm-v2-shadow.yaml")
         assert "registry.example/chat-llm@sha256:" + "d0" * 32 in box
         assert '"gateway-system"' in box  # ingress only from the Gateway's namespace (the mirroring proxies)
@@ -107,11 +110,6 @@ async def test_after_completion_the_shadow_of_the_compromised_digest_goes_on(tmp
 
 async def test_a_shadow_that_cannot_start_is_recorded_and_the_rollback_still_succeeds(tmp_path: Path) -> None:
     async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:  # no Deployment chat-llm-v2 in the repo
-        service = _service(rig, tmp_path)
-        try:
-            incident = service.store.get(await _fire(service))
-        finally:
-            await service.stop()
-        assert incident is not None and incident.state is IncidentState.rolled_back
+        incident = await _rolled_back(rig, tmp_path)
         assert any(e.detail.startswith("shadow not started: no Deployment chat-llm-v2") for e in incident.events)
         assert "Rollback-Shadow" not in str(rig.step_commits())
