@@ -70,7 +70,7 @@ def _layout_of(text: str) -> Mapping[str, int]:
         try:
             again = _dump(_yaml(layout), _yaml(layout).load(text)).splitlines()
         except YAMLError:
-            return 0
+            return 1 << 30  # this layout cannot even read the file: never the best
         original = text.splitlines()
         return sum(a != b for a, b in zip(again, original, strict=False)) + abs(len(again) - len(original))
 
