@@ -42,6 +42,7 @@ from rollbackbot.core.traffic import (
     mirror_for,
     proxy_namespace,
     route_facts,
+    safe_weight_of,
 )
 from rollbackbot.errors import PolicyError, RollbackBotError
 from rollbackbot.metrics import CANARY_ANALYSIS, CANARY_WEIGHT
@@ -115,13 +116,18 @@ class CanaryRollout:
         if steps == (100,) and strategy is not None and strategy.type.value == "canary":
             self.record(incident_id, "instant: the alert matches instantWhen, all traffic to the safe release")
         found = self.steps_log.last_step(incident_id)
-        start = 0
+        start, reuse = 0, False
         if found is not None and found.position.total == len(steps):
-            start = found.position.index - 1
+            start, reuse = found.position.index - 1, True
             self.record(incident_id, f"resuming at step {found.position.trailer()} ({found.commit[:12]})")
+        elif found is not None:
+            # The steps changed since (a policy edit, or an instantWhen alert): never below what is live.
+            live = safe_weight_of(found.weights, router.backends.safe)
+            start = next(i for i, weight in enumerate(steps) if weight > live or weight == 100)
+            self.record(incident_id, f"{live}% already on the safe release ({found.commit[:12]}): going on from there")
         for index in range(start, len(steps)):
             position = StepPosition(index + 1, len(steps))
-            commit = found.commit if found is not None and index == start else None
+            commit = found.commit if found is not None and reuse and index == start else None
             commit = commit or self._commit(incident_id, policy, router, steps[index], position)
             await self._sync(incident_id, policy, commit, position)
             if position.last:

@@ -136,6 +136,15 @@ class StepRecord:
     shadow: str | None = None
 
 
+def safe_weight_of(weights_trailer: str, safe: str) -> int:
+    """The safe backend's weight in a ``Rollback-Weights`` value; 0 when it is not there."""
+    for pair in weights_trailer.split(","):
+        name, _, weight = pair.strip().partition("=")
+        if name == safe and weight.isdigit():
+            return int(weight)
+    return 0
+
+
 def parse_step(value: str) -> StepPosition | None:
     """Read a ``Rollback-Step`` trailer value; None if malformed."""
     found = _STEP.fullmatch(value.strip())

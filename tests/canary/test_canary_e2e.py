@@ -187,3 +187,16 @@ async def test_the_sandbox_only_runs_a_digest_and_never_in_production(tmp_path: 
         with pytest.raises(PolicyError, match="production namespace"):
             await rig.rollout.shadow_on(INCIDENT, same_ns, LABELS, image=IMAGE, proxy_namespace="gw")
         assert len(rig.step_commits()) == 1  # nothing written
+
+
+async def test_changed_steps_never_move_traffic_back_toward_the_compromised_release(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001, 0.001, 0.5]}) as rig:
+        held = await rig.rollout.run(INCIDENT, canary_policy(), LABELS)
+        assert held.state is CanaryState.held and held.safe_weight == 50
+        # The policy now says 10, 40, 75, 100: resuming must not commit 10 or 40 (below the live 50).
+        rig.prometheus.scripts[QUERY] = [0.001]
+        done = await rig.rollout.run(INCIDENT, canary_policy(steps=[10, 40, 75, 100]), LABELS)
+        assert done.state is CanaryState.completed
+        weights = [c["Rollback-Weights"] for c in rig.step_commits()]
+        assert weights[2:] == ["chat-llm-v1=75,chat-llm-v2=25", "chat-llm-v1=100,chat-llm-v2=0"]
+        assert any("50% already on the safe release" in e for e in rig.events)
