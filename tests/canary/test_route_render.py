@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from functools import cache
 from pathlib import Path
@@ -12,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from rollbackbot.adapters.git.route_commit import edit_route
+from rollbackbot.adapters.git.route_commit import SCHEMAS, edit_route
 from rollbackbot.core.policy import Backends
 from rollbackbot.core.traffic import Mirror, TrafficPlan
 from rollbackbot.errors import PermanentError, PolicyError
@@ -144,3 +145,15 @@ def test_a_rule_with_a_backend_the_policy_does_not_name_is_refused() -> None:
     original = (ROUTES / "httproute.yaml").read_text().replace("- name: chat-llm-v2", "- name: chat-llm-v3")
     with pytest.raises(PolicyError, match="does not name: \\['chat-llm-v3'\\]"):
         edit_route(original, router("HTTPRoute"), _plan(25, None))
+
+
+@pytest.mark.parametrize("kind", KIND_FILES)
+def test_the_shipped_route_schemas_are_the_vendored_crds(kind: str) -> None:
+    shipped = json.loads((SCHEMAS / f"{kind}.v1.json").read_text())
+    assert shipped == _schema(kind)
+
+
+def test_a_route_the_cluster_would_refuse_is_never_committed() -> None:
+    broken = (ROUTES / "httproute.yaml").read_text().replace("request: 30s", "request: 30 seconds")
+    with pytest.raises(PolicyError, match="would not fit its schema at spec.rules.0.timeouts.request"):
+        edit_route(broken, router("HTTPRoute"), _plan(25, None))

@@ -9,9 +9,13 @@ after a crash, the newest such commit on the deploy branch says which step is li
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -31,6 +35,7 @@ from rollbackbot.core.traffic import (
 )
 from rollbackbot.errors import PermanentError, PolicyError
 
+SCHEMAS = Path(__file__).parent / "route_schemas"  # openAPIV3Schema of each CRD; provenance in SOURCE.md
 # ruamel's emitter indents block sequences one way per dump; GitOps files use either style.
 _LAYOUTS = ({"mapping": 2, "sequence": 4, "offset": 2}, {"mapping": 2, "sequence": 2, "offset": 0})
 
@@ -60,7 +65,24 @@ def edit_route(text: str, router: TrafficRouter, plan: TrafficPlan) -> str:
     if not isinstance(document, dict):
         raise PolicyError(f"{router.file}: expected one YAML mapping (a {router.kind.value})")
     apply_plan(document, router, plan)
-    return _dump(yaml, document)
+    edited = _dump(yaml, document)
+    check_schema(router.kind.value, YAML(typ="safe").load(edited), router.file)
+    return edited
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{kind}.v1.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def check_schema(kind: str, rendered: object, where: str) -> None:
+    """PolicyError unless the rendered route fits its CRD schema: the cluster would refuse it, mid-incident."""
+    errors = sorted(_validator(kind).iter_errors(rendered), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = ".".join(str(p) for p in first.absolute_path) or "(root)"
+        raise PolicyError(f"{where}: the edited {kind} would not fit its schema at {path}: {one_line(first.message)}")
 
 
 def _layout_of(text: str) -> Mapping[str, int]:
