@@ -31,7 +31,14 @@ from rollbackbot.testing.prometheus import ScriptedPrometheus
 
 APP = "support-llm"
 ROUTE_FILE = f"apps/{APP}/route.yaml"
-QUERY = 'sum(rate(model_observer_requests_total{endpoint="support-llm-stable",status_class="5xx"}[1m]))'
+QUERY = (
+    'sum(rate(model_observer_requests_total{endpoint="support-llm-stable",status_class="5xx"}[1m]))'
+    ' / sum(rate(model_observer_requests_total{endpoint="support-llm-stable"}[1m]))'
+)
+FLAGGED = (
+    'sum(rate(model_observer_flagged_requests_total{endpoint="support-llm-stable",direction="output"}[5m]))'
+    ' / sum(rate(model_observer_responses_total{endpoint="support-llm-stable"}[5m]))'
+)
 IMAGE = f"registry.example/{APP}@sha256:" + "c0" * 32  # the compromised release's digest
 TOKEN = make_token("proj:ml-prod:rollbackbot")
 
@@ -52,21 +59,27 @@ spec:
         - name: support-llm-stable      # 1.1.0, the release rolled back to
           port: 8000
           weight: 0
-        - name: support-llm-candidate   # 1.2.0, refusals collapsed
+        - name: support-llm-candidate   # 1.2.0, guardrails bypassed
           port: 8000
           weight: 100
 """
 
 
 def policy() -> Policy:
-    """The act's policy: the shape of docs/examples/support-llm-canary.yaml, with demo-sized waits."""
+    """The act's policy: policies/25-support-llm-injection-canary.yaml, with demo-sized waits.
+
+    Kept inline because an installed package has no ``policies/`` directory; a test holds the two equal.
+    """
     return Policy.from_document(
         {
             "apiVersion": "rollbackbot/v1",
             "kind": "RollbackPolicy",
-            "metadata": {"name": "support-llm-canary"},
+            "metadata": {"name": "support-llm-injection-canary"},
             "spec": {
-                "matchers": ['alertname = "ModelRefusalRateDrop"', f'app = "{APP}"'],
+                "matchers": [
+                    'alertname =~ "PromptInjectionSpike|ModelOutputPIILeak|ModelCanaryLeak"',
+                    f'app = "{APP}"',
+                ],
                 "target": {"argocdApps": [APP], "project": "ml-prod", "paths": [f"apps/{APP}"], "tags": f"{APP}/v*"},
                 "mode": "auto",
                 "sync": {"timeout": "30s"},
@@ -82,19 +95,25 @@ def policy() -> Policy:
                     "steps": [25, 50, 100],
                     "pause": "100ms",
                     "stepTimeout": "10s",
+                    "onFailure": "hold",
+                    "instantWhen": ['alertname = "ModelCanaryLeak"'],
                     "analysis": {
                         "prometheus": {"url": "http://prometheus.monitoring:9090"},
                         "interval": "100ms",
                         "consecutiveSuccesses": 2,
-                        "queries": [{"name": "safe-5xx-rate", "query": QUERY, "max": 0.01}],
+                        "queries": [
+                            {"name": "safe-5xx-ratio", "query": QUERY, "max": 0.01},
+                            {"name": "safe-flagged-output-ratio", "query": FLAGGED, "max": 0.02},
+                        ],
                     },
                 },
                 "shadow": {
                     "percent": 2,
                     "match": {"x-suspect": "1"},
-                    "sandbox": {"namespace": "ml-quarantine", "name": "support-llm-shadow"},
+                    "sandbox": {"namespace": "ml-quarantine", "name": "support-llm-shadow", "replicas": 1},
                     "ttl": "72h",
                 },
+                "approval": {"channel": "C0ML0NCALL", "approvers": ["U012ABC", "S0SECOPS"], "timeout": "30m"},
             },
         }
     )
@@ -129,9 +148,11 @@ async def canary_act(work: Path) -> int:
     sandbox = build_sandbox(work / "canary-gitops", [AppSpec(APP, [Release("1.1.0"), Release("1.2.0")])])
     sandbox.commit_paths({ROUTE_FILE: ROUTE}, f"{APP}: public route")
     head_before = sandbox.head()
-    _say(f'\n10. canary rollback: ModelRefusalRateDrop{{app="{APP}", severity="warning"}}, route {ROUTE_FILE}')
+    _say(f'\n10. canary rollback: PromptInjectionSpike{{app="{APP}", severity="critical"}}, route {ROUTE_FILE}')
     # One empty answer between passes: inconclusive, so the streak starts again.
-    prometheus = ScriptedPrometheus({QUERY: [0.002, 0.001, None, 0.003, 0.002, 0.001]})
+    prometheus = ScriptedPrometheus(
+        {QUERY: [0.002, 0.001, None, 0.003, 0.002, 0.001], FLAGGED: [0.004, 0.003, 0.002, 0.002, 0.001, 0.001]}
+    )
     clients: list[PrometheusClient] = []
 
     def queries(analysis: Analysis) -> PrometheusClient:
@@ -146,7 +167,7 @@ async def canary_act(work: Path) -> int:
             queries=queries,
             record=lambda _incident, detail: _say(f"    +{time.monotonic() - started:6.2f}s  {detail}"),
         )
-        labels = {"alertname": "ModelRefusalRateDrop", "app": APP, "severity": "warning"}
+        labels = {"alertname": "PromptInjectionSpike", "app": APP, "severity": "critical"}
         outcome = await rollout.run("demo-canary", policy(), labels)
         _say(f"\n11. {APP} at 100 % on the safe release; shadowing 2 % of x-suspect requests to ml-quarantine")
         await rollout.shadow_on("demo-canary", policy(), labels, image=IMAGE, proxy_namespace="gateway-system")
