@@ -31,6 +31,8 @@ from rollbackbot.core.analysis import QueryResult, Verdict, combine, judge_query
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Shadow, TrafficRouter
 from rollbackbot.core.sandbox import render_sandbox, sandbox_objects, sandbox_path
+from rollbackbot.core.shadow import NOT_REMOVED, SHADOW_OFF
+from rollbackbot.core.shadow import RETRY_AFTER as SHADOW_RETRY_AFTER
 from rollbackbot.core.traffic import (
     CANARY_HELD,
     ShadowPhase,
@@ -341,6 +343,29 @@ async def _start_shadow(
         await rollout.shadow_on(incident.id, policy, labels, image=found, proxy_namespace=proxies)
     except RollbackBotError as exc:
         events.append((clock.now(), f"shadow not started: {exc}"))
+    for at, detail in events:
+        incident = incident.with_event(at, detail)
+    return incident
+
+
+async def end_shadow_step(rollout: CanaryRollout, incident: Incident, policy: Policy, clock: Clock) -> Incident:
+    """The shadow's ttl ran out (or a person asked): one commit removes the mirror and the sandbox.
+
+    Crash-safe like the steps: when the branch already ends the shadow (a crash after the push),
+    that commit is recorded instead of a second one. A failure is recorded and retried later
+    (``core.shadow.RETRY_AFTER``); it never changes the incident's outcome.
+    """
+    events: list[tuple[datetime, str]] = []
+    recording = replace(rollout, record=lambda _incident, detail: events.append((clock.now(), detail)))
+    try:
+        live = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
+        if live is not None and live.shadow == ShadowPhase.off.value:
+            events.append((clock.now(), f"{SHADOW_OFF} already on the deploy branch ({live.commit[:12]})"))
+        else:
+            await recording.shadow_off(incident.id, policy, incident.alert.labels)
+    except RollbackBotError as exc:
+        retry = (clock.now() + SHADOW_RETRY_AFTER).strftime("%H:%M:%SZ")
+        events.append((clock.now(), f"{NOT_REMOVED} {exc}; trying again at {retry}"))
     for at, detail in events:
         incident = incident.with_event(at, detail)
     return incident

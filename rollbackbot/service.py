@@ -34,6 +34,7 @@ from rollbackbot.core.overdue import overdue_by_state
 from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay, budget_for, reopen
+from rollbackbot.core.shadow import END_REQUESTED, shadow_on_since
 from rollbackbot.errors import AlertRefused, Fault, classify, describe
 from rollbackbot.intake import app_missing
 from rollbackbot.logs import current_incident
@@ -200,6 +201,22 @@ class Service:
         """awaiting_approval → rejected, once."""
         return self._decide_by_human(incident_id, S.rejected, approver)
 
+    def end_shadow(self, incident_id: str, requested_by: str) -> Verdict:
+        """A person asks to end the incident's shadow now (Slack *End shadow now*); once per shadow."""
+        incident = self.store.get(incident_id)
+        if incident is None:
+            return Verdict(False, None, f"no incident {incident_id}")
+        since = shadow_on_since(incident.events)
+        if since is None:
+            return Verdict(False, incident, "no shadow is on for this incident; nothing was changed")
+        asked = next((e for e in incident.events if e.at >= since and e.detail.startswith(END_REQUESTED)), None)
+        if asked is not None:
+            return Verdict(False, incident, f"already asked: {asked.detail} at {asked.at:%Y-%m-%d %H:%M:%S}Z")
+        append_event(self.store, incident_id, self.clock.now(), f"{END_REQUESTED} {requested_by}")
+        self.wake(incident_id)
+        self.schedule(incident_id)
+        return Verdict(True, self.store.get(incident_id), f"shadow removal asked by {requested_by}")
+
     def record_event(self, incident_id: str, detail: str) -> None:
         """Note something on the incident without changing its state (e.g. a refused click)."""
         append_event(self.store, incident_id, self.clock.now(), detail)
@@ -243,7 +260,8 @@ class Service:
             log.info("resuming incident", extra={"incident_id": incident.id, "state": incident.state.value})
             self.schedule(incident.id)
         for incident in self.store.recent(500):
-            if incident.state is S.rolled_back and incident.verify_by and not incident.verification:
+            # A pending verification, or a shadow still to be removed at its ttl (core/shadow.py).
+            if incident.state is S.rolled_back and self.workflow.wait_until(incident) is not None:
                 self.schedule(incident.id)
         if self.watchdog_seconds and self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch(self.watchdog_seconds))

@@ -2,7 +2,7 @@
 
 received → (debounce) → plan → evidence → rolling_back | awaiting_approval | suppressed | notified
 awaiting_approval → approved | rejected (a human) | expired / approved (at the deadline)
-approved → rolling_back → syncing → rolled_back (→ verification window) | failed
+approved → rolling_back → syncing → rolled_back (→ verification window, → shadow removal) | failed
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from rollbackbot.canary import canary_step
+from rollbackbot.canary import canary_step, end_shadow_step
 from rollbackbot.clock import Clock
 from rollbackbot.core.decide import (
     Action,
@@ -26,6 +26,7 @@ from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.model import plan_from_dict, target_from_dict
 from rollbackbot.core.neighbours import NEIGHBOUR_POLL_SECONDS, Neighbour, acting_neighbour, waiting_reason
 from rollbackbot.core.policy import OnTimeout, Policy
+from rollbackbot.core.shadow import shadow_off_due
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.ports import IncidentStore, StaleIncident
 from rollbackbot.steps import Steps
@@ -46,9 +47,8 @@ class Workflow:
         """When the incident next needs a step; None when only a human (or nothing) can move it."""
         state = incident.state
         if state is S.rolled_back:
-            if not incident.verify_by or incident.verification:
-                return None
-            return self.clock.now() if incident.resolved_at else incident.verify_by
+            due = [d for d in (self._verification_due(incident), self._shadow_due(incident)) if d is not None]
+            return min(due, default=None)
         if state.terminal:
             return None
         if state in (S.received, S.awaiting_approval) and incident.not_before:
@@ -84,8 +84,25 @@ class Workflow:
                     done = done.with_verification(now + policy.spec.verify.within, "")
                 return done
             case S.rolled_back:
+                shadow_due = self._shadow_due(incident)
+                if shadow_due is not None and shadow_due <= now and self.steps.canary is not None:
+                    return await end_shadow_step(self.steps.canary, incident, policy, self.clock)
+                if self._verification_due(incident) is None:
+                    return incident
                 return self._verify(incident)
         return incident
+
+    def _verification_due(self, incident: Incident) -> datetime | None:
+        if not incident.verify_by or incident.verification:
+            return None
+        return self.clock.now() if incident.resolved_at else incident.verify_by
+
+    def _shadow_due(self, incident: Incident) -> datetime | None:
+        """When a live shadow of the incident must be removed (its ttl, or a person's request)."""
+        policy = incident_policy(incident, self.policies)
+        if policy is None or policy.spec.shadow is None:
+            return None
+        return shadow_off_due(incident.events, policy.spec.shadow.ttl)
 
     async def _received(self, incident: Incident, policy: Policy) -> Incident:
         now = self.clock.now()

@@ -21,7 +21,7 @@ def router(kind: str, rule: int | str = "chat", file: str = "apps/chat-llm/route
     )
 
 
-def canary_policy(kind: str = "HTTPRoute", **strategy: Any) -> Policy:
+def canary_policy(kind: str = "HTTPRoute", shadow_ttl: str = "72h", **strategy: Any) -> Policy:
     """An automatic canary policy for app chat-llm, analysis against ``http://prometheus:9090``."""
     spec_strategy: dict[str, Any] = {
         "type": "canary",
@@ -52,7 +52,11 @@ def canary_policy(kind: str = "HTTPRoute", **strategy: Any) -> Policy:
                 "sync": {"timeout": "8s"},
                 "trafficRouter": router(kind).model_dump(by_alias=True),
                 "strategy": spec_strategy,
-                "shadow": {"percent": 5, "sandbox": {"namespace": "ml-quarantine", "name": "chat-llm-v2-shadow"}},
+                "shadow": {
+                    "percent": 5,
+                    "sandbox": {"namespace": "ml-quarantine", "name": "chat-llm-v2-shadow"},
+                    "ttl": shadow_ttl,
+                },
             },
         }
     )
