@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from pathlib import Path
 
-from rollbackbot.adapters.store_sql import SqlIncidentStore
-from rollbackbot.clock import SystemClock
-from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.service import Service
-from rollbackbot.testing.alertmanager import alert, notification
 from tests.canary.helpers import canary_policy
-from tests.canary.rig import QUERY, CanaryRig, build, canary_rig
-from tests.canary.test_service_canary import COMPROMISED
+from tests.canary.rig import QUERY, build, canary_rig
+from tests.canary.test_service_canary import COMPROMISED, _fire, _service
 
 SANDBOX_FILE = "apps/chat-llm/shadow-chat-llm-v2-shadow.yaml"
-
-
-def _service(rig: CanaryRig, tmp: Path, ttl: str) -> Service:
-    return Service(
-        store=SqlIncidentStore(f"sqlite:///{tmp}/state.db"),
-        git=rig.rollout.steps_log.repo,  # type: ignore[attr-defined]
-        argocd=rig.rollout.argocd,
-        policies=[canary_policy(shadow_ttl=ttl)],
-        clock=SystemClock(),
-        canary=rig.rollout,
-        watchdog_seconds=None,
-    )
-
-
-async def _fire(service: Service) -> str:
-    labels = {"alertname": "ModelRefusalRateDrop", "app": "chat-llm", "severity": "warning"}
-    body = notification([alert(labels, SystemClock().now() - timedelta(minutes=1))])
-    incident_id = service.receive(AlertmanagerPayload.model_validate(body)).incidents[0]
-    await asyncio.wait_for(service.idle(), timeout=60)
-    return incident_id
 
 
 async def _until_shadow_off(service: Service, incident_id: str) -> Incident:
@@ -57,7 +32,7 @@ def _rig_sandbox(tmp: Path):  # type: ignore[no-untyped-def]
 
 async def test_the_shadow_is_removed_at_its_ttl_in_one_commit(tmp_path: Path) -> None:
     async with canary_rig(tmp_path, {QUERY: [0.001]}, sandbox=_rig_sandbox(tmp_path)) as rig:
-        service = _service(rig, tmp_path, ttl="1s")
+        service = _service(rig, tmp_path, shadow_ttl="1s")
         try:
             incident_id = await _fire(service)
             on = service.store.get(incident_id)
@@ -78,7 +53,7 @@ async def test_the_shadow_is_removed_at_its_ttl_in_one_commit(tmp_path: Path) ->
 
 async def test_a_person_ends_the_shadow_before_its_ttl_once(tmp_path: Path) -> None:
     async with canary_rig(tmp_path, {QUERY: [0.001]}, sandbox=_rig_sandbox(tmp_path)) as rig:
-        service = _service(rig, tmp_path, ttl="72h")
+        service = _service(rig, tmp_path)
         try:
             incident_id = await _fire(service)
             assert [c.get("Rollback-Shadow") for c in rig.step_commits()][-1] == "on"
@@ -96,7 +71,7 @@ async def test_a_person_ends_the_shadow_before_its_ttl_once(tmp_path: Path) -> N
 
 async def test_a_restart_after_the_removal_commit_does_not_commit_it_again(tmp_path: Path) -> None:
     async with canary_rig(tmp_path, {QUERY: [0.001]}, sandbox=_rig_sandbox(tmp_path)) as rig:
-        service = _service(rig, tmp_path, ttl="72h")
+        service = _service(rig, tmp_path)
         try:
             incident_id = await _fire(service)
             incident = service.store.get(incident_id)
