@@ -206,5 +206,8 @@ class Decisions(Protocol):
     def reject(self, incident_id: str, approver: str) -> Verdict:
         """awaiting_approval → rejected, exactly once."""
 
+    def end_shadow(self, incident_id: str, requested_by: str) -> Verdict:
+        """Ask for the incident's shadow to be removed now, once per shadow."""
+
     def record_event(self, incident_id: str, detail: str) -> None:
         """Note something on the incident without changing its state."""

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.policy import Policy
+from rollbackbot.core.shadow import shadow_off_due, shadow_on_since
 
 S = IncidentState
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -89,6 +90,8 @@ class IncidentMessage:
     decision: Decision | None = None
     reason: str = ""
     page_url: str | None = None  # the incident's page (docs/ui.md), when ROLLBACKBOT_PUBLIC_URL is set
+    shadow: str = ""  # a live shadow, e.g. "2% of requests with x-suspect=1 mirrored to ml-quarantine/…"
+    shadow_until: datetime | None = None  # when it is removed unless a person ends it first
 
     @property
     def asks_for_decision(self) -> bool:
@@ -149,7 +152,12 @@ def notices_for(incident: Incident, previous: IncidentState | None, policy: Poli
         text = f"Verification failed: {incident.alert.name} is still firing after the rollback. A person must look."
         return Notices(reply=ThreadNote(NoteKind.verification_failed, incident.id, text, broadcast=True))
     if state is S.rolled_back:
-        return Notices(reply=ThreadNote(NoteKind.outcome, incident.id, _rolled_back_text(incident)))
+        reply = ThreadNote(NoteKind.outcome, incident.id, _rolled_back_text(incident))
+        if policy is not None and policy.spec.shadow is not None and shadow_on_since(incident.events):
+            # The first message gains the shadow and its End shadow now button.
+            kind = MessageKind.decided if decision_of(incident) else MessageKind.rollback
+            return Notices(update=incident_message(incident, policy, kind), reply=reply)
+        return Notices(reply=reply)
     if state is S.failed:
         text = f"Rollback failed: {incident.reason}. A person must look."
         return Notices(reply=ThreadNote(NoteKind.failure, incident.id, text, broadcast=True))
@@ -190,7 +198,20 @@ def incident_message(incident: Incident, policy: Policy | None, kind: MessageKin
         approvers=tuple(approval.approvers) if approval else (),
         decision=decision_of(incident),
         reason=_reason(incident, kind),
+        **_shadow_fields(incident, policy),
     )
+
+
+def _shadow_fields(incident: Incident, policy: Policy | None) -> dict[str, Any]:
+    """What the message says about a live shadow of the incident (nothing when none is live)."""
+    spec = policy.spec.shadow if policy else None
+    until = shadow_off_due(incident.events, spec.ttl) if spec else None
+    if spec is None or until is None:
+        return {}
+    match = ", ".join(f"{name}={value}" for name, value in (spec.match or {}).items())
+    which = f"requests with {match}" if match else "requests"
+    text = f"{spec.percent:g}% of {which} mirrored to {spec.sandbox.namespace}/{spec.sandbox.name}"
+    return {"shadow": text, "shadow_until": until}
 
 
 def _reason(incident: Incident, kind: MessageKind) -> str:

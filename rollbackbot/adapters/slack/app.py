@@ -135,6 +135,12 @@ class SlackActions:
             who = ", ".join(mention(a) for a in approvers) or "nobody (the policy names no approvers)"
             await self._tell(click, f"You are not allowed to {verb} this rollback; nothing was changed. Ask {who}.")
             return "not_allowed"
+        if action is ActionId.end_shadow:
+            verdict = self.service.end_shadow(incident.id, f"{await self._name(user)} {user.id}")
+            if verdict.acted:
+                return "acted"
+            await self._tell(click, verdict.message[:1].upper() + verdict.message[1:])
+            return "already_decided"
         if action is ActionId.hold_rollback and incident.state is IncidentState.awaiting_approval:
             # Holding changes nothing but the record: the weights stay, the incident keeps waiting.
             self.service.record_event(incident.id, f"hold: {await self._name(user)} {user.id} keeps the weights")
@@ -171,6 +177,7 @@ _VERBS = {
     ActionId.reject_rollback: "reject",
     ActionId.complete_rollback: "complete",
     ActionId.hold_rollback: "hold",
+    ActionId.end_shadow: "end the shadow of",
 }
 
 
@@ -239,7 +246,7 @@ def slack_router(bolt: AsyncApp, chat: SlackChat, actions: SlackActions) -> APIR
         responses={401: {"description": "Slack signature missing, wrong or older than 5 minutes"}, 413: {}},
     )
     async def slack_actions(request: Request) -> Response:
-        """Slack interactivity: approve_rollback / reject_rollback; a held canary: complete_rollback / hold_rollback."""
+        """Slack buttons: approve_rollback, reject_rollback; a canary: complete_rollback, hold_rollback, end_shadow."""
         try:
             body = await read_capped(request, MAX_BODY_BYTES)
         except BodyRefused as exc:

@@ -36,6 +36,7 @@ class ActionId(StrEnum):
     reject_rollback = "reject_rollback"
     complete_rollback = "complete_rollback"  # a held canary rollback: all traffic to the safe release now
     hold_rollback = "hold_rollback"  # a held canary rollback: keep the weights as they are
+    end_shadow = "end_shadow"  # a shadow after a canary rollback: remove the mirror and the sandbox now
 
 
 _ICONS = {
@@ -112,6 +113,9 @@ def message_blocks(message: IncidentMessage) -> list[Block]:
             blocks.append(_section("Who may decide: " + ", ".join(mention(a) for a in message.approvers)))
         held = message.reason.startswith(CANARY_HELD)
         blocks.append(canary_hold_actions(message.incident_id) if held else _actions(message))
+    if message.shadow_until is not None:
+        blocks.append(_section(f"*Shadow*\n{escape(message.shadow)}, until {date(message.shadow_until)}"))
+        blocks.append(shadow_actions(message.incident_id))
     return blocks
 
 
@@ -194,6 +198,18 @@ def canary_hold_actions(incident_id: str) -> Block:
     complete = _button(ActionId.complete_rollback, "Complete to 100 % now", incident_id, "primary")
     hold = _button(ActionId.hold_rollback, "Hold", incident_id, "danger")
     return {"type": "actions", "block_id": "canary", "elements": [complete, hold]}
+
+
+def shadow_actions(incident_id: str) -> Block:
+    """The button that ends a shadow before its ttl: one commit removes the mirror and the sandbox."""
+    confirm = {
+        "title": {"type": "plain_text", "text": "End the shadow?"},
+        "text": {"type": "plain_text", "text": "This removes the mirror and the sandbox in one commit."},
+        "confirm": {"type": "plain_text", "text": "End shadow"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    end = _button(ActionId.end_shadow, "End shadow now", incident_id, "danger") | {"confirm": confirm}
+    return {"type": "actions", "block_id": "shadow", "elements": [end]}
 
 
 def _button(action: ActionId, label: str, value: str, style: str) -> Block:
