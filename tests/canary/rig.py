@@ -73,9 +73,14 @@ def build(tmp: Path, kind: str) -> GitOpsSandbox:
 
 @contextlib.asynccontextmanager
 async def canary_rig(
-    tmp: Path, scripts: Mapping[str, Sequence[Answer]], kind: str = "HTTPRoute", sandbox: GitOpsSandbox | None = None
+    tmp: Path,
+    scripts: Mapping[str, Sequence[Answer]],
+    kind: str = "HTTPRoute",
+    sandbox: GitOpsSandbox | None = None,
+    prometheus_url: str | None = None,
 ) -> AsyncIterator[CanaryRig]:
-    """Everything wired; ``scripts`` are the Prometheus answers per query."""
+    """Everything wired; ``scripts`` are the Prometheus answers per query, unless ``prometheus_url``
+    names a real server, which then answers every analysis whatever URL the policy gives."""
     sandbox = sandbox or build(tmp, kind)
     config = FakeArgoConfig(
         token=TOKEN,
@@ -99,7 +104,10 @@ async def canary_rig(
     clients: list[PrometheusClient] = []
 
     def queries(analysis: Analysis) -> PrometheusClient:
-        clients.append(PrometheusClient(analysis.prometheus.url, transport=prometheus.transport()))
+        if prometheus_url is not None:
+            clients.append(PrometheusClient(prometheus_url))
+        else:
+            clients.append(PrometheusClient(analysis.prometheus.url, transport=prometheus.transport()))
         return clients[-1]
 
     rig = CanaryRig(sandbox, state, prometheus, None, sandbox.head())  # type: ignore[arg-type]

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,50 +13,18 @@ import pytest
 from rollbackbot.adapters.prometheus import PrometheusClient
 from rollbackbot.errors import PermanentError
 from rollbackbot.testing.prometheus import ScriptedPrometheus, format_value, query_body
+from tests.canary.promserver import PROMETHEUS, prometheus_server
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 pytestmark = [
     pytest.mark.network,
     pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus binary not installed"),
 ]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("prometheus")
-    (tmp / "prometheus.yml").write_text("global: {scrape_interval: 1h}\nscrape_configs: []\n")
-    port = _port()
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        else:
-            raise AssertionError("prometheus did not become ready")
+    with prometheus_server(tmp_path_factory.mktemp("prometheus")) as url:
         yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 def _shape(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.clock import SystemClock
@@ -16,7 +17,7 @@ from tests.canary.helpers import canary_policy
 from tests.canary.rig import QUERY, CanaryRig, build, canary_rig
 
 
-def _service(rig: CanaryRig, tmp: Path, **strategy: object) -> Service:
+def _service(rig: CanaryRig, tmp: Path, **strategy: Any) -> Service:
     policy = canary_policy(**strategy)
     git = rig.rollout.steps_log.repo  # type: ignore[attr-defined]
     return Service(

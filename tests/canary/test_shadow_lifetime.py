@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.service import Service
+from rollbackbot.testing.gitops import GitOpsSandbox
 from tests.canary.helpers import canary_policy
 from tests.canary.rig import QUERY, build, canary_rig
 from tests.canary.test_service_canary import COMPROMISED, _fire, _service
@@ -24,7 +25,7 @@ async def _until_shadow_off(service: Service, incident_id: str) -> Incident:
     raise AssertionError("the shadow was never removed")
 
 
-def _rig_sandbox(tmp: Path):  # type: ignore[no-untyped-def]
+def _rig_sandbox(tmp: Path) -> GitOpsSandbox:
     sandbox = build(tmp, "HTTPRoute")
     sandbox.commit_paths({"apps/chat-llm/v2.yaml": COMPROMISED}, "chat-llm: v2 workload")
     return sandbox
