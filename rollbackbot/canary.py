@@ -41,6 +41,7 @@ from rollbackbot.core.traffic import (
     StepRecord,
     TrafficPlan,
     canary_steps,
+    live_safe_weight,
     mirror_for,
     proxy_namespace,
     route_facts,
@@ -67,7 +68,7 @@ class StepLog(Protocol):
         ...
 
     def route_text(self, router: TrafficRouter) -> str:
-        """The route file at the deploy branch head."""
+        """The route file at the deploy branch head, after a fetch."""
         ...
 
     def workload_image(self, name: str, paths: Sequence[str]) -> str | None:
@@ -119,17 +120,26 @@ class CanaryRollout:
             self.record(incident_id, "instant: the alert matches instantWhen, all traffic to the safe release")
         found = self.steps_log.last_step(incident_id)
         start, reuse = 0, False
-        if found is not None and found.position.total == len(steps):
+        live = self._live_weight(router) if found is not None else 0
+        if (
+            found is not None
+            and found.position.total == len(steps)
+            and live == safe_weight_of(found.weights, router.backends.safe)
+        ):
             start, reuse = found.position.index - 1, True
             self.record(incident_id, f"resuming at step {found.position.trailer()} ({found.commit[:12]})")
         elif found is not None:
-            # The steps changed since (a policy edit, or an instantWhen alert): never below what is live.
-            live = safe_weight_of(found.weights, router.backends.safe)
+            # The steps changed since (a policy edit, an instantWhen alert), or a person moved the weights by
+            # hand: go on from what the route says now, never below it.
             start = next(i for i, weight in enumerate(steps) if weight > live or weight == 100)
             self.record(incident_id, f"{live}% already on the safe release ({found.commit[:12]}): going on from there")
         for index in range(start, len(steps)):
             position = StepPosition(index + 1, len(steps))
             commit = found.commit if found is not None and reuse and index == start else None
+            if commit is None and steps[index] < (live := self._live_weight(router)):
+                # Someone moved more traffic to the safe release meanwhile: never take it back.
+                self.record(incident_id, f"step {position.trailer()} skipped: the route already gives {live}% to safe")
+                continue
             commit = commit or self._commit(incident_id, policy, router, steps[index], position)
             await self._sync(incident_id, policy, commit, position)
             if position.last:
@@ -197,6 +207,9 @@ class CanaryRollout:
         commit = self.steps_log.commit_step(step)
         self.record(incident_id, f"shadow {step.shadow}: {step.message().splitlines()[0]} ({commit[:12]})")
         return commit
+
+    def _live_weight(self, router: TrafficRouter) -> int:
+        return live_safe_weight(yaml.safe_load(self.steps_log.route_text(router)), router)
 
     def _last(self, policy: Policy, labels: Mapping[str, str]) -> StepPosition:
         total = len(canary_steps(policy.spec.strategy, labels))

@@ -233,6 +233,16 @@ def _backend_key(entry: Mapping[str, Any], kind: RouteKind) -> str:
     return str(destination.get("subset") or destination.get("host", ""))
 
 
+def _live_safe_weight(targets: list[Any], kind: RouteKind, safe: str) -> int:
+    weights = [int(t.get("weight", 1)) for t in targets if isinstance(t, Mapping) and _backend_key(t, kind) == safe]
+    return sum(weights)
+
+
+def live_safe_weight(document: Mapping[str, Any], router: TrafficRouter) -> int:
+    """The safe backend's weight on the policy's rule as the route says it now (0 when it is not there)."""
+    return read_weights(document, router).get(router.backends.safe, 0)
+
+
 def _set_weights(targets: list[Any], kind: RouteKind, plan: TrafficPlan) -> None:
     weights = plan.weights
     seen = {_backend_key(entry, kind) for entry in targets}
@@ -358,6 +368,12 @@ def apply_plan(document: MutableMapping[str, Any], router: TrafficRouter, plan: 
     targets = rule.get(targets_key)
     if not isinstance(targets, list) or not targets:
         raise PolicyError(f"rule {router.rule} has no {targets_key}")
+    live = _live_safe_weight(targets, kind, router.backends.safe)
+    if plan.safe_weight < live:
+        raise PolicyError(
+            f"{router.file}: the route already gives {live}% to {router.backends.safe}; {plan.safe_weight}% would move"
+            f" traffic back toward {router.backends.compromised}, which rollbackbot never does on its own"
+        )
     _set_weights(targets, kind, plan)
     apply_mirror = _apply_gateway_mirror if kind is RouteKind.http_route else _apply_istio_mirror
     mirror = plan.mirror

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 import yaml
 
-from rollbackbot.canary import CanaryState
+from rollbackbot.canary import CanaryState, Queries
+from rollbackbot.core.policy import Analysis
 from rollbackbot.core.traffic import StepPosition
 from rollbackbot.errors import PolicyError
 from rollbackbot.metrics import REGISTRY
@@ -200,3 +202,35 @@ async def test_changed_steps_never_move_traffic_back_toward_the_compromised_rele
         weights = [c["Rollback-Weights"] for c in rig.step_commits()]
         assert weights[2:] == ["chat-llm-v1=75,chat-llm-v2=25", "chat-llm-v1=100,chat-llm-v2=0"]
         assert any("50% already on the safe release" in e for e in rig.events)
+
+
+async def test_traffic_a_person_moved_to_the_safe_release_is_never_taken_back(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.5, 0.001]}) as rig:
+        policy = canary_policy()
+        held = await rig.rollout.run(INCIDENT, policy, LABELS)
+        assert held.state is CanaryState.held and held.safe_weight == 25
+        # While the canary is held at 25 %, someone moves 75 % to the safe release by hand.
+        by_hand = rig.route().replace("weight: 25", "weight: X").replace("weight: 75", "weight: 25")
+        rig.sandbox.commit_paths({ROUTE_FILE: by_hand.replace("weight: X", "weight: 75")}, "ops: 75 % to v1 by hand")
+        resumed = await rig.rollout.run(INCIDENT, policy, LABELS)  # e.g. after a restart
+        assert resumed.state is CanaryState.completed
+        weights = [c.get("Rollback-Weights") for c in rig.step_commits()]
+        assert weights == [WEIGHTS[0], None, WEIGHTS[2]]  # step 2/3 (50 %) was never written
+        assert any("75% already on the safe release" in e for e in rig.events)
+
+
+async def test_a_step_below_what_a_person_set_during_the_analysis_is_skipped(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        scripted = rig.rollout.queries
+
+        def queries(analysis: Analysis) -> Queries:
+            if "by hand" not in rig.sandbox.git("log", "-1", "--format=%s", rig.sandbox.branch):
+                # During step 1's analysis, someone moves 60 % to the safe release.
+                route = rig.route().replace("weight: 25", "weight: X").replace("weight: 75", "weight: 40")
+                rig.sandbox.commit_paths({ROUTE_FILE: route.replace("weight: X", "weight: 60")}, "ops: 60 % by hand")
+            return scripted(analysis)
+
+        outcome = await dataclasses.replace(rig.rollout, queries=queries).run(INCIDENT, canary_policy(), LABELS)
+        assert outcome.state is CanaryState.completed
+        assert [c.get("Rollback-Weights") for c in rig.step_commits()] == [WEIGHTS[0], None, WEIGHTS[2]]
+        assert any("step 2/3 skipped: the route already gives 60% to safe" in e for e in rig.events)

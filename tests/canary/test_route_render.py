@@ -157,3 +157,11 @@ def test_a_route_the_cluster_would_refuse_is_never_committed() -> None:
     broken = (ROUTES / "httproute.yaml").read_text().replace("request: 30s", "request: 30 seconds")
     with pytest.raises(PolicyError, match="would not fit its schema at spec.rules.0.timeouts.request"):
         edit_route(broken, router("HTTPRoute"), _plan(25, None))
+
+
+@pytest.mark.parametrize("kind", ["HTTPRoute", "VirtualService"])
+def test_an_edit_never_lowers_the_safe_weight_the_route_already_has(kind: str) -> None:
+    at_50 = edit_route((ROUTES / KIND_FILES[kind]).read_text(), router(kind), _plan(50, None))
+    assert edit_route(at_50, router(kind), _plan(50, None)) == at_50  # the same weight again: fine
+    with pytest.raises(PolicyError, match="already gives 50% to chat-llm-v1; 25% would move traffic back"):
+        edit_route(at_50, router(kind), _plan(25, None))

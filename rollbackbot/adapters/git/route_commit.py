@@ -144,8 +144,10 @@ class RouteCommitter:
         return None
 
     def route_text(self, router: TrafficRouter, revision: str | None = None) -> str:
-        """The route file's text at ``revision`` (default: the fetched deploy-branch head)."""
+        """The route file's text at ``revision`` (default: the deploy-branch head, fetched now)."""
         with self.repo._lock:  # noqa: SLF001
+            if revision is None:
+                self.repo._fetch()  # noqa: SLF001 - a person may have edited the route since the last step
             outcome = self._git().attempt("show", f"{revision or self.repo.remote_ref}:{router.file}")
         if outcome.status != 0:
             raise PolicyError(f"route file {router.file} is not on {self.repo.branch}")
