@@ -31,7 +31,7 @@ from rollbackbot.core.analysis import QueryResult, Verdict, combine, judge_query
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.policy import Analysis, AnalysisQuery, Policy, Shadow, TrafficRouter
 from rollbackbot.core.sandbox import render_sandbox, sandbox_objects, sandbox_path
-from rollbackbot.core.shadow import NOT_REMOVED, SHADOW_OFF
+from rollbackbot.core.shadow import NOT_REMOVED, SHADOW_NOT_STARTED, SHADOW_OFF, SHADOW_ON
 from rollbackbot.core.shadow import RETRY_AFTER as SHADOW_RETRY_AFTER
 from rollbackbot.core.traffic import (
     CANARY_HELD,
@@ -305,7 +305,30 @@ def _app(policy: Policy) -> str:
     return policy.spec.target.argocd_apps[0]
 
 
-async def canary_step(rollout: CanaryRollout, incident: Incident, policy: Policy, clock: Clock) -> Incident:
+Progress = Callable[[datetime, str], None]  # persists one event at once (the incident id is bound)
+
+
+def _recording(
+    rollout: CanaryRollout, clock: Clock, progress: Progress | None
+) -> tuple[CanaryRollout, list[tuple[datetime, str]]]:
+    """The rollout recording into a list, each event also persisted at once through ``progress``.
+
+    A canary takes minutes: its events must show on the incident as they happen, and keep it from
+    looking stalled to another replica's watchdog (it counts quiet time from the last event).
+    """
+    events: list[tuple[datetime, str]] = []
+
+    def record(_incident: str, detail: str) -> None:
+        events.append((clock.now(), detail))
+        if progress is not None:
+            progress(*events[-1])
+
+    return replace(rollout, record=record), events
+
+
+async def canary_step(
+    rollout: CanaryRollout, incident: Incident, policy: Policy, clock: Clock, progress: Progress | None = None
+) -> Incident:
     """The workflow's ``rolling_back`` step for a policy with a ``trafficRouter``: run, resume or complete.
 
     A person's approval while a canary step is live on the branch (the Slack button *Complete to
@@ -313,8 +336,7 @@ async def canary_step(rollout: CanaryRollout, incident: Incident, policy: Policy
     Completed → ``syncing`` → ``rolled_back`` with the last step as the rollback commit; held →
     ``awaiting_approval`` with no deadline: the weights stay until a person decides.
     """
-    events: list[tuple[datetime, str]] = []
-    recording = replace(rollout, record=lambda _incident, detail: events.append((clock.now(), detail)))
+    recording, events = _recording(rollout, clock, progress)
     labels = incident.alert.labels
     live = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
     if incident.approved_by and live is not None and not live.position.last:
@@ -330,7 +352,8 @@ async def canary_step(rollout: CanaryRollout, incident: Incident, policy: Policy
         return incident.with_state(S.awaiting_approval, now, held + outcome.detail).with_not_before(None)
     last = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
     commit = last.commit if last is not None else ""  # the 100 % step: the shadow's commits come after it
-    if policy.spec.shadow is not None and not any(e.detail.startswith("shadow ") for e in incident.events):
+    started = (SHADOW_ON, SHADOW_NOT_STARTED)  # a resume after "shadow sandbox" switches it on again
+    if policy.spec.shadow is not None and not any(e.detail.startswith(started) for e in incident.events):
         incident = await _start_shadow(recording, incident, policy, events, clock)
     synced = incident.with_commit(commit).with_state(S.syncing, now, f"canary at 100% ({commit[:12]})")
     return synced.with_state(S.rolled_back, now, "all traffic on the safe release, Synced and Healthy")
@@ -355,21 +378,22 @@ async def _start_shadow(
         proxies = proxy_namespace(document, router)
         await rollout.shadow_on(incident.id, policy, labels, image=found, proxy_namespace=proxies)
     except RollbackBotError as exc:
-        events.append((clock.now(), f"shadow not started: {exc}"))
+        events.append((clock.now(), f"{SHADOW_NOT_STARTED} {exc}"))
     for at, detail in events:
         incident = incident.with_event(at, detail)
     return incident
 
 
-async def end_shadow_step(rollout: CanaryRollout, incident: Incident, policy: Policy, clock: Clock) -> Incident:
+async def end_shadow_step(
+    rollout: CanaryRollout, incident: Incident, policy: Policy, clock: Clock, progress: Progress | None = None
+) -> Incident:
     """The shadow's ttl ran out (or a person asked): one commit removes the mirror and the sandbox.
 
     Crash-safe like the steps: when the branch already ends the shadow (a crash after the push),
     that commit is recorded instead of a second one. A failure is recorded and retried later
     (``core.shadow.RETRY_AFTER``); it never changes the incident's outcome.
     """
-    events: list[tuple[datetime, str]] = []
-    recording = replace(rollout, record=lambda _incident, detail: events.append((clock.now(), detail)))
+    recording, events = _recording(rollout, clock, progress)
     try:
         live = await asyncio.to_thread(rollout.steps_log.last_step, incident.id)
         if live is not None and live.shadow == ShadowPhase.off.value:

@@ -7,7 +7,7 @@ approved → rolling_back → syncing → rolled_back (→ verification window, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from rollbackbot.canary import canary_step, end_shadow_step
@@ -76,7 +76,8 @@ class Workflow:
                 if incident.evidence_url is None and incident.rollback_commit is None:
                     return await self.steps.capture_evidence(incident, policy)
                 if policy.spec.traffic_router is not None and self.steps.canary is not None:
-                    return await canary_step(self.steps.canary, incident, policy, self.clock)  # route weights
+                    progress = self._progress(incident.id)
+                    return await canary_step(self.steps.canary, incident, policy, self.clock, progress)
                 return await self.steps.commit(incident)
             case S.syncing:
                 done = await self.steps.sync(incident, policy)
@@ -86,11 +87,16 @@ class Workflow:
             case S.rolled_back:
                 shadow_due = self._shadow_due(incident)
                 if shadow_due is not None and shadow_due <= now and self.steps.canary is not None:
-                    return await end_shadow_step(self.steps.canary, incident, policy, self.clock)
+                    progress = self._progress(incident.id)
+                    return await end_shadow_step(self.steps.canary, incident, policy, self.clock, progress)
                 if self._verification_due(incident) is None:
                     return incident
                 return self._verify(incident)
         return incident
+
+    def _progress(self, incident_id: str) -> Callable[[datetime, str], None]:
+        """Persist an event of a long step (a canary) as it happens; the step's result saves them all again."""
+        return lambda at, detail: append_event(self.store, incident_id, at, detail)
 
     def _verification_due(self, incident: Incident) -> datetime | None:
         if not incident.verify_by or incident.verification:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from rollbackbot.core.incidents import Event
 
 SHADOW_ON = "shadow on:"
+SHADOW_NOT_STARTED = "shadow not started:"
 SHADOW_OFF = "shadow off:"
 END_REQUESTED = "shadow end requested by"
 NOT_REMOVED = "shadow not removed:"

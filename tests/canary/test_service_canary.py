@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.canary import Queries
 from rollbackbot.clock import SystemClock
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incidents import Incident, IncidentState
+from rollbackbot.core.policy import Analysis
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from tests.canary.helpers import canary_policy
@@ -114,3 +117,28 @@ async def test_a_shadow_that_cannot_start_is_recorded_and_the_rollback_still_suc
         incident = await _rolled_back(rig, tmp_path)
         assert any(e.detail.startswith("shadow not started: no Deployment chat-llm-v2") for e in incident.events)
         assert "Rollback-Shadow" not in str(rig.step_commits())
+
+
+async def test_the_steps_show_on_the_incident_while_the_canary_runs(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        seen: list[tuple[str, list[str]]] = []
+        scripted = rig.rollout.queries
+
+        def queries(analysis: Analysis) -> Queries:
+            [incident] = service.store.recent(1)  # as the incident page or another replica reads it now
+            seen.append((incident.state.value, [e.detail for e in incident.events]))
+            return scripted(analysis)
+
+        rig.rollout = dataclasses.replace(rig.rollout, queries=queries)
+        service = _service(rig, tmp_path)
+        try:
+            await _fire(service)
+        finally:
+            await service.stop()
+        state, details = seen[0]  # during step 1's analysis
+        assert state == "rolling_back"
+        assert any(d.startswith("step 1/3: chat-llm-v1=25,chat-llm-v2=75 committed") for d in details), details
+        assert any(d.startswith("step 1/3: Synced and Healthy") for d in details), details
+        final = service.store.recent(1)[0]
+        assert final.state is IncidentState.rolled_back
+        assert len({(e.at, e.detail) for e in final.events}) == len(final.events)  # each event once
