@@ -305,6 +305,16 @@ def _app(policy: Policy) -> str:
     return policy.spec.target.argocd_apps[0]
 
 
+def canary_quiet_seconds(policy: Policy) -> float:
+    """The longest a working canary step goes without an event: its sync, its pause, one analysis interval."""
+    strategy = policy.spec.strategy
+    quiet = policy.spec.sync.timeout.total_seconds() * len(policy.spec.target.argocd_apps)
+    if strategy is not None:
+        quiet += strategy.pause.total_seconds()
+        quiet += strategy.analysis.interval.total_seconds() if strategy.analysis else 0
+    return quiet
+
+
 Progress = Callable[[datetime, str], None]  # persists one event at once (the incident id is bound)
 
 

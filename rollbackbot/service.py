@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rollbackbot.canary import CanaryRollout
+from rollbackbot.canary import CanaryRollout, canary_quiet_seconds
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, incident_policy, new_incident
@@ -334,6 +334,8 @@ class Service:
         policy = incident_policy(incident, self.workflow.policies)
         if incident.state is S.syncing and policy is not None:
             grace += policy.spec.sync.timeout.total_seconds()
+        if incident.state is S.rolling_back and policy is not None and policy.spec.traffic_router is not None:
+            grace += canary_quiet_seconds(policy)  # a canary step records nothing while it syncs and pauses
         quiet_since = incident.events[-1].at if incident.events else incident.created_at
         if incident.not_before is not None and incident.not_before <= now:  # a debounce or deadline that ended
             quiet_since = max(quiet_since, incident.not_before)

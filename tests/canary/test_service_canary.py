@@ -10,14 +10,15 @@ from typing import Any
 
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.canary import Queries
-from rollbackbot.clock import SystemClock
+from rollbackbot.clock import FakeClock, SystemClock
 from rollbackbot.core.alerts import AlertmanagerPayload
-from rollbackbot.core.incidents import Incident, IncidentState
+from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
 from rollbackbot.core.policy import Analysis
 from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from tests.canary.helpers import canary_policy
 from tests.canary.rig import QUERY, CanaryRig, build, canary_rig
+from tests.service.fakes import FakeArgo, FakeGit
 
 
 def _service(rig: CanaryRig, tmp: Path, **strategy: Any) -> Service:
@@ -142,3 +143,25 @@ async def test_the_steps_show_on_the_incident_while_the_canary_runs(tmp_path: Pa
         final = service.store.recent(1)[0]
         assert final.state is IncidentState.rolled_back
         assert len({(e.at, e.detail) for e in final.events}) == len(final.events)  # each event once
+
+
+def test_a_working_canary_step_is_not_taken_for_stalled_until_its_sync_and_pause_are_over(tmp_path: Path) -> None:
+    clock = FakeClock()
+    policy = canary_policy(pause="60s")  # sync timeout 8s, analysis every 1s
+    service = Service(
+        store=SqlIncidentStore(f"sqlite:///{tmp_path}/state.db"),
+        git=FakeGit(),
+        argocd=FakeArgo(),
+        policies=[policy],
+        clock=clock,
+        watchdog_seconds=None,
+        watchdog_grace=120,
+    )
+    ref = AlertRef("ModelRefusalRateDrop", "f00dfeed", clock.now(), {"app": "chat-llm"})
+    opened = new_incident(app="chat-llm", policy=policy.name, mode="auto", alert=ref, target={}, now=clock.now())
+    stepping = opened.with_policy(policy).with_state(IncidentState.rolling_back, clock.now(), "canary")
+    assert service.store.create(stepping)
+    clock.advance(120 + 8 + 60)  # the grace, plus one step's sync and pause: a replica may still be on it
+    assert not service._stalled(stepping, clock.now())
+    clock.advance(1 + 0.5)  # and one analysis interval more: nobody is
+    assert service._stalled(stepping, clock.now())
