@@ -118,9 +118,9 @@ class CanaryRollout:
         steps = canary_steps(strategy, labels)
         if steps == (100,) and strategy is not None and strategy.type.value == "canary":
             self.record(incident_id, "instant: the alert matches instantWhen, all traffic to the safe release")
-        found = self.steps_log.last_step(incident_id)
+        found = await asyncio.to_thread(self.steps_log.last_step, incident_id)
         start, reuse = 0, False
-        live = self._live_weight(router) if found is not None else 0
+        live = await self._live_weight(router) if found is not None else 0
         if (
             found is not None
             and found.position.total == len(steps)
@@ -136,11 +136,11 @@ class CanaryRollout:
         for index in range(start, len(steps)):
             position = StepPosition(index + 1, len(steps))
             commit = found.commit if found is not None and reuse and index == start else None
-            if commit is None and steps[index] < (live := self._live_weight(router)):
+            if commit is None and steps[index] < (live := await self._live_weight(router)):
                 # Someone moved more traffic to the safe release meanwhile: never take it back.
                 self.record(incident_id, f"step {position.trailer()} skipped: the route already gives {live}% to safe")
                 continue
-            commit = commit or self._commit(incident_id, policy, router, steps[index], position)
+            commit = commit or await self._commit(incident_id, policy, router, steps[index], position)
             await self._sync(incident_id, policy, commit, position)
             if position.last:
                 break
@@ -152,12 +152,12 @@ class CanaryRollout:
     async def complete(self, incident_id: str, policy: Policy, labels: Mapping[str, str]) -> CanaryOutcome:
         """A person pressed *Complete to 100 % now* (or ``onFailure: complete``): the last step, at once."""
         router, total = _router(policy), len(canary_steps(policy.spec.strategy, labels))
-        found = self.steps_log.last_step(incident_id)
+        found = await asyncio.to_thread(self.steps_log.last_step, incident_id)
         position = StepPosition(total, total)
         if found is not None and found.position.last:
             commit = found.commit  # already at 100 %: a second click changes nothing
         else:
-            commit = self._commit(incident_id, policy, router, 100, position)
+            commit = await self._commit(incident_id, policy, router, 100, position)
         await self._sync(incident_id, policy, commit, position)
         return CanaryOutcome(CanaryState.completed, position, 100, "completed to 100 %")
 
@@ -166,7 +166,7 @@ class CanaryRollout:
     ) -> str:
         """After completion: commit the sandbox (``image`` = the compromised digest), sync, then the mirror."""
         router, spec, position = _router(policy), _shadow(policy), self._last(policy, labels)
-        document = yaml.safe_load(self.steps_log.route_text(router))
+        document = yaml.safe_load(await asyncio.to_thread(self.steps_log.route_text, router))
         namespace, port = route_facts(document, router)
         if port is None:
             raise PolicyError(
@@ -183,10 +183,10 @@ class CanaryRollout:
         files: dict[str, bytes | None] = {sandbox_path(spec, router.file): render_sandbox(objects)}
         complete = TrafficPlan(router.backends, 100)
         sandbox = StepCommit(incident_id, _app(policy), router, complete, position, ShadowPhase.sandbox, files)
-        await self._sync(incident_id, policy, self._shadow_commit(incident_id, sandbox), position)
+        await self._sync(incident_id, policy, await self._shadow_commit(incident_id, sandbox), position)
         # Only now does the route reference the sandbox: a mirror to a missing Service is dropped traffic.
         mirrored = TrafficPlan(router.backends, 100, mirror_for(spec))
-        commit = self._shadow_commit(
+        commit = await self._shadow_commit(
             incident_id, StepCommit(incident_id, _app(policy), router, mirrored, position, ShadowPhase.on)
         )
         await self._sync(incident_id, policy, commit, position)
@@ -199,17 +199,18 @@ class CanaryRollout:
         off = StepCommit(
             incident_id, _app(policy), router, plan, position, ShadowPhase.off, {sandbox_path(spec, router.file): None}
         )
-        commit = self._shadow_commit(incident_id, off)
+        commit = await self._shadow_commit(incident_id, off)
         await self._sync(incident_id, policy, commit, position)
         return commit
 
-    def _shadow_commit(self, incident_id: str, step: StepCommit) -> str:
-        commit = self.steps_log.commit_step(step)
+    async def _shadow_commit(self, incident_id: str, step: StepCommit) -> str:
+        commit = await asyncio.to_thread(self.steps_log.commit_step, step)
         self.record(incident_id, f"shadow {step.shadow}: {step.message().splitlines()[0]} ({commit[:12]})")
         return commit
 
-    def _live_weight(self, router: TrafficRouter) -> int:
-        return live_safe_weight(yaml.safe_load(self.steps_log.route_text(router)), router)
+    async def _live_weight(self, router: TrafficRouter) -> int:
+        text = await asyncio.to_thread(self.steps_log.route_text, router)
+        return live_safe_weight(yaml.safe_load(text), router)
 
     def _last(self, policy: Policy, labels: Mapping[str, str]) -> StepPosition:
         total = len(canary_steps(policy.spec.strategy, labels))
@@ -217,9 +218,12 @@ class CanaryRollout:
 
     # --- one step -------------------------------------------------------------------------------------
 
-    def _commit(self, incident_id: str, policy: Policy, router: TrafficRouter, safe: int, at: StepPosition) -> str:
+    async def _commit(
+        self, incident_id: str, policy: Policy, router: TrafficRouter, safe: int, at: StepPosition
+    ) -> str:
         plan = TrafficPlan(router.backends, safe)
-        commit = self.steps_log.commit_step(StepCommit(incident_id, _app(policy), router, plan, at))
+        step = StepCommit(incident_id, _app(policy), router, plan, at)
+        commit = await asyncio.to_thread(self.steps_log.commit_step, step)  # git must not block the webhook
         for backend, weight in plan.weights.items():
             CANARY_WEIGHT.labels(_app(policy), backend).set(weight)
         self.record(incident_id, f"step {at.trailer()}: {plan.weights_trailer()} committed ({commit[:12]})")
@@ -275,7 +279,7 @@ class CanaryRollout:
 
     async def _complete_from(self, incident_id: str, policy: Policy, steps: Sequence[int]) -> CanaryOutcome:
         position = StepPosition(len(steps), len(steps))
-        commit = self._commit(incident_id, policy, _router(policy), 100, position)
+        commit = await self._commit(incident_id, policy, _router(policy), 100, position)
         await self._sync(incident_id, policy, commit, position)
         return CanaryOutcome(CanaryState.completed, position, 100, "completed after a failed step")
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from rollbackbot.canary import CanaryState, Queries
+from rollbackbot.canary import CanaryState, Queries, StepLog
 from rollbackbot.core.policy import Analysis
-from rollbackbot.core.traffic import StepPosition
+from rollbackbot.core.traffic import StepCommit, StepPosition
 from rollbackbot.errors import PolicyError
 from rollbackbot.metrics import REGISTRY
 from tests.canary.helpers import canary_policy
@@ -234,3 +236,38 @@ async def test_a_step_below_what_a_person_set_during_the_analysis_is_skipped(tmp
         assert outcome.state is CanaryState.completed
         assert [c.get("Rollback-Weights") for c in rig.step_commits()] == [WEIGHTS[0], None, WEIGHTS[2]]
         assert any("step 2/3 skipped: the route already gives 60% to safe" in e for e in rig.events)
+
+
+class _SlowGit:
+    """The real step log, with every commit taking 0.3 s (a push over a slow network)."""
+
+    def __init__(self, inner: StepLog) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def commit_step(self, step: StepCommit) -> str:
+        time.sleep(0.3)
+        return self.inner.commit_step(step)
+
+
+async def test_git_work_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        slow = dataclasses.replace(rig.rollout, steps_log=_SlowGit(rig.rollout.steps_log))
+        gaps: list[float] = []
+
+        async def webhook_like() -> None:  # what answering Alertmanager needs: the loop, often
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        beat = asyncio.create_task(webhook_like())
+        try:
+            outcome = await slow.run(INCIDENT, canary_policy(), LABELS)
+        finally:
+            beat.cancel()
+        assert outcome.state is CanaryState.completed
+        assert max(gaps) < 0.25, max(gaps)  # three 0.3 s commits happened, none of them on the loop
