@@ -48,7 +48,7 @@ from rollbackbot.core.traffic import (
     safe_weight_of,
 )
 from rollbackbot.errors import PolicyError, RollbackBotError
-from rollbackbot.metrics import CANARY_ANALYSIS, CANARY_WEIGHT
+from rollbackbot.metrics import CANARY_ANALYSIS, CANARY_SHADOW, CANARY_WEIGHT
 from rollbackbot.metrics import CANARY_HELD as CANARY_HELD_GAUGE
 from rollbackbot.ports import ArgoCD
 
@@ -190,6 +190,7 @@ class CanaryRollout:
             incident_id, StepCommit(incident_id, _app(policy), router, mirrored, position, ShadowPhase.on)
         )
         await self._sync(incident_id, policy, commit, position)
+        CANARY_SHADOW.labels(_app(policy)).set(1)
         return commit
 
     async def shadow_off(self, incident_id: str, policy: Policy, labels: Mapping[str, str]) -> str:
@@ -200,6 +201,7 @@ class CanaryRollout:
             incident_id, _app(policy), router, plan, position, ShadowPhase.off, {sandbox_path(spec, router.file): None}
         )
         commit = await self._shadow_commit(incident_id, off)
+        CANARY_SHADOW.labels(_app(policy)).set(0)  # the mirror is out of Git: no new mirrored traffic once synced
         await self._sync(incident_id, policy, commit, position)
         return commit
 

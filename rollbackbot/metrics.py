@@ -67,6 +67,12 @@ CANARY_HELD = Gauge(
     ["app"],
     registry=REGISTRY,
 )
+CANARY_SHADOW = Gauge(
+    "rollbackbot_canary_shadow",
+    "1 while a sandbox of the app's compromised release receives mirrored traffic (shadow on), else 0",
+    ["app"],
+    registry=REGISTRY,
+)
 REACTION_SECONDS = Histogram(
     "rollbackbot_alert_to_rollback_seconds",
     "Time from alert received to the rollback commit pushed, and to healthy",

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from rollbackbot.core.incidents import Incident, IncidentState
+from rollbackbot.metrics import REGISTRY
 from rollbackbot.service import Service
 from rollbackbot.testing.gitops import GitOpsSandbox
 from tests.canary.helpers import canary_policy
@@ -39,7 +40,9 @@ async def test_the_shadow_is_removed_at_its_ttl_in_one_commit(tmp_path: Path) ->
             on = service.store.get(incident_id)
             assert on is not None and on.state is IncidentState.rolled_back
             assert "RequestMirror" in rig.route()
+            assert REGISTRY.get_sample_value("rollbackbot_canary_shadow", {"app": "chat-llm"}) == 1
             off = await _until_shadow_off(service, incident_id)
+            assert REGISTRY.get_sample_value("rollbackbot_canary_shadow", {"app": "chat-llm"}) == 0
             await asyncio.wait_for(service.idle(), timeout=30)
         finally:
             await service.stop()
