@@ -47,7 +47,7 @@ from rollbackbot.core.traffic import (
     route_facts,
     safe_weight_of,
 )
-from rollbackbot.errors import PolicyError, RollbackBotError
+from rollbackbot.errors import PermanentError, PolicyError, RollbackBotError
 from rollbackbot.metrics import CANARY_ANALYSIS, CANARY_SHADOW, CANARY_WEIGHT
 from rollbackbot.metrics import CANARY_HELD as CANARY_HELD_GAUGE
 from rollbackbot.ports import ArgoCD
@@ -141,7 +141,13 @@ class CanaryRollout:
                 self.record(incident_id, f"step {position.trailer()} skipped: the route already gives {live}% to safe")
                 continue
             commit = commit or await self._commit(incident_id, policy, router, steps[index], position)
-            await self._sync(incident_id, policy, commit, position)
+            try:
+                await self._sync(incident_id, policy, commit, position)
+            except PermanentError as exc:
+                if position.last:
+                    raise  # all traffic is on the safe release and it is not healthy: a person must look
+                # Argo CD could not sync the step, or the safe release went Degraded under it: a failed step.
+                return await self._on_failure(incident_id, policy, steps, position, f"sync: {exc}")
             if position.last:
                 break
             verdict, why = await self._analyse(incident_id, policy, position)

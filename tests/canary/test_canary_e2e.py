@@ -271,3 +271,13 @@ async def test_git_work_never_blocks_the_event_loop(tmp_path: Path) -> None:
             beat.cancel()
         assert outcome.state is CanaryState.completed
         assert max(gaps) < 0.25, max(gaps)  # three 0.3 s commits happened, none of them on the loop
+
+
+async def test_a_step_that_cannot_become_healthy_holds_like_a_failed_analysis(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        rig.argo.set_faults("chat-llm", {"healthOverride": "Degraded"})  # the safe release breaks under load
+        outcome = await rig.rollout.run(INCIDENT, canary_policy(), LABELS)
+        assert outcome.state is CanaryState.held and outcome.safe_weight == 25
+        assert outcome.detail.startswith("sync: ") and "Degraded" in outcome.detail, outcome.detail
+        assert [c["Rollback-Step"] for c in rig.step_commits()] == ["1/3"]  # nothing more committed
+        assert rig.prometheus.asked == []  # no analysis of a step that never became healthy
