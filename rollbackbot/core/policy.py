@@ -398,8 +398,24 @@ class Spec(_Section):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "if": {"properties": {"mode": {"const": "propose"}}},
-            "then": {"required": ["approval"]},
+            "allOf": [
+                {"if": {"properties": {"mode": {"const": "propose"}}}, "then": {"required": ["approval"]}},
+                {  # a canary that holds asks someone (onFailure defaults to hold)
+                    "if": {
+                        "properties": {
+                            "strategy": {
+                                "properties": {
+                                    "type": {"const": "canary"},
+                                    "onFailure": {"not": {"const": "complete"}},
+                                },
+                                "required": ["type"],
+                            }
+                        },
+                        "required": ["strategy"],
+                    },
+                    "then": {"required": ["approval"]},
+                },
+            ]
         }
     )
 
@@ -424,6 +440,11 @@ class Spec(_Section):
             raise ValueError("strategy and shadow need a trafficRouter block (the route they edit)")
         if self.strategy and self.strategy.type is StrategyType.canary and self.strategy.analysis is None:
             raise ValueError("strategy type canary needs an analysis block")
+        holds = (
+            self.strategy and self.strategy.type is StrategyType.canary and self.strategy.on_failure is OnFailure.hold
+        )
+        if holds and self.approval is None:
+            raise ValueError("a canary with onFailure hold needs an approval block (who is asked when it holds)")
         return self
 
     @model_validator(mode="after")

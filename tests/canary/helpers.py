@@ -49,6 +49,7 @@ def canary_policy(kind: str = "HTTPRoute", shadow_ttl: str = "72h", **strategy: 
                     "tags": "chat-llm/v*",
                 },
                 "mode": "auto",
+                "approval": {"channel": "C0ML0NCALL", "approvers": ["U012ABC"]},
                 "sync": {"timeout": "8s"},
                 "trafficRouter": router(kind).model_dump(by_alias=True),
                 "strategy": spec_strategy,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from rollbackbot.core.analysis import QueryResult, Verdict, combine, judge_query, next_streak
-from rollbackbot.core.policy import Backends
+from rollbackbot.core.policy import Backends, policy_json_schema
 from rollbackbot.core.traffic import StepPosition, TrafficPlan, canary_steps, check_weights, parse_step
 from rollbackbot.errors import PolicyError
 from tests.canary.helpers import BACKENDS, canary_policy
@@ -57,6 +58,7 @@ def _with(spec_changes: dict[str, Any]) -> None:
         ({"strategy.analysis.queries": [{"name": "q", "query": "up"}]}, "exactly one of max or min"),
         ({"strategy.analysis.queries": [{"name": "q", "query": "up", "max": 1, "min": 0}]}, "exactly one of"),
         ({"strategy.analysis.consecutiveSuccesses": 0}, "greater than or equal to 1"),
+        ({"approval": None}, "onFailure hold needs an approval block"),  # a held canary must ask someone
     ],
 )
 def test_bad_traffic_blocks_are_refused_at_load(changes: dict[str, Any], message: str) -> None:
@@ -66,6 +68,7 @@ def test_bad_traffic_blocks_are_refused_at_load(changes: dict[str, Any], message
 
 def test_the_example_policy_loads() -> None:
     _with({})
+    _with({"approval": None, "strategy.onFailure": "complete"})  # never holds: nobody needs to be asked
 
 
 def test_critical_alerts_go_instant_by_default_and_instant_policies_have_one_step() -> None:
@@ -114,3 +117,13 @@ def test_a_run_fails_on_any_failure_and_only_passes_count_toward_the_streak() ->
     assert combine([Verdict.passed, Verdict.passed]) is Verdict.passed
     assert next_streak(2, Verdict.passed) == 3
     assert next_streak(2, Verdict.inconclusive) == 0
+
+
+def test_the_json_schema_also_asks_a_holding_canary_for_an_approval_block() -> None:
+    validator = jsonschema.Draft202012Validator(policy_json_schema())
+    document = canary_policy().model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert list(validator.iter_errors(document)) == []
+    del document["spec"]["approval"]
+    assert any("'approval' is a required property" in e.message for e in validator.iter_errors(document))
+    document["spec"]["strategy"]["onFailure"] = "complete"
+    assert list(validator.iter_errors(document)) == []
