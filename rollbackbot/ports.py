@@ -179,6 +179,10 @@ class Chat(Protocol):
         """The incident moved to a new state or recorded something a human must know."""
         ...
 
+    async def incident_noted(self, incident: Incident, detail: str) -> None:
+        """A long step recorded ``detail`` (a canary step, the shadow): a reply in the thread if worth one."""
+        ...
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -92,6 +92,7 @@ class Service:
             policies={p.name: p for p in self.policies},
             clock=clock,
         )
+        self.workflow.noted = self._noted  # canary steps reach the Slack thread as they happen
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -478,6 +479,22 @@ class Service:
         task = asyncio.get_running_loop().create_task(self._send(incident, previous))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _noted(self, incident_id: str, detail: str) -> None:
+        if self.chat is None or self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_note(incident_id, detail))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_note(self, incident_id: str, detail: str) -> None:
+        assert self.chat is not None
+        try:
+            incident = self.store.get(incident_id)
+            if incident is not None:
+                await self.chat.incident_noted(incident, detail)
+        except Exception:
+            log.exception("chat note failed", extra={"incident_id": incident_id})
 
     async def _send(self, incident: Incident, previous: IncidentState | None) -> None:
         assert self.chat is not None

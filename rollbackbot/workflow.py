@@ -42,6 +42,7 @@ class Workflow:
         self.steps = steps
         self.policies = policies
         self.clock = clock
+        self.noted: Callable[[str, str], None] | None = None  # (incident id, detail) of a long step, as it happens
 
     def wait_until(self, incident: Incident) -> datetime | None:
         """When the incident next needs a step; None when only a human (or nothing) can move it."""
@@ -96,7 +97,13 @@ class Workflow:
 
     def _progress(self, incident_id: str) -> Callable[[datetime, str], None]:
         """Persist an event of a long step (a canary) as it happens; the step's result saves them all again."""
-        return lambda at, detail: append_event(self.store, incident_id, at, detail)
+
+        def progress(at: datetime, detail: str) -> None:
+            append_event(self.store, incident_id, at, detail)
+            if self.noted is not None:
+                self.noted(incident_id, detail)
+
+        return progress
 
     def _verification_due(self, incident: Incident) -> datetime | None:
         if not incident.verify_by or incident.verification:

@@ -168,6 +168,18 @@ def notices_for(incident: Incident, previous: IncidentState | None, policy: Poli
     return Notices()
 
 
+# Canary and shadow events worth a reply in the incident's thread; analysis runs stay on the incident page.
+_STEP_NOTE = re.compile(r"step \d+/\d+: \S+ committed|step \d+/\d+ skipped|step \d+/\d+ failed")
+_SHADOW_NOTES = ("shadow on:", "shadow off:", "shadow not started:", "shadow not removed:", "shadow end requested")
+
+
+def step_note(incident_id: str, detail: str) -> ThreadNote | None:
+    """A thread reply for a canary step or shadow event as it happens; None for the ones not worth one."""
+    if _STEP_NOTE.match(detail) or detail.startswith(_SHADOW_NOTES):
+        return ThreadNote(NoteKind.progress, incident_id, f"{detail[:1].upper()}{detail[1:]}")
+    return None
+
+
 def incident_message(incident: Incident, policy: Policy | None, kind: MessageKind) -> IncidentMessage:
     """The full message for an incident as it is now."""
     alert = incident.alert

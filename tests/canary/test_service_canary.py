@@ -18,6 +18,7 @@ from rollbackbot.service import Service
 from rollbackbot.testing.alertmanager import alert, notification
 from tests.canary.helpers import canary_policy
 from tests.canary.rig import QUERY, CanaryRig, build, canary_rig
+from tests.canary.test_canary_e2e import WEIGHTS
 from tests.service.fakes import FakeArgo, FakeGit
 
 
@@ -165,3 +166,28 @@ def test_a_working_canary_step_is_not_taken_for_stalled_until_its_sync_and_pause
     assert not service._stalled(stepping, clock.now())
     clock.advance(1 + 0.5)  # and one analysis interval more: nobody is
     assert service._stalled(stepping, clock.now())
+
+
+class _Notes:
+    """A chat that keeps what the service tells it (the Slack side is tested in test_slack_buttons)."""
+
+    def __init__(self) -> None:
+        self.noted: list[str] = []
+
+    async def incident_changed(self, incident: Incident, previous: IncidentState | None) -> None:
+        return None
+
+    async def incident_noted(self, incident: Incident, detail: str) -> None:
+        self.noted.append(detail)
+
+
+async def test_each_step_reaches_the_chat_as_it_happens(tmp_path: Path) -> None:
+    async with canary_rig(tmp_path, {QUERY: [0.001]}) as rig:
+        service = _service(rig, tmp_path)
+        service.chat = notes = _Notes()
+        try:
+            await _fire(service)
+        finally:
+            await service.stop()
+        committed = [d.split(" committed")[0] for d in notes.noted if " committed " in d]
+        assert committed == [f"step {k}/3: {w}" for k, w in zip((1, 2, 3), WEIGHTS, strict=True)]

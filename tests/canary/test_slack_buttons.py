@@ -116,3 +116,24 @@ async def test_the_rolled_back_message_gains_the_shadow_and_its_button(harness: 
     assert "5% of requests mirrored to ml-quarantine/chat-llm-v2-shadow" in rendered
     off = incident.with_event(incident.events[-1].at, "shadow off: removed")
     assert notices_for(off, S.syncing, policy).update is None  # no live shadow: only the outcome reply
+
+
+# --- the canary's steps in the thread ---------------------------------------------------------------
+
+
+async def test_step_commits_and_shadow_events_become_thread_replies_analysis_runs_do_not(harness: Harness) -> None:
+    incident_id = await _waiting(harness)
+    [proposal] = harness.fake.top_level()
+    incident = harness.incident(incident_id)
+    for detail in (
+        "step 1/3: chat-llm-v1=25,chat-llm-v2=75 committed (dec004943079)",
+        "step 1/3 analysis passed: safe-5xx-ratio: ok (0)",
+        "step 1/3: Synced and Healthy at dec004943079 in 2.1s",
+        "shadow on: rollback(chat-llm): shadow 5% to ml-quarantine (c64e5c7396a6)",
+    ):
+        await harness.chat.incident_noted(incident, detail)
+    texts = [m["text"] for m in harness.fake.thread(proposal["channel"], proposal["ts"])]
+    assert [t.split(" · ")[0] for t in texts if t.startswith(("Step", "Shadow"))] == [
+        "Step 1/3: chat-llm-v1=25,chat-llm-v2=75 committed (dec004943079)",
+        "Shadow on: rollback(chat-llm): shadow 5% to ml-quarantine (c64e5c7396a6)",
+    ]
