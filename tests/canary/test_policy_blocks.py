@@ -59,6 +59,7 @@ def _with(spec_changes: dict[str, Any]) -> None:
         ({"strategy.analysis.queries": [{"name": "q", "query": "up", "max": 1, "min": 0}]}, "exactly one of"),
         ({"strategy.analysis.consecutiveSuccesses": 0}, "greater than or equal to 1"),
         ({"approval": None}, "onFailure hold needs an approval block"),  # a held canary must ask someone
+        ({"git": {"mode": "pull-request", "forge": "github", "repository": "acme/gitops"}}, "not supported"),
     ],
 )
 def test_bad_traffic_blocks_are_refused_at_load(changes: dict[str, Any], message: str) -> None:
