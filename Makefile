@@ -36,6 +36,7 @@ bench: $(STAMP)
 	bash scripts/ensure-alertmanager.sh
 	$(PY) -m bench
 	$(PY) -m bench.observer
+	$(PY) -m bench.canary
 	$(PY) -m bench.live
 
 # Mutation testing of rollbackbot/core (docs/development.md); not part of `make test`.

@@ -49,6 +49,30 @@ INCIDENT_TRANSITIONS = Counter(
     ["app", "state"],
     registry=REGISTRY,
 )
+CANARY_WEIGHT = Gauge(
+    "rollbackbot_canary_weight",
+    "Percent of traffic a canary rollback has committed to each backend of the route (as flagger_canary_weight)",
+    ["app", "backend"],
+    registry=REGISTRY,
+)
+CANARY_ANALYSIS = Counter(
+    "rollbackbot_canary_analysis_total",
+    "Canary analysis runs by verdict (passed, failed, inconclusive: an empty result is never a pass)",
+    ["app", "verdict"],
+    registry=REGISTRY,
+)
+CANARY_HELD = Gauge(
+    "rollbackbot_canary_held",
+    "1 while a canary rollback of the app is held (traffic split, waiting for a person), else 0",
+    ["app"],
+    registry=REGISTRY,
+)
+CANARY_SHADOW = Gauge(
+    "rollbackbot_canary_shadow",
+    "1 while a sandbox of the app's compromised release receives mirrored traffic (shadow on), else 0",
+    ["app"],
+    registry=REGISTRY,
+)
 REACTION_SECONDS = Histogram(
     "rollbackbot_alert_to_rollback_seconds",
     "Time from alert received to the rollback commit pushed, and to healthy",

@@ -188,6 +188,10 @@ class Chat(Protocol):
         """The incident moved to a new state or recorded something a human must know."""
         ...
 
+    async def incident_noted(self, incident: Incident, detail: str) -> None:
+        """A long step recorded ``detail`` (a canary step, the shadow): a reply in the thread if worth one."""
+        ...
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -214,6 +218,9 @@ class Decisions(Protocol):
 
     def reject(self, incident_id: str, approver: str) -> Verdict:
         """awaiting_approval → rejected, exactly once."""
+
+    def end_shadow(self, incident_id: str, requested_by: str) -> Verdict:
+        """Ask for the incident's shadow to be removed now, once per shadow."""
 
     def record_event(self, incident_id: str, detail: str) -> None:
         """Note something on the incident without changing its state."""

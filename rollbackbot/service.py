@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rollbackbot.adapters.http_fetch import fetch_capped
+from rollbackbot.canary import CanaryRollout, canary_quiet_seconds
 from rollbackbot.clock import Clock
 from rollbackbot.core.alerts import Alert, AlertmanagerPayload
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, incident_policy, new_incident
@@ -34,6 +35,7 @@ from rollbackbot.core.overdue import overdue_by_state
 from rollbackbot.core.policy import Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay, budget_for, reopen
+from rollbackbot.core.shadow import END_REQUESTED, shadow_on_since
 from rollbackbot.errors import AlertRefused, Fault, classify, describe
 from rollbackbot.forensics import Fetch
 from rollbackbot.intake import app_missing
@@ -76,6 +78,7 @@ class Service:
         watchdog_seconds: float | None = 30.0,
         watchdog_grace: float = 120.0,
         store_backoff_max: float = 30.0,
+        canary: CanaryRollout | None = None,
         pull_requests: PullRequestMode | None = None,
         fetch: Fetch = fetch_capped,
     ) -> None:
@@ -90,11 +93,12 @@ class Service:
         self._git = git
         self.workflow = Workflow(
             store=store,
-            steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence, fetch=fetch),
+            steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence, fetch=fetch, canary=canary),
             policies={p.name: p for p in self.policies},
             clock=clock,
             pull_requests=pull_requests,
         )
+        self.workflow.noted = self._noted  # canary steps reach the Slack thread as they happen
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -204,6 +208,22 @@ class Service:
         """awaiting_approval → rejected, once."""
         return self._decide_by_human(incident_id, S.rejected, approver)
 
+    def end_shadow(self, incident_id: str, requested_by: str) -> Verdict:
+        """A person asks to end the incident's shadow now (Slack *End shadow now*); once per shadow."""
+        incident = self.store.get(incident_id)
+        if incident is None:
+            return Verdict(False, None, f"no incident {incident_id}")
+        since = shadow_on_since(incident.events)
+        if since is None:
+            return Verdict(False, incident, "no shadow is on for this incident; nothing was changed")
+        asked = next((e for e in incident.events if e.at >= since and e.detail.startswith(END_REQUESTED)), None)
+        if asked is not None:
+            return Verdict(False, incident, f"already asked: {asked.detail} at {asked.at:%Y-%m-%d %H:%M:%S}Z")
+        append_event(self.store, incident_id, self.clock.now(), f"{END_REQUESTED} {requested_by}")
+        self.wake(incident_id)
+        self.schedule(incident_id)
+        return Verdict(True, self.store.get(incident_id), f"shadow removal asked by {requested_by}")
+
     def record_event(self, incident_id: str, detail: str) -> None:
         """Note something on the incident without changing its state (e.g. a refused click)."""
         append_event(self.store, incident_id, self.clock.now(), detail)
@@ -252,7 +272,8 @@ class Service:
             log.info("resuming incident", extra={"incident_id": incident.id, "state": incident.state.value})
             self.schedule(incident.id)
         for incident in self.store.recent(500):
-            if incident.state is S.rolled_back and incident.verify_by and not incident.verification:
+            # A pending verification, or a shadow still to be removed at its ttl (core/shadow.py).
+            if incident.state is S.rolled_back and self.workflow.wait_until(incident) is not None:
                 self.schedule(incident.id)
         if self.watchdog_seconds and self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch(self.watchdog_seconds))
@@ -330,6 +351,8 @@ class Service:
         policy = incident_policy(incident, self.workflow.policies)
         if incident.state is S.syncing and policy is not None:
             grace += policy.spec.sync.timeout.total_seconds()
+        if incident.state is S.rolling_back and policy is not None and policy.spec.traffic_router is not None:
+            grace += canary_quiet_seconds(policy)  # a canary step records nothing while it syncs and pauses
         quiet_since = incident.events[-1].at if incident.events else incident.created_at
         if incident.not_before is not None and incident.not_before <= now:  # a debounce or deadline that ended
             quiet_since = max(quiet_since, incident.not_before)
@@ -472,6 +495,22 @@ class Service:
         task = asyncio.get_running_loop().create_task(self._send(incident, previous))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _noted(self, incident_id: str, detail: str) -> None:
+        if self.chat is None or self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_note(incident_id, detail))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_note(self, incident_id: str, detail: str) -> None:
+        assert self.chat is not None
+        try:
+            incident = self.store.get(incident_id)
+            if incident is not None:
+                await self.chat.incident_noted(incident, detail)
+        except Exception:
+            log.exception("chat note failed", extra={"incident_id": incident_id})
 
     async def _send(self, incident: Incident, previous: IncidentState | None) -> None:
         assert self.chat is not None

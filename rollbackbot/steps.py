@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from rollbackbot import forensics
 from rollbackbot.adapters.http_fetch import fetch_capped
+from rollbackbot.canary import CanaryRollout
 from rollbackbot.clock import Clock
 from rollbackbot.core.argo_status import Lineage, LineageLookup, application_problems, branch_problem, short_sha
 from rollbackbot.core.incidents import Incident, IncidentState
@@ -69,8 +70,10 @@ class Steps:
         clock: Clock,
         evidence: EvidenceSink | None,
         fetch: forensics.Fetch = fetch_capped,
+        canary: CanaryRollout | None = None,
     ) -> None:
         self.fetch = fetch
+        self.canary = canary
         self.git = git
         self.argocd = argocd
         self.clock = clock

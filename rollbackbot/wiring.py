@@ -19,15 +19,18 @@ from rollbackbot.adapters.evidence import evidence_sink_for
 from rollbackbot.adapters.forge import forge_clients
 from rollbackbot.adapters.forge.app_token import InstallationTokens
 from rollbackbot.adapters.git.repo import GitOpsRepository
+from rollbackbot.adapters.git.route_commit import RouteCommitter
 from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
 from rollbackbot.adapters.http_fetch import fetch_capped
+from rollbackbot.adapters.prometheus import PrometheusClient
 from rollbackbot.adapters.slack.api import SlackApi
 from rollbackbot.adapters.slack.chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
+from rollbackbot.canary import CanaryRollout
 from rollbackbot.clock import Clock, SystemClock
-from rollbackbot.core.policy import ForgeKind, Policy, PolicyMode
+from rollbackbot.core.policy import Analysis, ForgeKind, Policy, PolicyMode
 from rollbackbot.core.retries import RetryBudget
 from rollbackbot.dependencies import DEPENDENCIES
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
@@ -80,6 +83,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         settings.git_workdir,
     )
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
+    canary = _canary(settings, argocd)
     evidence = evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode)
     pull_requests = _pull_request_mode(settings, policies, git, clock)
     service = Service(
@@ -97,6 +101,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         ),
         watchdog_seconds=settings.watchdog_seconds,
         watchdog_grace=settings.watchdog_grace_seconds,
+        canary=canary,
         pull_requests=pull_requests,
         fetch=partial(fetch_capped, token=settings.forensics_token),
     )
@@ -104,6 +109,35 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
     )
     return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
+
+
+def _canary(settings: Settings, argocd: ArgoCDClient) -> CanaryRollout:
+    """The canary step machine for policies with a ``trafficRouter`` (docs/traffic.md).
+
+    Route commits go through a clone of their own next to the service's, so a canary step never
+    waits for the rollback clone's lock; both push without force and rebuild on a lost race.
+    """
+    routes = GitOpsRepository(
+        settings.git_url,
+        settings.git_branch,
+        settings.git_workdir.with_name(f"{settings.git_workdir.name}-routes"),
+        settings.git_allowed_signers,
+        push_budget=settings.git_push_budget_seconds,
+        network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
+    )
+    clients: dict[str, PrometheusClient] = {}
+
+    def queries(analysis: Analysis) -> PrometheusClient:
+        url = analysis.prometheus.url
+        if url not in clients:
+            clients[url] = PrometheusClient(url)
+        return clients[url]
+
+    return CanaryRollout(steps_log=RouteCommitter(routes), argocd=argocd, queries=queries, record=_no_record)
+
+
+def _no_record(incident_id: str, detail: str) -> None:
+    """Events are attached per step by ``canary_step``; outside a step there is nothing to record."""
 
 
 def readiness_checker(settings: Settings, wired: Wired, *, own_clone: bool) -> ReadinessChecker:

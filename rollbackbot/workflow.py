@@ -2,14 +2,15 @@
 
 received → (debounce) → plan → evidence → rolling_back | awaiting_approval | suppressed | notified
 awaiting_approval → approved | rejected (a human) | expired / approved (at the deadline)
-approved → rolling_back → syncing → rolled_back (→ verification window) | failed
+approved → rolling_back → syncing → rolled_back (→ verification window, → shadow removal) | failed
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from rollbackbot.canary import canary_step, end_shadow_step
 from rollbackbot.clock import Clock
 from rollbackbot.core.decide import (
     Action,
@@ -25,6 +26,7 @@ from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.model import plan_from_dict, target_from_dict
 from rollbackbot.core.neighbours import Neighbour, acting_neighbour, look_again_at, waiting_reason
 from rollbackbot.core.policy import OnTimeout, Policy
+from rollbackbot.core.shadow import shadow_off_due
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.ports import IncidentStore, StaleIncident
 from rollbackbot.prmode import PullRequestMode
@@ -50,14 +52,14 @@ class Workflow:
         self.steps = steps
         self.policies = policies
         self.clock = clock
+        self.noted: Callable[[str, str], None] | None = None  # (incident id, detail) of a long step, as it happens
 
     def wait_until(self, incident: Incident) -> datetime | None:
         """When the incident next needs a step; None when only a human (or nothing) can move it."""
         state = incident.state
         if state is S.rolled_back:
-            if not incident.verify_by or incident.verification:
-                return None
-            return self.clock.now() if incident.resolved_at else incident.verify_by
+            due = [d for d in (self._verification_due(incident), self._shadow_due(incident)) if d is not None]
+            return min(due, default=None)
         if state.terminal:
             return None
         if state in (S.received, S.awaiting_approval) and incident.not_before:
@@ -92,6 +94,9 @@ class Workflow:
             case S.rolling_back:
                 if incident.evidence_url is None and incident.rollback_commit is None:
                     return await self.steps.capture_evidence(incident, policy)
+                if policy.spec.traffic_router is not None and self.steps.canary is not None:
+                    progress = self._progress(incident.id)
+                    return await canary_step(self.steps.canary, incident, policy, self.clock, progress)
                 return await self.steps.commit(incident)
             case S.syncing:
                 done = await self.steps.sync(incident, policy)
@@ -99,8 +104,36 @@ class Workflow:
                     done = done.with_verification(now + policy.spec.verify.within, "")
                 return done
             case S.rolled_back:
+                shadow_due = self._shadow_due(incident)
+                if shadow_due is not None and shadow_due <= now and self.steps.canary is not None:
+                    progress = self._progress(incident.id)
+                    return await end_shadow_step(self.steps.canary, incident, policy, self.clock, progress)
+                if self._verification_due(incident) is None:
+                    return incident
                 return self._verify(incident)
         return incident
+
+    def _progress(self, incident_id: str) -> Callable[[datetime, str], None]:
+        """Persist an event of a long step (a canary) as it happens; the step's result saves them all again."""
+
+        def progress(at: datetime, detail: str) -> None:
+            append_event(self.store, incident_id, at, detail)
+            if self.noted is not None:
+                self.noted(incident_id, detail)
+
+        return progress
+
+    def _verification_due(self, incident: Incident) -> datetime | None:
+        if not incident.verify_by or incident.verification:
+            return None
+        return self.clock.now() if incident.resolved_at else incident.verify_by
+
+    def _shadow_due(self, incident: Incident) -> datetime | None:
+        """When a live shadow of the incident must be removed (its ttl, or a person's request)."""
+        policy = incident_policy(incident, self.policies)
+        if policy is None or policy.spec.shadow is None:
+            return None
+        return shadow_off_due(incident.events, policy.spec.shadow.ttl)
 
     async def _received(self, incident: Incident, policy: Policy) -> Incident:
         now = self.clock.now()

@@ -239,6 +239,69 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
         ' "still firing" and a human is told.',
         "10m",
     ),
+    "spec.trafficRouter": (
+        "The route in the GitOps repository whose weights a canary rollback moves (see traffic.md). With it,"
+        " the rollback edits only this route, one commit per step, instead of restoring `target.paths`.",
+        "",
+    ),
+    "spec.trafficRouter.kind": ("`HTTPRoute` (Gateway API) or `VirtualService` (Istio).", "HTTPRoute"),
+    "spec.trafficRouter.file": ("The route's YAML file, relative to the repository root.", "apps/chat-llm/route.yaml"),
+    "spec.trafficRouter.name": ("`metadata.name` of the route; checked before every edit.", "chat-llm"),
+    "spec.trafficRouter.rule": ("Index, or `name`, of the rule whose weights move.", "0"),
+    "spec.trafficRouter.backends": (
+        "The rule's two destinations: Gateway API `backendRefs[].name`, Istio `destination.subset` (or `host`"
+        " when the route uses no subsets).",
+        "{safe: chat-llm-v1, compromised: chat-llm-v2}",
+    ),
+    "spec.trafficRouter.backends.safe": ("The release traffic moves to.", "chat-llm-v1"),
+    "spec.trafficRouter.backends.compromised": ("The release traffic moves away from.", "chat-llm-v2"),
+    "spec.strategy": ("How traffic moves to the safe backend.", ""),
+    "spec.strategy.type": ("`instant`: one commit at 100 %; `canary`: one commit per step.", "canary"),
+    "spec.strategy.steps": (
+        "Percentages on the safe backend, strictly increasing, ending at 100.",
+        "[25, 50, 100]",
+    ),
+    "spec.strategy.pause": ("Wait after a step is Synced and Healthy, before the analysis starts.", "60s"),
+    "spec.strategy.stepTimeout": (
+        "Time the analysis of one step has to collect its passes; past it, the step counts as failed.",
+        "15m",
+    ),
+    "spec.strategy.analysis": ("PromQL checks between steps. Required for `type: canary`.", ""),
+    "spec.strategy.analysis.prometheus": ("The Prometheus HTTP API the queries run against.", ""),
+    "spec.strategy.analysis.prometheus.url": ("Base URL (`/api/v1/query` is appended).", "http://prometheus:9090"),
+    "spec.strategy.analysis.interval": ("Time between two analysis runs.", "15s"),
+    "spec.strategy.analysis.consecutiveSuccesses": (
+        "Passing runs in a row before the next step; an inconclusive (empty) result resets the count.",
+        "3",
+    ),
+    "spec.strategy.analysis.queries": (
+        "Instant queries `{name, query, max | min}`: every sample must be at most `max` (or at least `min`);"
+        " an empty result is inconclusive, NaN fails.",
+        "",
+    ),
+    "spec.strategy.onFailure": (
+        "A failed or timed-out step: `hold` keeps the weights and asks in Slack (Complete to 100 % now / Hold);"
+        " `complete` goes to 100 % at once. Traffic never moves back toward the compromised release.",
+        "hold",
+    ),
+    "spec.strategy.instantWhen": (
+        "Matchers; an alert matching all of them skips the steps and goes straight to 100 %.",
+        '[severity = "critical"]',
+    ),
+    "spec.shadow": (
+        "After completion, mirror a sample of the traffic to a sandboxed copy of the compromised release.",
+        "",
+    ),
+    "spec.shadow.percent": (
+        "Share of requests mirrored (0 < percent <= 100); required because both APIs default to 100 %.",
+        "5",
+    ),
+    "spec.shadow.match": ("Only requests with these exact header values are mirrored.", "{x-suspect: '1'}"),
+    "spec.shadow.sandbox": ("Where the compromised release runs for study.", ""),
+    "spec.shadow.sandbox.namespace": ("Sandbox namespace; must differ from the route's.", "ml-quarantine"),
+    "spec.shadow.sandbox.name": ("Name of the sandbox Deployment and Service.", "chat-llm-v2-shadow"),
+    "spec.shadow.sandbox.replicas": ("Sandbox replicas (1 to 10).", "1"),
+    "spec.shadow.ttl": ("The mirror and the sandbox are removed after this long.", "72h"),
 }
 
 # ---- configuration.md: meanings of settings declared without a description ------------------------

@@ -57,7 +57,7 @@ ALLOWED_TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
     S.received: frozenset({S.suppressed, S.awaiting_approval, S.rolling_back, S.notified, S.failed}),
     S.awaiting_approval: frozenset({S.approved, S.rejected, S.expired, S.failed}),
     S.approved: frozenset({S.rolling_back, S.failed}),
-    S.rolling_back: frozenset({S.syncing, S.failed}),
+    S.rolling_back: frozenset({S.syncing, S.failed, S.awaiting_approval}),  # awaiting: a held canary rollback
     S.syncing: frozenset({S.rolled_back, S.failed}),
 }
 

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.policy import Policy
+from rollbackbot.core.shadow import shadow_off_due, shadow_on_since
 
 S = IncidentState
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -101,6 +102,8 @@ class IncidentMessage:
     page_url: str | None = None  # the incident's page (docs/ui.md), when ROLLBACKBOT_PUBLIC_URL is set
     pull_request: PullRequestLink | None = None  # pull-request mode: the pull request that carries the rollback
     trigger: Trigger | None = None  # the top flagged payload of the evidence (core.trigger)
+    shadow: str = ""  # a live shadow, e.g. "2% of requests with x-suspect=1 mirrored to ml-quarantine/…"
+    shadow_until: datetime | None = None  # when it is removed unless a person ends it first
 
     @property
     def asks_for_decision(self) -> bool:
@@ -185,7 +188,12 @@ def notices_for(incident: Incident, previous: IncidentState | None, policy: Poli
         text = f"Verification failed: {incident.alert.name} is still firing after the rollback. A person must look."
         return Notices(reply=ThreadNote(NoteKind.verification_failed, incident.id, text, broadcast=True))
     if state is S.rolled_back:
-        return Notices(reply=ThreadNote(NoteKind.outcome, incident.id, _rolled_back_text(incident)))
+        reply = ThreadNote(NoteKind.outcome, incident.id, _rolled_back_text(incident))
+        if policy is not None and policy.spec.shadow is not None and shadow_on_since(incident.events):
+            # The first message gains the shadow and its End shadow now button.
+            kind = MessageKind.decided if decision_of(incident) else MessageKind.rollback
+            return Notices(update=incident_message(incident, policy, kind), reply=reply)
+        return Notices(reply=reply)
     if state is S.failed:
         text = f"Rollback failed: {incident.reason}. A person must look."
         return Notices(reply=ThreadNote(NoteKind.failure, incident.id, text, broadcast=True))
@@ -194,6 +202,18 @@ def notices_for(incident: Incident, previous: IncidentState | None, policy: Poli
     if state is S.suppressed and incident.reason.startswith(_NEEDS_HUMAN):
         return Notices(post=incident_message(incident, policy, MessageKind.needs_human))
     return Notices()
+
+
+# Canary and shadow events worth a reply in the incident's thread; analysis runs stay on the incident page.
+_STEP_NOTE = re.compile(r"step \d+/\d+: \S+ committed|step \d+/\d+ skipped|step \d+/\d+ failed")
+_SHADOW_NOTES = ("shadow on:", "shadow off:", "shadow not started:", "shadow not removed:", "shadow end requested")
+
+
+def step_note(incident_id: str, detail: str) -> ThreadNote | None:
+    """A thread reply for a canary step or shadow event as it happens; None for the ones not worth one."""
+    if _STEP_NOTE.match(detail) or detail.startswith(_SHADOW_NOTES):
+        return ThreadNote(NoteKind.progress, incident_id, f"{detail[:1].upper()}{detail[1:]}")
+    return None
 
 
 def incident_message(incident: Incident, policy: Policy | None, kind: MessageKind) -> IncidentMessage:
@@ -228,6 +248,7 @@ def incident_message(incident: Incident, policy: Policy | None, kind: MessageKin
         reason=_reason(incident, kind),
         pull_request=pull_request_link(incident),
         trigger=trigger_of(incident),
+        **_shadow_fields(incident, policy),
     )
 
 
@@ -245,6 +266,18 @@ def _expiry(incident: Incident) -> datetime | None:
         return incident.not_before
     deadline = incident.pull_request.get("deadline")
     return datetime.fromisoformat(str(deadline)) if deadline else None
+
+
+def _shadow_fields(incident: Incident, policy: Policy | None) -> dict[str, Any]:
+    """What the message says about a live shadow of the incident (nothing when none is live)."""
+    spec = policy.spec.shadow if policy else None
+    until = shadow_off_due(incident.events, spec.ttl) if spec else None
+    if spec is None or until is None:
+        return {}
+    match = ", ".join(f"{name}={value}" for name, value in (spec.match or {}).items())
+    which = f"requests with {match}" if match else "requests"
+    text = f"{spec.percent:g}% of {which} mirrored to {spec.sandbox.namespace}/{spec.sandbox.name}"
+    return {"shadow": text, "shadow_until": until}
 
 
 def _reason(incident: Incident, kind: MessageKind) -> str:

@@ -279,6 +279,124 @@ class Retry(_Section):
     attempts: StrictInt | None = Field(default=None, ge=1)  # attempts in all, re-deliveries included
 
 
+# --- canary rollback and shadowing (docs/traffic.md) -------------------------------------------------
+
+
+class RouteKind(StrEnum):
+    """Which traffic router's object holds the weights."""
+
+    http_route = "HTTPRoute"
+    virtual_service = "VirtualService"
+
+
+class Backends(_Section):
+    """The two destinations of the rule: the release rolled back to, and the one being bled off."""
+
+    safe: Name
+    compromised: Name
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if self.safe == self.compromised:
+            raise ValueError("safe and compromised must be different backends")
+        return self
+
+
+class TrafficRouter(_Section):
+    """The route object in the GitOps repository whose weights a canary rollback moves."""
+
+    kind: RouteKind
+    file: RepoPath
+    name: Name
+    rule: StrictInt | Name = 0
+    backends: Backends
+
+
+class StrategyType(StrEnum):
+    """All traffic at once, or step by step with analysis between steps."""
+
+    instant = "instant"
+    canary = "canary"
+
+
+class OnFailure(StrEnum):
+    """What a failed or timed-out canary step leads to (never back toward the compromised release)."""
+
+    hold = "hold"
+    complete = "complete"
+
+
+class PrometheusSource(_Section):
+    """Where the analysis queries run (Prometheus HTTP API)."""
+
+    url: WebUrl
+
+
+class AnalysisQuery(_Section):
+    """One PromQL query; each sample must stay at or below ``max`` / at or above ``min``."""
+
+    name: Name
+    query: str = Field(min_length=1)
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> Self:
+        if (self.max is None) == (self.min is None):
+            raise ValueError(f"query {self.name!r} needs exactly one of max or min")
+        return self
+
+
+class Analysis(_Section):
+    """Checks run after each step's pause; ``consecutiveSuccesses`` passes in a row let the canary go on."""
+
+    prometheus: PrometheusSource
+    interval: PositiveDuration = timedelta(seconds=15)
+    consecutive_successes: StrictInt = Field(default=3, ge=1)
+    queries: tuple[AnalysisQuery, ...] = Field(min_length=1)
+
+
+class Strategy(_Section):
+    """How traffic moves to the safe backend: ``steps`` are percentages on it, ending at 100."""
+
+    type: StrategyType = StrategyType.instant
+    steps: tuple[StrictInt, ...] = (25, 50, 100)
+    pause: Duration = timedelta(seconds=60)
+    step_timeout: PositiveDuration = timedelta(minutes=15)
+    analysis: Analysis | None = None
+    on_failure: OnFailure = OnFailure.hold
+    instant_when: tuple[MatcherField, ...] = Field(
+        default_factory=lambda: (parse_matcher('severity = "critical"'),),
+        json_schema_extra={"default": ['severity = "critical"']},
+    )
+
+    @model_validator(mode="after")
+    def _steps_rise_to_100(self) -> Self:
+        steps = self.steps
+        if not steps or steps[-1] != 100:
+            raise ValueError("steps must end at 100")
+        if any(s <= 0 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError("steps must be strictly increasing percentages above 0")
+        return self
+
+
+class Sandbox(_Section):
+    """Where the compromised release runs for study, cut off from production."""
+
+    namespace: DnsLabel
+    name: DnsLabel
+    replicas: StrictInt = Field(default=1, ge=1, le=10)
+
+
+class Shadow(_Section):
+    """After completion, mirror ``percent`` of the traffic to a sandboxed copy of the compromised release."""
+
+    percent: float = Field(gt=0, le=100)
+    match: dict[Name, str] | None = None  # request headers that must be present with these exact values
+    sandbox: Sandbox
+    ttl: PositiveDuration = timedelta(hours=72)
+
+
 class GitMode(StrEnum):
     """How the rollback commit reaches the deploy branch."""
 
@@ -337,8 +455,24 @@ class Spec(_Section):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "if": {"properties": {"mode": {"const": "propose"}}},
-            "then": {"required": ["approval"]},
+            "allOf": [
+                {"if": {"properties": {"mode": {"const": "propose"}}}, "then": {"required": ["approval"]}},
+                {  # a canary that holds asks someone (onFailure defaults to hold)
+                    "if": {
+                        "properties": {
+                            "strategy": {
+                                "properties": {
+                                    "type": {"const": "canary"},
+                                    "onFailure": {"not": {"const": "complete"}},
+                                },
+                                "required": ["type"],
+                            }
+                        },
+                        "required": ["strategy"],
+                    },
+                    "then": {"required": ["approval"]},
+                },
+            ]
         }
     )
 
@@ -354,6 +488,27 @@ class Spec(_Section):
     verify: Verify = Verify()
     retry: Retry | None = None
     git: GitDelivery = GitDelivery()
+    traffic_router: TrafficRouter | None = None
+    strategy: Strategy | None = None
+    shadow: Shadow | None = None
+
+    @model_validator(mode="after")
+    def _traffic_blocks_agree(self) -> Self:
+        if (self.strategy is not None or self.shadow is not None) and self.traffic_router is None:
+            raise ValueError("strategy and shadow need a trafficRouter block (the route they edit)")
+        if self.strategy and self.strategy.type is StrategyType.canary and self.strategy.analysis is None:
+            raise ValueError("strategy type canary needs an analysis block")
+        holds = (
+            self.strategy and self.strategy.type is StrategyType.canary and self.strategy.on_failure is OnFailure.hold
+        )
+        if holds and self.approval is None:
+            raise ValueError("a canary with onFailure hold needs an approval block (who is asked when it holds)")
+        if self.traffic_router is not None and self.git.pull_request:
+            # Each step must reach the cluster within minutes, one commit at a time: not through a review.
+            raise ValueError(
+                "a trafficRouter policy commits its steps directly; git mode pull-request is not supported"
+            )
+        return self
 
     @model_validator(mode="after")
     def _propose_needs_approval(self) -> Self:

@@ -25,6 +25,7 @@ import httpx
 
 from rollbackbot import procs
 from rollbackbot.core.incidents import TERMINAL_STATES
+from rollbackbot.demo import canary as demo_canary
 from rollbackbot.demo import propose as demo_propose
 from rollbackbot.demo import pullrequest as demo_pr
 from rollbackbot.demo import readiness as demo_readiness
@@ -185,6 +186,7 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
             )
             proposed = await demo_propose.propose_act(setting)
             pulled = await demo_pr.pull_request_act(setting, github, github_url)
+            proposed = proposed or await demo_canary.canary_act(work)
             if not serve:
                 _say("\nthe incident pages close with the demo; `rollbackbot demo --serve` keeps them up")
             pages = f"incident pages: {base}/ui/incidents (sign in with the API token {WEBHOOK_TOKEN})"

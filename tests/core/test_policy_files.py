@@ -264,7 +264,12 @@ def test_directory_must_exist(tmp_path: Path, kind: str) -> None:
 def test_shipped_policies_load_cleanly() -> None:
     assert check_directory(SHIPPED) == []
     policies = load_policies(SHIPPED)
-    assert [p.name for p in policies] == ["docsum-llm-injection", "support-llm-refusal", "badge-vision-access"]
+    assert [p.name for p in policies] == [
+        "docsum-llm-injection",
+        "support-llm-refusal",
+        "support-llm-injection-canary",
+        "badge-vision-access",
+    ]
     by_name = {p.name: p.spec for p in policies}
     assert by_name["support-llm-refusal"].mode is PolicyMode.propose
     assert by_name["docsum-llm-injection"].forensics.requests_url is not None
@@ -310,6 +315,13 @@ def test_shipped_policies_load_cleanly() -> None:
             "support-llm-de/v*",
         ),
         (
+            {"alertname": "PromptInjectionSpike", "app": "support-llm", "severity": "critical"},
+            "support-llm-injection-canary",
+            ["support-llm"],
+            ["apps/support-llm"],
+            "support-llm/v*",
+        ),
+        (
             {"alertname": "ModelFalseNegativeSpike", "app": "badge-vision"},
             "badge-vision-access",
             ["badge-vision", "badge-vision-features"],
@@ -338,7 +350,8 @@ def test_shipped_policies_select_their_alerts(
     "labels",
     [
         {"alertname": "ModelRefusalRateDrop", "app": "docsum-llm"},
-        {"alertname": "PromptInjectionSpike", "app": "support-llm"},
+        {"alertname": "PromptInjectionSpike", "app": "support-llm-de"},  # the canary policy names one route
+        {"alertname": "PromptInjectionSpike", "app": "badge-vision"},
         {"alertname": "ModelRefusalRateDrop", "app": "support-llm-"},
         {"alertname": "ModelRefusalRateDrop", "app": "my-support-llm"},
         {"alertname": "ModelFalseNegativeSpike", "app": "badge-vision-features"},

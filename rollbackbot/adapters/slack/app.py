@@ -128,15 +128,27 @@ class SlackActions:
             return "unknown_incident"
         policy = next((p for p in self.service.policies if p.name == incident.policy), None)
         approvers = policy.spec.approval.approvers if policy and policy.spec.approval else ()
-        verb = "approve" if action is ActionId.approve_rollback else "reject"
+        verb = _VERBS[action]
         if not await self.approvers.allows(user.id, approvers):
             shown = safe_name(user.name or user.username) or "unknown"
             self.service.record_event(incident.id, f"{verb} refused: Slack user {shown} {user.id} is not an approver")
             who = ", ".join(mention(a) for a in approvers) or "nobody (the policy names no approvers)"
             await self._tell(click, f"You are not allowed to {verb} this rollback; nothing was changed. Ask {who}.")
             return "not_allowed"
+        if action is ActionId.end_shadow:
+            verdict = self.service.end_shadow(incident.id, f"{await self._name(user)} {user.id}")
+            if verdict.acted:
+                return "acted"
+            await self._tell(click, verdict.message[:1].upper() + verdict.message[1:])
+            return "already_decided"
+        if action is ActionId.hold_rollback and incident.state is IncidentState.awaiting_approval:
+            # Holding changes nothing but the record: the weights stay, the incident keeps waiting.
+            self.service.record_event(incident.id, f"hold: {await self._name(user)} {user.id} keeps the weights")
+            return "acted"
         if incident.state is IncidentState.awaiting_approval:  # else spare the name lookup; the store still decides
-            decide = self.service.approve if action is ActionId.approve_rollback else self.service.reject
+            # Complete to 100 % now is an approval of the held canary rollback (rollbackbot.canary.canary_step).
+            approves = action in (ActionId.approve_rollback, ActionId.complete_rollback)
+            decide = self.service.approve if approves else self.service.reject
             verdict = decide(incident.id, f"{await self._name(user)} {user.id}")
             if verdict.acted:
                 return "acted"
@@ -158,6 +170,15 @@ class SlackActions:
             await self.api.post_ephemeral(click.channel.id, click.user.id, text)
         except AdapterError as exc:
             log.warning("ephemeral answer not delivered", extra={"error": str(exc)})
+
+
+_VERBS = {
+    ActionId.approve_rollback: "approve",
+    ActionId.reject_rollback: "reject",
+    ActionId.complete_rollback: "complete",
+    ActionId.hold_rollback: "hold",
+    ActionId.end_shadow: "end the shadow of",
+}
 
 
 def _signed(verifier: SignatureVerifier, body: bytes, headers: Any) -> bool:
@@ -225,7 +246,7 @@ def slack_router(bolt: AsyncApp, chat: SlackChat, actions: SlackActions) -> APIR
         responses={401: {"description": "Slack signature missing, wrong or older than 5 minutes"}, 413: {}},
     )
     async def slack_actions(request: Request) -> Response:
-        """Slack interactivity: Approve / Reject buttons (action_id approve_rollback / reject_rollback)."""
+        """Slack buttons: approve_rollback, reject_rollback; a canary: complete_rollback, hold_rollback, end_shadow."""
         try:
             body = await read_capped(request, MAX_BODY_BYTES)
         except BodyRefused as exc:

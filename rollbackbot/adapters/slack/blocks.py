@@ -20,6 +20,7 @@ from rollbackbot.core.messages import (
     title_of,
     utc,
 )
+from rollbackbot.core.traffic import CANARY_HELD
 
 Block = dict[str, Any]
 
@@ -34,6 +35,9 @@ class ActionId(StrEnum):
 
     approve_rollback = "approve_rollback"
     reject_rollback = "reject_rollback"
+    complete_rollback = "complete_rollback"  # a held canary rollback: all traffic to the safe release now
+    hold_rollback = "hold_rollback"  # a held canary rollback: keep the weights as they are
+    end_shadow = "end_shadow"  # a shadow after a canary rollback: remove the mirror and the sandbox now
 
 
 _ICONS = {
@@ -116,7 +120,11 @@ def message_blocks(message: IncidentMessage) -> list[Block]:
     if message.asks_for_decision:
         if message.approvers:
             blocks.append(_section("Who may decide: " + ", ".join(mention(a) for a in message.approvers)))
-        blocks.append(_actions(message))
+        held = message.reason.startswith(CANARY_HELD)
+        blocks.append(canary_hold_actions(message.incident_id) if held else _actions(message))
+    if message.shadow_until is not None:
+        blocks.append(_section(f"*Shadow*\n{escape(message.shadow)}, until {date(message.shadow_until)}"))
+        blocks.append(shadow_actions(message.incident_id))
     return blocks
 
 
@@ -199,6 +207,25 @@ def _actions(message: IncidentMessage) -> Block:
     }
     reject = _button(ActionId.reject_rollback, "Reject", message.incident_id, "danger")
     return {"type": "actions", "block_id": "decision", "elements": [approve, reject]}
+
+
+def canary_hold_actions(incident_id: str) -> Block:
+    """Buttons for a held canary rollback: all traffic to the safe release now, or keep the weights."""
+    complete = _button(ActionId.complete_rollback, "Complete to 100 % now", incident_id, "primary")
+    hold = _button(ActionId.hold_rollback, "Hold", incident_id, "danger")
+    return {"type": "actions", "block_id": "canary", "elements": [complete, hold]}
+
+
+def shadow_actions(incident_id: str) -> Block:
+    """The button that ends a shadow before its ttl: one commit removes the mirror and the sandbox."""
+    confirm = {
+        "title": {"type": "plain_text", "text": "End the shadow?"},
+        "text": {"type": "plain_text", "text": "This removes the mirror and the sandbox in one commit."},
+        "confirm": {"type": "plain_text", "text": "End shadow"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    end = _button(ActionId.end_shadow, "End shadow now", incident_id, "danger") | {"confirm": confirm}
+    return {"type": "actions", "block_id": "shadow", "elements": [end]}
 
 
 def _button(action: ActionId, label: str, value: str, style: str) -> Block:

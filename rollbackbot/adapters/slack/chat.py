@@ -28,6 +28,7 @@ from rollbackbot.core.messages import (
     incident_message,
     incident_page_url,
     notices_for,
+    step_note,
 )
 from rollbackbot.core.policy import Policy
 from rollbackbot.errors import AdapterError
@@ -82,6 +83,15 @@ class SlackChat:
             return
         async with self._lock(incident.id):
             await self._deliver(incident, notices, channel, policy)
+
+    async def incident_noted(self, incident: Incident, detail: str) -> None:
+        """A canary step or shadow event as a thread reply, as it happens (``step_note`` decides which)."""
+        policy = self.policies.get(incident.policy)
+        note, channel = step_note(incident.id, detail), approval_channel(policy)
+        if note is None or channel is None:
+            return
+        async with self._lock(incident.id):
+            await self._deliver(incident, Notices(reply=note), channel, policy)
 
     async def start(self) -> None:
         """Post the proposals a previous run could not (restart-safe retries)."""
