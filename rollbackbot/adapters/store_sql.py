@@ -1,7 +1,10 @@
-"""The incident store on SQLAlchemy: SQLite by default, PostgreSQL works the same.
+"""The incident store on SQLAlchemy: SQLite by default (one replica), PostgreSQL for several.
 
 Each incident is one row holding its JSON record plus the columns the rules query on; every update
 is a compare-and-set on the previous state, which is what makes approvals and resumes act once.
+The schema is Alembic's (``adapters/store/migrations``), brought up to date at start under a lock.
+Alert de-duplication is the primary key (``INSERT ... ON CONFLICT DO NOTHING``); one incident per app
+rolling back or syncing is a partial unique index, not a read before a write.
 
 Outages (a file locked by another process past the busy timeout, a full disk, a lost PostgreSQL
 connection) surface as ``StoreUnavailable``, which the service waits out with backoff until the
@@ -33,13 +36,20 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
+from rollbackbot.adapters.store import migrate
 from rollbackbot.core.decide import AppHistory, OtherIncident
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Incident, IncidentState
@@ -70,8 +80,9 @@ incidents = Table(
     # unfinished() (resume at start, and the overdue gauge at every scrape) reads non-terminal rows only.
     Index("ix_incidents_state_created", "state", "created_at"),
 )
-# Added after the first release: created explicitly, since create_all skips tables that exist.
-_LATER_INDEXES = (Index("ix_incidents_created_id", incidents.c.created_at, incidents.c.id),)
+Index("ix_incidents_created_id", incidents.c.created_at, incidents.c.id)
+_ACTING = text("state IN ('rolling_back', 'syncing')")  # kept equal to migration 0002
+Index("ux_incidents_one_acting_per_app", incidents.c.app, unique=True, sqlite_where=_ACTING, postgresql_where=_ACTING)
 
 _ROLLBACK_STATES = (IncidentState.rolling_back, IncidentState.syncing, IncidentState.rolled_back)
 
@@ -118,7 +129,6 @@ _MARK_RESOLVED = (
     .values(resolved_at=bindparam("at"))
 )
 _TOUCH_NOTHING = update(incidents).where(_c.id == "").values(state=_c.state)  # takes the write lock only
-_EXISTING = select(_c.id).where(_c.id.in_(bindparam("ids", expanding=True)))
 _SAVE = (
     update(incidents)
     .where(_c.id == bindparam("match_id"), _c.state == bindparam("expected"))
@@ -184,12 +194,12 @@ class SqlIncidentStore:
     """IncidentStore over a SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = _make_engine(url)
+        self.engine: Engine = make_engine(url)
         try:
-            metadata.create_all(self.engine)
+            migrate.upgrade(self.engine)
         except DatabaseError as exc:
             raise ConfigError(_unusable_database(url, exc)) from None
-        _add_missing_indexes(self.engine)
+        self._insert_new = _insert_ignoring_duplicates(self.engine.dialect.name)
 
     def create(self, incident: Incident) -> bool:
         return incident.id in self.create_many([incident])
@@ -202,14 +212,11 @@ class SqlIncidentStore:
         unique = list({i.id: i for i in new}.values())
         try:
             with self.engine.begin() as conn:
-                existing = set(conn.execute(_EXISTING, {"ids": [i.id for i in unique]}).scalars())
-                fresh = [i for i in unique if i.id not in existing]
-                if fresh:
-                    conn.execute(_INSERT, [_insert_values(i) for i in fresh])
-            return {i.id for i in fresh}
+                # The database decides which replica's insert wins; the others' rows are skipped, not errors.
+                rows = conn.execute(self._insert_new, [_insert_values(i) for i in unique])
+                return {row[0] for row in rows}
         except IntegrityError:
-            # Another replica inserted one of them between our check and our insert: go one by one.
-            return {i.id for i in unique if self._create_one(i)}
+            return {i.id for i in unique if self._create_one(i)}  # another unique index (one acting per app)
         except (OperationalError, InterfaceError):
             raise  # StoreUnavailable, by _store_call
         except SQLAlchemyError as exc:
@@ -238,8 +245,12 @@ class SqlIncidentStore:
     @_store_call
     def save(self, incident: Incident, expected_state: IncidentState) -> None:
         params = _row_values(incident) | {"match_id": incident.id, "expected": expected_state.value}
-        with self.engine.begin() as conn:
-            result = conn.execute(_SAVE, params)
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(_SAVE, params)
+        except IntegrityError:
+            # ux_incidents_one_acting_per_app: another incident of this app is rolling back or syncing.
+            raise StaleIncident(f"another incident of {incident.app} is already acting on it") from None
         if result.rowcount != 1:
             raise StaleIncident(f"{incident.id} is no longer {expected_state.value}")
 
@@ -352,14 +363,13 @@ class SqlIncidentStore:
             return int(conn.execute(stmt).scalar_one())
 
 
-def _add_missing_indexes(engine: Engine) -> None:
-    """create_all adds no index to a table an older version made; a replica may add one at the same time."""
-    for index in incidents.indexes:
-        try:
-            index.create(engine, checkfirst=True)
-        except SQLAlchemyError:
-            if index.name not in {i["name"] for i in inspect(engine).get_indexes(incidents.name)}:
-                raise
+def _insert_ignoring_duplicates(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id``: only the rows this call inserted come back."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if dialect == "postgresql":
+        return postgresql.insert(incidents).on_conflict_do_nothing(index_elements=["id"]).returning(incidents.c.id)
+    return sqlite.insert(incidents).on_conflict_do_nothing(index_elements=["id"]).returning(incidents.c.id)
 
 
 def _other(mine: Incident, row: Any) -> OtherIncident:
@@ -403,10 +413,20 @@ def _unusable_database(url: str, exc: DatabaseError) -> str:
     return f"incident store {redact(url)} is not usable ({_outage_cause(exc)}): check ROLLBACKBOT_DATABASE_URL"
 
 
-def _make_engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``: SQLite's parent directory made, WAL and busy timeout set; pre-ping."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+    try:
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:  # postgresql+psycopg without the driver installed
+        raise ConfigError(
+            f"incident store {redact(url)} needs the Python package {exc.name}: pip install 'rollbackbot[postgresql]'"
+        ) from None
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(
+            f"ROLLBACKBOT_DATABASE_URL is not a database URL: {redact(url)} ({redact(str(exc))})"
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

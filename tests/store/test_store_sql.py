@@ -1,4 +1,4 @@
-"""The SQL incident store on a real SQLite file."""
+"""The SQL incident store, on a real SQLite file and on a real PostgreSQL 15 server (``db_url`` is parametrised)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ def _incident(app: str = "docsum-llm", fp: str = "a509e5702057cd45", at: datetim
     return new_incident(app=app, policy="p", mode="auto", alert=alert, target={}, now=at)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/state.db"
+pytestmark = pytest.mark.network  # the PostgreSQL half talks to a server on 127.0.0.1
 
 
 def test_create_is_idempotent(db_url: str) -> None:
@@ -140,6 +138,8 @@ def test_resolution_survives_a_concurrent_step(db_url: str) -> None:
 
 def test_unfinished_reads_only_non_terminal_rows_through_an_index(db_url: str) -> None:
     """Resume and the overdue gauge (every scrape) never scan the finished incidents."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("reads SQLite's query plan")
     from sqlalchemy import text
 
     store = SqlIncidentStore(db_url)
@@ -161,9 +161,11 @@ def test_an_existing_database_gets_the_new_index(tmp_path: Path) -> None:
     store = SqlIncidentStore(f"sqlite:///{path}")
     store.create(_incident())
     store.engine.dispose()
-    with sqlite3.connect(path) as conn:  # as a database made before the index existed
+    with sqlite3.connect(path) as conn:  # as a database made before the index (and migrations) existed
         conn.execute("DROP INDEX ix_incidents_state_created")
+        conn.execute("DROP INDEX ux_incidents_one_acting_per_app")
+        conn.execute("DROP TABLE alembic_version")
     SqlIncidentStore(f"sqlite:///{path}").engine.dispose()
     with sqlite3.connect(path) as conn:
-        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "ix_incidents_state_created" in names
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('index', 'table')")}
+    assert {"ix_incidents_state_created", "ux_incidents_one_acting_per_app", "alembic_version"} <= names

@@ -1,0 +1,107 @@
+"""Several replicas on one database: the database, not a read before a write, decides who wins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import create_engine
+
+from rollbackbot.adapters.store import migrate
+from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
+from rollbackbot.errors import StoreUnavailable
+from rollbackbot.ports import StaleIncident
+from rollbackbot.testing.postgres import postgres_cluster
+
+pytestmark = pytest.mark.network
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+S = IncidentState
+T = TypeVar("T")
+ROLLBACKBOT = str(Path(sys.executable).with_name("rollbackbot"))
+
+
+def _incident(n: int, app: str = "docsum-llm") -> Incident:
+    alert = AlertRef("PromptInjectionSpike", f"fp{n:04d}", NOW - timedelta(minutes=1), {"app": app})
+    return new_incident(app=app, policy="p", mode="auto", alert=alert, target={}, now=NOW + timedelta(seconds=n))
+
+
+def _at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """Run every call in its own thread, released together."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], T]) -> T:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_the_same_alerts_from_every_replica_are_inserted_once(db_url: str) -> None:
+    replicas = [SqlIncidentStore(db_url) for _ in range(3)]
+    alerts = [_incident(n) for n in range(40)]
+    won = _at_once([lambda store=store: store.create_many(alerts) for store in replicas])
+    assert sum(len(ids) for ids in won) == 40  # each incident inserted by exactly one replica
+    assert set().union(*won) == {i.id for i in alerts}
+    assert len(replicas[0].recent(100)) == 40
+
+
+def test_one_incident_per_app_acts_at_a_time(db_url: str) -> None:
+    """Two incidents of one app decided at the same moment on two replicas: the second save is refused."""
+    store, other = SqlIncidentStore(db_url), SqlIncidentStore(db_url)
+    first, second = _incident(1), _incident(2)
+    store.create_many([first, second])
+    store.save(first.with_state(S.rolling_back, NOW, "go"), S.received)
+    with pytest.raises(StaleIncident, match="already acting"):
+        other.save(second.with_state(S.rolling_back, NOW, "go"), S.received)
+    stored = store.get(second.id)
+    assert stored is not None and stored.state is S.received
+    other.save(second.with_state(S.suppressed, NOW, "duplicate"), S.received)  # what the re-read decides
+    # Another app is not held back, and once the first one finished the app can act again.
+    third = _incident(3, app="badge-vision")
+    store.create(third)
+    store.save(third.with_state(S.rolling_back, NOW), S.received)
+    syncing = first.with_state(S.rolling_back, NOW).with_state(S.syncing, NOW)
+    store.save(syncing, S.rolling_back)
+    store.save(syncing.with_state(S.rolled_back, NOW), S.syncing)
+    fourth = _incident(4)
+    store.create(fourth)
+    store.save(fourth.with_state(S.rolling_back, NOW), S.received)
+
+
+def test_replicas_starting_together_migrate_once(db_url: str) -> None:
+    """Four processes run ``rollbackbot db upgrade`` on one empty database at once: all succeed."""
+    env = os.environ | {"ROLLBACKBOT_DATABASE_URL": db_url}
+    procs = [
+        subprocess.Popen([ROLLBACKBOT, "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(timeout=60)[0].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
+    engine = create_engine(db_url)
+    try:
+        assert migrate.current(engine) == migrate.head()
+    finally:
+        engine.dispose()
+    SqlIncidentStore(db_url).create(_incident(1))  # and the schema is the one the store uses
+
+
+def test_a_postgresql_restart_is_an_outage_the_store_recovers_from(tmp_path: Path) -> None:
+    with postgres_cluster() as cluster:
+        store = SqlIncidentStore(cluster.create_database("restart"))
+        store.create(_incident(1))
+        cluster.stop("immediate")
+        with pytest.raises(StoreUnavailable):
+            store.get(_incident(1).id)
+        cluster.start()
+        assert store.create(_incident(2)) is True  # pre-ping replaces the dead connections
+        assert {i.id for i in store.recent()} == {_incident(1).id, _incident(2).id}
