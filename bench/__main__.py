@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest import CLIENTS, PACED_RATE, IngestResult, run_ingest, run_paced
-from bench.reaction import REACTION_APPS, WARMUP_APP, ReactionResult, floor_clone, run_reaction
+from bench.reaction import REACTION_APPS, WARMUP_APP, ReactionResult, floor_clone, run_reaction, service_steps
 from bench.repo import APPS, CACHE_VERSION, RELEASES, SyntheticRepo, counts, ensure_repo, fresh_copy
 from bench.report import RESULTS, Check, machine, summary, table, write_results
 from bench.stack import BenchError, RssSampler, Stack, rss_kib, start_stack
 
-REACTION_P50_MS = 300.0
-FLOOR_RATIO = 1.5
+REACTION_P50_MS = 150.0
+REACTION_P95_MS = 250.0
+FLOOR_RATIO = 0.5
 INGEST_RATE = 2000.0
 INGEST_P99_MS = 50.0
 PEAK_RSS_MB = 150.0
@@ -49,6 +50,9 @@ class Measured:
         floor = summary([f.total for f in self.reaction.floor])["p50"]
         return [
             Check("reaction p50 (alert sent -> commit pushed)", service, "ms", REACTION_P50_MS),
+            Check(
+                "reaction p95", summary([r.send_to_pushed for r in self.reaction.service])["p95"], "ms", REACTION_P95_MS
+            ),
             Check("reaction p50 / floor p50", round(service / floor, 2), "x", FLOOR_RATIO),
             Check("ingest throughput", round(self.ingest.throughput), "alerts/s", INGEST_RATE, higher_is_better=True),
             Check("ingest webhook answer p99", summary(self.ingest.latencies_ms)["p99"], "ms", INGEST_P99_MS),
@@ -62,11 +66,17 @@ class Measured:
             return f"{summary(values)['p50']:.0f} ms"
 
         floor = summary([f.total for f in self.reaction.floor])
+        git_steps = [(f"    git {name} p50", p50(values)) for name, values in self.service_git_steps().items()]
+        floor_steps = [
+            (f"    floor {name} p50", p50([f.steps[name] for f in self.reaction.floor])) for name in self.floor_names()
+        ]
         return [
-            ("reaction p95", f"{summary([r.send_to_pushed for r in runs])['p95']:.0f} ms"),
             ("floor p50 / p95 (bench/floor.sh)", f"{floor['p50']:.0f} / {floor['p95']:.0f} ms"),
+            *floor_steps,
+            ("  webhook answered p50", p50([r.answer for r in runs])),
             ("  received -> rolling_back p50", p50([r.to_rolling_back for r in runs])),
             ("  rolling_back -> pushed p50", p50([r.commit_push for r in runs])),
+            *git_steps,
             ("  pushed -> Synced+Healthy p50", p50([r.pushed_to_healthy for r in runs])),
             ("ingest webhook answer p50", f"{summary(ingest.latencies_ms)['p50']:.1f} ms"),
             ("ingest incidents / distinct alerts", f"{ingest.incidents} / {ingest.distinct}"),
@@ -76,6 +86,14 @@ class Measured:
                 f"{summary(self.paced_ms)['p50']:.1f} / {summary(self.paced_ms)['p99']:.1f} ms",
             ),
         ]
+
+    def floor_names(self) -> list[str]:
+        return list(self.reaction.floor[0].steps) if self.reaction.floor else []
+
+    def service_git_steps(self) -> dict[str, list[float]]:
+        """Step name -> per-incident milliseconds, from the git adapter's log lines (0 when a step did not run)."""
+        names = list(dict.fromkeys(name for r in self.reaction.service for name in r.git_steps))
+        return {name: [r.git_steps.get(name, 0.0) for r in self.reaction.service] for name in names}
 
     def data(self) -> dict[str, Any]:
         reaction, ingest = self.reaction, self.ingest
@@ -101,6 +119,7 @@ class Measured:
                 "webhook_answer_ms": summary([r.answer for r in reaction.service]),
                 "floor_ms": summary([f.total for f in reaction.floor]),
                 "floor_steps_ms": steps,
+                "service_git_steps_ms": {name: summary(v) for name, v in self.service_git_steps().items()},
                 "runs": [{"service": asdict(s), "floor": asdict(f)} for s, f in reaction.pairs],
                 "runs_note": "runs[0] is the warm-up (another app), not counted in the figures above",
             },
@@ -151,6 +170,9 @@ def _measure(repo: SyntheticRepo, work: Path) -> Measured:
             return reaction, ingest, await run_paced(running.url)
 
         reaction, ingest, paced = asyncio.run(both())
+        steps = service_steps(running.log)
+        for measured_run, _ in reaction.pairs:
+            measured_run.git_steps = steps.get(measured_run.incident, {})
         memory = rss_kib(running.pid) | {f"VmRSS_peak_{phase}": kib for phase, kib in rss.peaks.items()}
     _verify(ingest)
     return Measured(repo, running, reaction, ingest, paced, memory)

@@ -8,6 +8,7 @@ script does the same rollback of the same app on its own copy of the repository.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import subprocess
@@ -43,6 +44,7 @@ class ServiceRun:
     commit_push: float  # rolling_back -> syncing (fetch, commit, push)
     pushed_to_healthy: float  # syncing -> rolled_back (Argo CD sync, informational)
     events: list[tuple[float, str, str]] = field(default_factory=list)  # ms after `received`, state, detail
+    git_steps: dict[str, float] = field(default_factory=dict)  # the git adapter's own per-step timings (ms)
 
 
 @dataclass
@@ -125,6 +127,22 @@ async def service_incident(client: httpx.AsyncClient, app: str) -> ServiceRun:
     )
 
 
+def service_steps(log: Path) -> dict[str, dict[str, float]]:
+    """Incident id -> the git adapter's per-step timings (ms), from its "rollback planned" and
+    "rollback commit pushed" log lines (``timings_ms``) in the service's JSON log."""
+    steps: dict[str, dict[str, float]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("{") or '"timings_ms"' not in line:
+            continue
+        record = json.loads(line)
+        incident, timings = record.get("incident_id"), record["timings_ms"]
+        if isinstance(timings, str):  # the JSON formatter writes extra fields it cannot encode as their str()
+            timings = ast.literal_eval(timings)
+        if incident:
+            steps.setdefault(incident, {}).update(timings)
+    return steps
+
+
 def floor_clone(remote: Path, dest: Path) -> Path:
     """The floor's own bare clone of ``remote`` (like the service's, made before timing starts)."""
     run_git(["clone", "--bare", "--quiet", remote.resolve().as_uri(), str(dest)], dest.parent)
@@ -176,7 +194,8 @@ async def run_reaction(url: str, remotes: tuple[Path, Path], floor_git_dir: Path
     being a rollback commit, which would turn the next auto rollback into a proposal.
     """
     runs: list[tuple[ServiceRun, FloorRun]] = []
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+    auth = {"Authorization": HEADERS["Authorization"]}  # the incident API wants the token too
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, headers=auth) as client:
         for number, app in enumerate([WARMUP_APP, *REACTION_APPS]):
             for remote in remotes:
                 platform_commit(remote, number)

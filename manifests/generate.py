@@ -41,7 +41,8 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 configMapGenerator:
   # Mounted at /etc/rollbackbot/policies (ROLLBACKBOT_POLICIES). The name gets a content hash, so a
-  # policy change rolls the pod: policies are loaded at start-up.
+  # policy change rolls the pods; a ConfigMap updated in place is reloaded live (SIGHUP or the
+  # ConfigMap symlink swap; a broken set is refused whole and the old one stays, docs/operations.md).
   - name: rollbackbot-policies
     files:
 {files}"""

@@ -12,10 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +28,7 @@ from rollbackbot import __version__
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incident_json import incident_to_api
 from rollbackbot.core.incidents import IncidentState
+from rollbackbot.cursors import InvalidCursor, decode_cursor, encode_cursor
 from rollbackbot.dependencies import DEPENDENCIES, DependencyBoard
 from rollbackbot.errors import StoreUnavailable
 from rollbackbot.http_body import BodyRefused, read_capped
@@ -76,23 +74,12 @@ def _authorized(header: str | None, token: SecretStr) -> bool:
     return hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.get_secret_value().encode())
 
 
-def encode_cursor(after: tuple[datetime, str]) -> str:
-    """The opaque ``cursor`` of the page after (created, id)."""
-    raw = json.dumps([after[0].isoformat(), after[1]], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _after(cursor: str | None) -> tuple[datetime, str] | None:
     """(created, id) from a ``cursor``; HTTP 400 when it is not one of ours."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, last_id = json.loads(raw)
-        when = datetime.fromisoformat(created)
-        if not isinstance(last_id, str) or when.tzinfo is None:
-            raise ValueError("not a cursor")
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        return decode_cursor(cursor) if cursor else None
+    except InvalidCursor:
         raise HTTPException(400, "invalid cursor") from None
-    return when, last_id
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -214,7 +201,7 @@ def create_app(
         since: datetime | None = None,
     ) -> dict[str, Any]:
         """Incidents newest first, ``limit`` per page; pass ``next_cursor`` back as ``cursor`` for the next."""
-        after = decode_cursor(cursor) if cursor else None
+        after = _after(cursor)
         page = service.store.page(limit, after, app=app, state=state.value if state else None, since=_utc(since))
         return {
             "incidents": [incident_to_api(i) for i in page.incidents],

@@ -39,7 +39,7 @@ WEBHOOK_REQUESTS = Counter(
 )
 ALERTS_RECEIVED = Counter(
     "rollbackbot_alerts_total",
-    "Alerts received by what became of them (new, duplicate, unmatched, resolved)",
+    "Alerts received by what became of them (new, duplicate, unmatched, resolved, unknown_app)",
     ["result"],
     registry=REGISTRY,
 )

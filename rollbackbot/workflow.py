@@ -8,7 +8,7 @@ approved → rolling_back → syncing → rolled_back (→ verification window) 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.decide import (
@@ -23,12 +23,14 @@ from rollbackbot.core.decide import (
 )
 from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.model import plan_from_dict, target_from_dict
+from rollbackbot.core.neighbours import NEIGHBOUR_POLL_SECONDS, Neighbour, acting_neighbour, waiting_reason
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.ports import IncidentStore, StaleIncident
 from rollbackbot.steps import Steps
 
 S = IncidentState
+_ACTING = frozenset({S.approved, S.rolling_back, S.syncing})  # about to move, or moving, the deploy branch
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 60
 
 
@@ -109,6 +111,8 @@ class Workflow:
                 self._attach(history.last_rollback_incident, incident)
             return incident.with_state(S.suppressed, now, decision.reason)
         if not incident.plan:
+            if (waiting := self._wait_for_neighbour(incident)) is not None:
+                return waiting
             return await self.steps.plan(incident, target_from_dict(incident.target))
         decision = decide_with_plan(decision, plan_from_dict(incident.plan))
         if decision.action is Action.suppress:
@@ -124,6 +128,22 @@ class Workflow:
             proposed = incident.with_state(S.awaiting_approval, now, summary)
             return proposed.with_not_before(datetime.fromtimestamp(deadline, now.tzinfo))
         return incident.with_state(S.rolling_back, now, summary)
+
+    def _wait_for_neighbour(self, incident: Incident) -> Incident | None:
+        """Defer planning while another app's incident rolls back paths this one shares (core/neighbours.py)."""
+        others = (
+            Neighbour(other.id, other.app, tuple(other.target.get("paths", ())), other.state in _ACTING)
+            for other in self.store.unfinished()
+            if other.id != incident.id
+        )
+        found = acting_neighbour(incident.app, target_from_dict(incident.target).paths, others)
+        if found is None:
+            return None
+        now, reason = self.clock.now(), waiting_reason(*found)
+        waiting = incident.with_not_before(now + timedelta(seconds=NEIGHBOUR_POLL_SECONDS))
+        if incident.events and incident.events[-1].detail == reason:
+            return waiting  # still waiting for the same neighbour: one event says so, not one per look
+        return waiting.with_event(now, reason)
 
     def _approval_deadline(self, incident: Incident, policy: Policy) -> Incident:
         now = self.clock.now()

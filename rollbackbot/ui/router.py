@@ -24,7 +24,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from rollbackbot.core.incidents import Incident, IncidentState
-from rollbackbot.ports import IncidentStore
+from rollbackbot.cursors import InvalidCursor, decode_cursor, encode_cursor
+from rollbackbot.ports import IncidentPage, IncidentStore
 from rollbackbot.ui import chart, sources, views
 from rollbackbot.ui.auth import COOKIE_NAME, LoginThrottle, ProxyTrust, SessionSigner
 
@@ -32,7 +33,7 @@ log = logging.getLogger("rollbackbot.ui")
 
 PREFIX = "/ui"
 MAX_FORM_BYTES = 4096
-LIST_SCAN = 1000  # incidents the list page filters over
+LIST_SCAN = 1000  # at most this many incidents are read for one list page (the policy filter)
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 CHART_INCIDENTS = 20
@@ -194,7 +195,12 @@ def ui_router(config: UiConfig) -> APIRouter:
         if user is None:
             return to_login(request)
         limit = max(1, min(limit, MAX_PAGE))
-        everything = config.store.recent(LIST_SCAN)
+        try:
+            after = decode_cursor(cursor) if cursor else None
+        except InvalidCursor:
+            return render(
+                "missing.html", 400, user=user, message="That link to a page of incidents is not valid (cursor)."
+            )
         window = SINCE_CHOICES.get(since)
         chosen = views.ListFilter(
             app=app,
@@ -202,21 +208,28 @@ def ui_router(config: UiConfig) -> APIRouter:
             policy=policy,
             since=config.now() - window if window else None,
         )
-        matching = [i for i in everything if chosen.matches(i)]
-        page, next_cursor = views.page_after(matching, cursor, limit)
+
+        def fetch(count: int, start: tuple[datetime, str] | None) -> IncidentPage:
+            return config.store.page(
+                count, start, app=chosen.app or None, state=chosen.state or None, since=chosen.since
+            )
+
+        page, next_after = views.filtered_page(fetch, chosen, after, limit, LIST_SCAN)
+        next_cursor = encode_cursor(next_after) if next_after else None
+        recent = config.store.recent(CHART_INCIDENTS)
         query = {"app": app, "state": chosen.state, "policy": policy, "since": since if window else "", "limit": limit}
         return render(
             "list.html",
             user=user,
             incidents=[_row(i) for i in page],
             filters=query,
-            apps=views.distinct(i.app for i in everything),
-            policies=views.distinct(i.policy for i in everything),
+            apps=views.distinct([*(i.app for i in (*recent, *page)), app]),
+            policies=views.distinct([*(i.policy for i in (*recent, *page)), policy]),
             states=[s.value for s in IncidentState],
             since_choices=list(SINCE_CHOICES),
             next_cursor=next_cursor,
             next_query={**query, "cursor": next_cursor},
-            chart=chart.reaction_chart([views.milestones(i) for i in everything[:CHART_INCIDENTS]]),
+            chart=chart.reaction_chart([views.milestones(i) for i in recent]),
         )
 
     @router.get("/incidents/{incident_id}")

@@ -6,13 +6,14 @@ Every text that reaches a template comes from here or from ``sources``; the temp
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.messages import decision_line, decision_of
+from rollbackbot.ports import IncidentPage
 
 S = IncidentState
 # Characters that reorder or hide text (bidi overrides and isolates, zero-width marks) and C0/C1 controls.
@@ -308,34 +309,47 @@ def verification(incident: Incident) -> str:
 
 @dataclass(frozen=True)
 class ListFilter:
-    """The list page's filters; empty fields match everything."""
+    """The list page's filters; empty fields match everything. The store filters app, state and
+    since (like ``GET /api/incidents``); the policy is checked on the incidents it returns."""
 
     app: str = ""
     state: str = ""
     policy: str = ""
     since: datetime | None = None
-    until: datetime | None = None
 
-    def matches(self, incident: Incident) -> bool:
-        """Whether ``incident`` passes every filter that is set."""
-        return (
-            (not self.app or incident.app == self.app)
-            and (not self.state or incident.state.value == self.state)
-            and (not self.policy or incident.policy == self.policy)
-            and (self.since is None or incident.created_at >= self.since)
-            and (self.until is None or incident.created_at < self.until)
-        )
+    def keeps(self, incident: Incident) -> bool:
+        """Whether ``incident`` passes the filter the store cannot apply (the policy)."""
+        return not self.policy or incident.policy == self.policy
 
 
-def page_after(incidents: Sequence[Incident], cursor: str, limit: int) -> tuple[list[Incident], str | None]:
-    """``limit`` incidents after the one whose id is ``cursor`` (newest first), and the next cursor."""
-    start = 0
-    if cursor:
-        ids = [i.id for i in incidents]
-        start = ids.index(cursor) + 1 if cursor in ids else len(incidents)
-    chunk = list(incidents[start : start + limit])
-    more = start + limit < len(incidents)
-    return chunk, (chunk[-1].id if chunk and more else None)
+FetchPage = Callable[[int, "tuple[datetime, str] | None"], IncidentPage]
+
+
+def filtered_page(
+    fetch: FetchPage, chosen: ListFilter, after: tuple[datetime, str] | None, limit: int, scan: int
+) -> tuple[list[Incident], tuple[datetime, str] | None]:
+    """Up to ``limit`` incidents after ``after`` that ``chosen`` keeps, and where the next page starts.
+
+    Keyset pages from the store, newest first, as the API pages; at most ``scan`` incidents are read
+    for one page, so a rare policy cannot make one request read the whole table (the next page then
+    starts where the scan stopped, possibly with fewer rows on this one).
+    """
+    found: list[Incident] = []
+    read = 0
+    while read < scan:
+        page = fetch(min(max(limit, 50), scan - read), after)
+        read += len(page.incidents)
+        for incident in page.incidents:
+            after = (incident.created_at, incident.id)
+            if chosen.keeps(incident):
+                found.append(incident)
+                if len(found) == limit:
+                    more = incident is not page.incidents[-1] or page.next_after is not None
+                    return found, (after if more else None)
+        if page.next_after is None:
+            return found, None
+        after = page.next_after
+    return found, after
 
 
 def distinct(values: Iterable[str]) -> list[str]:

@@ -201,10 +201,12 @@ class GatedArgo(FakeArgo):
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_synced_healthy(self, app: str, project: str, revision: str, timeout: float) -> AppHealth:
+    async def wait_synced_healthy(
+        self, app: str, project: str, revision: str, timeout: float, lineage: object = None
+    ) -> AppHealth:
         self.entered.set()
         await self.release.wait()
-        return await super().wait_synced_healthy(app, project, revision, timeout)
+        return await super().wait_synced_healthy(app, project, revision, timeout, lineage)
 
 
 async def _until_terminal(service: Service, incident_id: str) -> Incident:

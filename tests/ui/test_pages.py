@@ -167,6 +167,25 @@ def test_list_filters_and_pagination(world: UiWorld) -> None:
     assert len(rest) == 2 and not set(rest) & set(ids("limit=4"))
 
 
+def test_the_list_pages_through_the_store_so_every_incident_is_reachable(world: UiWorld) -> None:
+    """Keyset pages like the API: an incident older than a thousand newer ones is still listed."""
+    for n in range(1001):
+        newer = replace(
+            hostile_incident(f"inc-newer{n:011d}"),
+            app="support-llm",
+            policy="support-llm-refusal",
+            created_at=T0 + timedelta(seconds=n + 1),
+        )
+        world.store.create(newer)
+    login(world.client)
+    listed = world.client.get("/ui/incidents?app=fraud-llm").text
+    assert re.findall(r'href="/ui/incidents/(inc-[0-9a-z]+)"', listed) == ["inc-0123456789abcdef"]
+    by_policy = world.client.get("/ui/incidents?policy=support-llm-refusal&limit=200").text
+    assert len(re.findall(r'href="/ui/incidents/(inc-[0-9a-z]+)"', by_policy)) == 200
+    assert 'rel="next"' in by_policy
+    assert world.client.get("/ui/incidents?cursor=not-a-cursor").status_code == 400
+
+
 def test_a_trusted_proxy_user_header_signs_in_only_from_its_range(world: UiWorld) -> None:
     trusted = ProxyTrust(parse_ranges("10.0.0.0/8, 2001:db8::/32"))
     assert trusted.user_of("10.1.2.3", {"x-forwarded-user": "dana@example.com"}) == "dana@example.com"

@@ -10,6 +10,7 @@ repository object clones again, and the call is made once more.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -34,7 +35,27 @@ def clone_missing(workdir: Path) -> str | None:
     for name in ("HEAD", "config", "objects", "refs"):
         if not (workdir / name).exists():
             return f"{workdir / name} is missing"
+    if _has_refs(workdir) and not _has_objects(workdir / "objects"):
+        # A fetch into such a clone may quietly download everything again, hiding the damage.
+        return f"{workdir / 'objects'} holds no objects but refs point into it"
     return None
+
+
+def _has_refs(workdir: Path) -> bool:
+    packed = workdir / "packed-refs"
+    if packed.is_file() and packed.stat().st_size > 0:
+        return True
+    remotes = workdir / "refs" / "remotes"
+    return remotes.is_dir() and any(path.is_file() for path in remotes.rglob("*"))
+
+
+def _has_objects(objects: Path) -> bool:
+    try:
+        loose = any(len(entry.name) == 2 for entry in os.scandir(objects))
+        packs = (objects / "pack").is_dir() and any(p.endswith(".pack") for p in os.listdir(objects / "pack"))
+    except OSError:
+        return False
+    return loose or packs
 
 
 def clone_damaged(workdir: Path) -> str | None:
