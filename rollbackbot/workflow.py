@@ -26,7 +26,7 @@ from rollbackbot.core.model import plan_from_dict, target_from_dict
 from rollbackbot.core.neighbours import NEIGHBOUR_POLL_SECONDS, Neighbour, acting_neighbour, waiting_reason
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.failpoints import checkpoint
-from rollbackbot.ports import IncidentStore, StaleIncident
+from rollbackbot.ports import IncidentStore
 from rollbackbot.steps import Steps
 
 S = IncidentState
@@ -174,16 +174,8 @@ class Workflow:
 
 
 def append_event(store: IncidentStore, incident_id: str, at: datetime, detail: str) -> None:
-    """Add an event without changing state, retrying when a concurrent step saved first."""
-    for _ in range(5):
-        incident = store.get(incident_id)
-        if incident is None:
-            return
-        try:
-            store.save(incident.with_event(at, detail), incident.state)
-            return
-        except StaleIncident:
-            continue
+    """Add an event without changing state: insert only, so it never races (or is lost to) a step's save."""
+    store.append_event(incident_id, at, detail)
 
 
 def _from_tag(incident: Incident) -> str:

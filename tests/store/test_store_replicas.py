@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from rollbackbot.adapters.store import migrate
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
 from rollbackbot.errors import StoreUnavailable
-from rollbackbot.ports import StaleIncident
+from rollbackbot.ports import LeaseLost, StaleIncident
 from rollbackbot.testing.postgres import postgres_cluster
 
 pytestmark = pytest.mark.network
@@ -70,8 +71,11 @@ def test_one_incident_per_app_acts_at_a_time(db_url: str) -> None:
     third = _incident(3, app="badge-vision")
     store.create(third)
     store.save(third.with_state(S.rolling_back, NOW), S.received)
-    syncing = first.with_state(S.rolling_back, NOW).with_state(S.syncing, NOW)
-    store.save(syncing, S.rolling_back)
+    acting = store.get(first.id)
+    assert acting is not None
+    store.save(acting.with_state(S.syncing, NOW), S.rolling_back)
+    syncing = store.get(first.id)
+    assert syncing is not None
     store.save(syncing.with_state(S.rolled_back, NOW), S.syncing)
     fourth = _incident(4)
     store.create(fourth)
@@ -105,3 +109,55 @@ def test_a_postgresql_restart_is_an_outage_the_store_recovers_from(tmp_path: Pat
         cluster.start()
         assert store.create(_incident(2)) is True  # pre-ping replaces the dead connections
         assert {i.id for i in store.recent()} == {_incident(1).id, _incident(2).id}
+
+
+def test_replicas_claiming_together_take_each_incident_once(db_url: str) -> None:
+    """Three replicas claim the same 40 incidents at the same moment: every one taken by exactly one."""
+    replicas = [SqlIncidentStore(db_url) for _ in range(3)]
+    work = [_incident(n, app=f"app-{n}") for n in range(40)]
+    replicas[0].create_many(work)
+    ids = [i.id for i in work]
+    taken = _at_once([lambda s=store, n=n: s.claim(ids, f"replica-{n}", 30) for n, store in enumerate(replicas)])
+    claimed = [lease.incident_id for leases in taken for lease in leases]
+    assert sorted(claimed) == sorted(ids)
+    assert all(lease.fence == 1 and lease.previous_owner is None for leases in taken for lease in leases)
+    assert replicas[0].claim(ids, "replica-late", 30) == []  # every lease is live
+    assert set(replicas[0].owners()) == set(ids)
+
+
+def test_a_replica_whose_lease_expired_cannot_write(db_url: str) -> None:
+    """A paused replica wakes after its lease ran out and another took over: its write is refused."""
+    paused, other = SqlIncidentStore(db_url), SqlIncidentStore(db_url)
+    inc = _incident(1)
+    paused.create(inc)
+    [old] = paused.claim([inc.id], "paused", 0.3)
+    read = paused.get(inc.id)
+    assert read is not None
+    assert other.claim([inc.id], "other", 30) == []  # still held
+    time.sleep(0.5)  # the database's clock passes the expiry
+    assert other.expired_leases() == [inc.id]
+    [new] = other.claim([inc.id], "other", 30)
+    assert (new.fence, new.previous_owner) == (old.fence + 1, "paused")  # a takeover
+    with pytest.raises(LeaseLost):
+        paused.save(read.with_event(NOW, "late plan"), S.received, old)
+    assert paused.renew("paused", [inc.id], 30) == set()  # the heartbeat learns it too
+    other.save(read.with_event(NOW, "plan"), S.received, new)
+    paused.release(old)  # releasing a lost lease changes nothing
+    assert other.owners() == {inc.id: "other"}
+    assert other.renew("other", [inc.id], 30) == {inc.id}
+    other.release(new)
+    assert other.owners() == {}
+    [again] = paused.claim([inc.id], "paused", 30)
+    assert again.fence == new.fence + 1 and again.previous_owner is None
+
+
+def test_an_expired_lease_refuses_the_write_even_before_a_takeover(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    inc = _incident(1)
+    store.create(inc)
+    [lease] = store.claim([inc.id], "slow", 0.2)
+    read = store.get(inc.id)
+    assert read is not None
+    time.sleep(0.4)
+    with pytest.raises(LeaseLost):
+        store.save(read.with_event(NOW, "too late"), S.received, lease)

@@ -43,14 +43,49 @@ def test_save_is_compare_and_set(db_url: str) -> None:
     store = SqlIncidentStore(db_url)
     inc = _incident()
     store.create(inc)
-    first = inc.with_state(S.awaiting_approval, NOW)
-    store.save(first, S.received)
+    store.save(inc.with_state(S.awaiting_approval, NOW), S.received)
+    first = store.get(inc.id)
+    assert first is not None and first.version == 1
     approved = first.with_state(S.approved, NOW)
     store.save(approved, S.awaiting_approval)
     # A second click computed from the same awaiting_approval record must lose.
     with pytest.raises(StaleIncident):
         store.save(first.with_state(S.rejected, NOW), S.awaiting_approval)
     assert store.get(inc.id) == approved
+
+
+def test_a_save_based_on_an_older_read_is_refused_even_in_the_same_state(db_url: str) -> None:
+    """Compare-and-set on the version: two writers that read the same state cannot both record a plan."""
+    store = SqlIncidentStore(db_url)
+    inc = _incident()
+    store.create(inc)
+    read_by_one, read_by_other = store.get(inc.id), store.get(inc.id)
+    assert read_by_one is not None and read_by_other is not None
+    store.save(read_by_one.with_event(NOW, "plan: by one"), S.received)
+    with pytest.raises(StaleIncident):
+        store.save(read_by_other.with_event(NOW, "plan: by the other"), S.received)
+    stored = store.get(inc.id)
+    assert stored is not None and [e.detail for e in stored.events][-1] == "plan: by one"
+
+
+def test_an_appended_event_survives_a_concurrent_step(db_url: str) -> None:
+    """An event noted while a step runs (another alert, a refused click) is neither lost nor a conflict."""
+    store = SqlIncidentStore(db_url)
+    inc = _incident()
+    store.create(inc)
+    in_flight = store.get(inc.id)
+    assert in_flight is not None
+    assert store.append_event(inc.id, NOW + timedelta(seconds=1), "also fired: X") is True
+    assert store.append_event("no-such-incident", NOW, "x") is False
+    store.save(in_flight.with_state(S.rolling_back, NOW + timedelta(seconds=2), "go"), S.received)
+    stored = store.get(inc.id)
+    assert stored is not None
+    assert [(e.state, e.detail) for e in stored.events][-2:] == [(S.received, "also fired: X"), (S.rolling_back, "go")]
+    saved_again = stored.with_state(S.syncing, NOW + timedelta(seconds=3), "pushed")
+    store.save(saved_again, S.rolling_back)  # the appended event is not copied into the record
+    final = store.get(inc.id)
+    assert final is not None and [e.detail for e in final.events].count("also fired: X") == 1
+    assert [i.id for i in store.recent()] == [inc.id] and "also fired: X" in str(store.recent()[0].events)
 
 
 def test_list_is_newest_first_and_find_by_alert(db_url: str) -> None:

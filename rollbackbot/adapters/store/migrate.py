@@ -8,6 +8,7 @@ SQLite is the one-replica store; its upgrade takes the write lock first (``BEGIN
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -22,6 +23,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 UPGRADE_LOCK_KEY = 0x526F6C6C62616B  # "Rollbak"
 # Alembic's ``op`` and ``context`` are module globals: one upgrade at a time in a process.
 _IN_PROCESS = threading.Lock()
+log = logging.getLogger("rollbackbot.store")
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # one line of ours, not six of its
 
 
 def _config(connection: Connection) -> Config:
@@ -47,7 +50,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY})
         elif conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before looking: a second process waits
+        before = MigrationContext.configure(conn).get_current_revision()
         command.upgrade(_config(conn), revision)
+        after = MigrationContext.configure(conn).get_current_revision()
+    if before != after:
+        # A new database is not news; an existing one migrated is (the operator may want to know why).
+        log.log(logging.INFO if before else logging.DEBUG, f"incident store schema upgraded: {before} -> {after}")
 
 
 def current(engine: Engine) -> str | None:
