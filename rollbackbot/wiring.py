@@ -88,6 +88,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         ),
         watchdog_seconds=settings.watchdog_seconds,
         watchdog_grace=settings.watchdog_grace_seconds,
+        replica=settings.replica_name,
+        lease_seconds=settings.lease_seconds,
     )
     INCIDENTS_OVERDUE.count = partial(
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
