@@ -139,7 +139,9 @@ def database_cluster() -> Iterator[Any]:
 
 
 @contextmanager
-def replicas(tmp_path: Path, cluster: Any, count: int, **settings: str) -> Iterator[Replicas]:
+def replicas(
+    tmp_path: Path, cluster: Any, count: int, started: int | None = None, **settings: str
+) -> Iterator[Replicas]:
     sandbox = build_sandbox(tmp_path / "gitops", [*docsum_releases(), support_llm_releases()])
     config = tmp_path / "argocd.json"
     config.write_text(
@@ -158,7 +160,7 @@ def replicas(tmp_path: Path, cluster: Any, count: int, **settings: str) -> Itera
             sandbox, env, tmp_path, log, argo_url, slack_url, [procs.free_port() for _ in range(count)], [None] * count
         )
         try:
-            for n in range(count):
+            for n in range(count if started is None else started):
                 group.start(n)
             yield group
         finally:
@@ -186,8 +188,10 @@ def _alerts() -> list[dict[str, Any]]:
 
 
 def test_every_replica_accepts_and_each_incident_is_executed_once(tmp_path: Path, database_cluster: Any) -> None:
-    with replicas(tmp_path, database_cluster, 3) as group:
+    with replicas(tmp_path, database_cluster, 4, started=3) as group:
         head = group.sandbox.head()
+        docsum = f"{group.argocd_url}/_fake/apps/docsum-llm/faults"
+        httpx.post(docsum, json={"healthOverride": "Progressing"}).raise_for_status()  # its sync waits for us
         bodies = [notification([a]) for a in _alerts()]
         barrier = threading.Barrier(3)
 
@@ -201,10 +205,15 @@ def test_every_replica_accepts_and_each_incident_is_executed_once(tmp_path: Path
         ids = list(dict.fromkeys(answers[0]))
         assert len(ids) == 40
 
+        # A replica starting now resumes every unfinished incident: the ones another replica drives stay its.
+        group.wait([i for i in ids if group.incident(i)["app"] == "docsum-llm"], TERMINAL | {"syncing"})
+        group.start(3)
+        time.sleep(2)
+        httpx.post(docsum, json={"healthOverride": None}).raise_for_status()
         proposals = group.wait(ids, TERMINAL | {"awaiting_approval"})
         [proposal] = [i for i, d in proposals.items() if d["state"] == "awaiting_approval"]
         with ThreadPoolExecutor(2) as pool:  # the approver double-clicks, and each click lands on another replica
-            clicks = list(pool.map(lambda n: group.click(n, "approve_rollback", proposal), [1, 2]))
+            clicks = list(pool.map(lambda n: group.click(n, "approve_rollback", proposal), [1, 3]))
         assert [c.status_code for c in clicks] == [200, 200]
 
         final = group.wait(ids, TERMINAL, n=2)
@@ -232,3 +241,75 @@ def test_every_replica_accepts_and_each_incident_is_executed_once(tmp_path: Path
         assert {final[i]["app"] for i in posts if i in rolled} == {"docsum-llm", "support-llm"}
         time.sleep(1.0)  # nothing left to do anywhere: no late duplicate
         assert group.argocd_syncs()["docsum-llm"] == 1 and len(group.rollback_commits(head)) == 3
+
+
+def _metric(group: Replicas, n: int, name: str) -> float:
+    for line in httpx.get(f"{group.url(n)}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_killed_and_a_stopped_replica_are_taken_over_and_the_late_write_is_refused(
+    tmp_path: Path, database_cluster: Any
+) -> None:
+    fast = {"ROLLBACKBOT_LEASE_SECONDS": "3", "ROLLBACKBOT_WATCHDOG_SECONDS": "0.5"}
+    with replicas(tmp_path, database_cluster, 3, **fast) as group:
+        head = group.sandbox.head()
+        for app in (
+            "docsum-llm",
+            "badge-vision",
+        ):  # each app stays Progressing after its sync until we let it be Healthy
+            httpx.post(
+                f"{group.argocd_url}/_fake/apps/{app}/faults", json={"healthOverride": "Progressing"}
+            ).raise_for_status()
+        started = datetime.now(UTC) - timedelta(minutes=5)
+        labels = [
+            {"alertname": "PromptInjectionSpike", "app": "docsum-llm", "severity": "critical"},
+            {"alertname": "ModelFalseNegativeSpike", "app": "badge-vision", "severity": "critical"},
+        ]
+        # Replica 0 drives docsum-llm, replica 1 badge-vision: each alert reaches only that one.
+        [killed_id] = group.deliver(0, notification([alert(labels[0], started)]))
+        [stopped_id] = group.deliver(1, notification([alert(labels[1], started)]))
+        group.wait([killed_id, stopped_id], {"syncing"}, n=2, timeout=60)
+        status = httpx.get(f"{group.url(2)}/status", headers=API_AUTH, timeout=10).json()
+        assert status["replicas"]["leases"] == {killed_id: "replica-0", stopped_id: "replica-1"}, group.log_text()[
+            -5000:
+        ]
+
+        group.procs[0].send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        group.procs[1].send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # replica 2 takes both over once the leases expire
+            owners = httpx.get(f"{group.url(2)}/status", headers=API_AUTH, timeout=10).json()["replicas"]["leases"]
+            if owners == {killed_id: "replica-2", stopped_id: "replica-2"}:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no takeover: {owners}\n{group.log_text()[-6000:]}")
+        for app in ("docsum-llm", "badge-vision"):
+            httpx.post(f"{group.argocd_url}/_fake/apps/{app}/faults", json={"healthOverride": None}).raise_for_status()
+        final = group.wait([killed_id, stopped_id], TERMINAL, n=2, timeout=60)
+        assert {i: d["state"] for i, d in final.items()} == {killed_id: "rolled_back", stopped_id: "rolled_back"}
+
+        group.procs[1].send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        wait_log = time.monotonic() + 20
+        while time.monotonic() < wait_log and _metric(group, 1, "rollbackbot_leases_lost_total") < 1:
+            time.sleep(0.2)
+        assert _metric(group, 1, "rollbackbot_leases_lost_total") >= 1
+        refused = "lease lost while a step ran; its outcome is refused"
+        # The woken replica's worker polls Argo CD, sees the app Healthy, and tries to save: the fence refuses.
+        while time.monotonic() < wait_log + 20 and refused not in group.log_text():
+            time.sleep(0.2)
+        assert refused in group.log_text()
+        assert _metric(group, 2, "rollbackbot_lease_takeovers_total") == 2
+
+        after = {i: group.incident(i, n=1) for i in (killed_id, stopped_id)}
+        for incident_id, data in after.items():
+            details = [e["detail"] for e in data["events"]]
+            states = [e["state"] for e in data["events"]]
+            moves = [now for before, now in zip([None, *states], states, strict=False) if now != before]
+            assert moves == ["received", "rolling_back", "syncing", "rolled_back"], details
+            assert sum(d.startswith("evidence captured") for d in details) == 1, details
+            assert sum(d.startswith("taken over by replica replica-2") for d in details) == 1, details
+        assert sorted(group.rollback_commits(head)) == sorted([killed_id, stopped_id])
