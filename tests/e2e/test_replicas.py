@@ -305,7 +305,7 @@ def test_a_killed_and_a_stopped_replica_are_taken_over_and_the_late_write_is_ref
         assert _metric(group, 2, "rollbackbot_lease_takeovers_total") == 2
 
         after = {i: group.incident(i, n=1) for i in (killed_id, stopped_id)}
-        for incident_id, data in after.items():
+        for data in after.values():
             details = [e["detail"] for e in data["events"]]
             states = [e["state"] for e in data["events"]]
             moves = [now for before, now in zip([None, *states], states, strict=False) if now != before]
