@@ -316,3 +316,42 @@ def test_a_killed_and_a_stopped_replica_are_taken_over_and_the_late_write_is_ref
             assert sum(d.startswith("evidence captured") for d in details) == 1, details
             assert sum(d.startswith("taken over by replica replica-2") for d in details) == 1, details
         assert sorted(group.rollback_commits(head)) == sorted([killed_id, stopped_id])
+
+
+def test_postgresql_restarting_mid_run_leaves_no_incident_stuck_or_duplicated(
+    tmp_path: Path, database_cluster: Any
+) -> None:
+    fast = {"ROLLBACKBOT_LEASE_SECONDS": "3", "ROLLBACKBOT_WATCHDOG_SECONDS": "0.5"}
+    with replicas(tmp_path, database_cluster, 2, **fast) as group:
+        head = group.sandbox.head()
+        holds = ("docsum-llm", "badge-vision")
+        for app in holds:  # both stay Progressing after their sync while the database goes away
+            faults = f"{group.argocd_url}/_fake/apps/{app}/faults"
+            httpx.post(faults, json={"healthOverride": "Progressing"}).raise_for_status()
+        bodies = [notification([a]) for a in _alerts()[:12]]
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda n: [i for b in bodies for i in group.deliver(n, b)], range(2)))
+        ids = list(dict.fromkeys(answers[0]))
+        assert answers[0] == answers[1] and len(ids) == 12
+        acting = [i for i in ids if group.incident(i)["app"] in holds]
+        group.wait(acting, TERMINAL | {"syncing"})
+
+        database_cluster.stop("immediate")  # a crash: every connection dies
+        time.sleep(4)  # longer than a lease: heartbeats fail meanwhile, leases run out
+        database_cluster.start()
+        for app in holds:
+            faults = f"{group.argocd_url}/_fake/apps/{app}/faults"
+            httpx.post(faults, json={"healthOverride": None}).raise_for_status()
+
+        proposals = group.wait(ids, TERMINAL | {"awaiting_approval"}, timeout=90)
+        [proposal] = [i for i, d in proposals.items() if d["state"] == "awaiting_approval"]
+        assert group.click(1, "approve_rollback", proposal).status_code == 200
+        final = group.wait(ids, TERMINAL, n=1, timeout=90)
+        rolled = sorted(i for i, d in final.items() if d["state"] == "rolled_back")
+        assert Counter(d["state"] for d in final.values()) == {"rolled_back": 3, "suppressed": 9}
+        assert sorted(group.rollback_commits(head)) == rolled
+        assert sorted(p.name for p in (tmp_path / "evidence").iterdir()) == rolled
+        for incident_id in rolled:
+            details = [e["detail"] for e in final[incident_id]["events"]]
+            assert sum(d.startswith("evidence captured") for d in details) == 1, details
+            assert sum(d.startswith("commit ") for d in details) == 1, details

@@ -161,3 +161,14 @@ def test_an_expired_lease_refuses_the_write_even_before_a_takeover(db_url: str) 
     time.sleep(0.4)
     with pytest.raises(LeaseLost):
         store.save(read.with_event(NOW, "too late"), S.received, lease)
+
+
+def test_a_replica_takes_its_own_lease_again_after_a_release_was_lost(db_url: str) -> None:
+    """The store went away while a worker released its lease: the replica resumes at once, not after expiry."""
+    store = SqlIncidentStore(db_url)
+    inc = _incident(1)
+    store.create(inc)
+    [first] = store.claim([inc.id], "me", 30)
+    [again] = store.claim([inc.id], "me", 30)  # the release never arrived
+    assert (again.fence, again.previous_owner) == (first.fence + 1, "me")
+    assert store.claim([inc.id], "someone-else", 30) == []

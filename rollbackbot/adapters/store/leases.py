@@ -40,7 +40,9 @@ class LeaseStatements:
         now = db_now(dialect)
         self.sqlite = dialect == "sqlite"
         self.now = now
-        free = _c.owner.is_(None) | (_c.lease_expires < now)
+        # Free, expired, or already ours (a release lost to an outage): names are unique per process,
+        # and a process drives an incident in one worker at a time.
+        free = _c.owner.is_(None) | (_c.lease_expires < now) | (_c.owner == bindparam("new_owner"))
         self.candidates = (
             select(_c.id, _c.owner)
             .where(_c.id.in_(bindparam("ids", expanding=True)), free)
@@ -82,7 +84,7 @@ class LeaseStatements:
         """In the caller's transaction: lock the free rows among ``ids`` (skipping locked ones) and take them."""
         if self.sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before reading: no upgrade deadlock
-        previous: dict[str, Any] = dict(conn.execute(self.candidates, {"ids": list(ids)}).all())
+        previous: dict[str, Any] = dict(conn.execute(self.candidates, {"ids": list(ids), "new_owner": owner}).all())
         if not previous:
             return []
         rows = conn.execute(self.take, {"locked": list(previous), "new_owner": owner, "seconds": seconds}).all()
