@@ -30,6 +30,28 @@ def replica_name() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
 
 
+def exited_here(owner: str, me: str) -> bool:
+    """Whether ``owner`` names an earlier process on this host that is gone (a crash, then a restart).
+
+    Its leases need not be waited out. A pid equal to ours (a restarted container is often pid 1
+    again) with another suffix is an earlier incarnation too.
+    """
+    host, _, rest = owner.partition("/")
+    pid_text, _, suffix = rest.partition("/")
+    if host != socket.gethostname() or not pid_text.isdigit() or not suffix or owner == me:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
 class Leases:
     """The leases this replica holds, and the heartbeat that renews them."""
 
@@ -38,24 +60,30 @@ class Leases:
         self.owner = owner or replica_name()
         self.seconds = seconds
         self.held: dict[str, Lease] = {}
+        self.dead: set[str] = set()  # earlier processes on this host, found at start (forget_dead_here)
         self._heartbeat: asyncio.Task[None] | None = None
 
     def claim(self, incident_id: str, at: datetime) -> Lease | None:
         """Take the incident's lease unless another replica holds a live one; None then."""
         if (held := self.held.get(incident_id)) is not None:
             return held
-        taken = self.store.claim([incident_id], self.owner, self.seconds)
+        taken = self.store.claim([incident_id], self.owner, self.seconds, sorted(self.dead))
         if not taken:
             return None
         lease = taken[0]
         self.held[incident_id] = lease
-        if lease.previous_owner not in (None, self.owner):
+        if lease.previous_owner not in (None, self.owner, *self.dead):
             LEASE_TAKEOVERS.inc()
             detail = f"taken over by replica {self.owner} (lease of {lease.previous_owner} expired)"
             log.warning(detail, extra={"incident_id": incident_id, "fence": lease.fence})
             self.store.append_event(incident_id, at, detail)
         self._ensure_heartbeat()
         return lease
+
+    def find_dead_here(self) -> set[str]:
+        """At start: owners of live leases that were earlier processes on this host (their leases are free)."""
+        self.dead = {owner for owner in set(self.store.owners().values()) if exited_here(owner, self.owner)}
+        return self.dead
 
     def release(self, incident_id: str) -> None:
         """Give the lease back; an unreachable store lets it expire instead."""
@@ -87,8 +115,12 @@ class Leases:
                 log.warning("lease lost: another replica drives the incident now", extra={"incident_id": incident_id})
 
     def _ensure_heartbeat(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # claimed outside the event loop (a tool, a test): whoever drives it renews (renew())
         if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+            self._heartbeat = loop.create_task(self._beat())
 
     async def _beat(self) -> None:
         while self.held:

@@ -140,8 +140,8 @@ class IncidentStore(Protocol):
         """Note something on the incident (insert only, never races a save); False if there is no such incident."""
         ...
 
-    def claim(self, incident_ids: Sequence[str], owner: str, seconds: float) -> list[Lease]:
-        """Take the lease of each unfinished incident nobody holds (or whose lease expired); the ones taken."""
+    def claim(self, incident_ids: Sequence[str], owner: str, seconds: float, dead: Sequence[str] = ()) -> list[Lease]:
+        """Take the lease of each incident nobody holds (its lease expired, or its owner is in ``dead``)."""
         ...
 
     def renew(self, owner: str, incident_ids: Sequence[str], seconds: float) -> set[str]:

@@ -253,6 +253,8 @@ class Service:
 
     async def start(self) -> None:
         """Resume every unfinished incident and pending verification (after a restart or crash)."""
+        if dead := self.leases.find_dead_here():  # a crash and a restart on this host: no need to wait out its leases
+            log.info("resuming the incidents of an earlier process on this host", extra={"replicas": sorted(dead)})
         for incident in self.store.unfinished():
             log.info("resuming incident", extra={"incident_id": incident.id, "state": incident.state.value})
             self.schedule(incident.id)

@@ -280,12 +280,15 @@ class SqlIncidentStore:
     # ---- leases (adapters/store/leases.py) ----
 
     @_store_call
-    def claim(self, incident_ids: Sequence[str], owner: str, seconds: float) -> list[Lease]:
-        """Take the free leases among ``incident_ids`` (FOR UPDATE SKIP LOCKED); the ones taken."""
+    def claim(self, incident_ids: Sequence[str], owner: str, seconds: float, dead: Sequence[str] = ()) -> list[Lease]:
+        """Take the free leases among ``incident_ids`` (FOR UPDATE SKIP LOCKED); the ones taken.
+
+        Leases of ``dead`` owners count as free before they expire.
+        """
         if not incident_ids:
             return []
         with self.engine.begin() as conn:
-            return self._leases.claim(conn, incident_ids, owner, seconds)
+            return self._leases.claim(conn, incident_ids, owner, seconds, dead)
 
     @_store_call
     def renew(self, owner: str, incident_ids: Sequence[str], seconds: float) -> set[str]:

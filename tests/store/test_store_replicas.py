@@ -172,3 +172,25 @@ def test_a_replica_takes_its_own_lease_again_after_a_release_was_lost(db_url: st
     [again] = store.claim([inc.id], "me", 30)  # the release never arrived
     assert (again.fence, again.previous_owner) == (first.fence + 1, "me")
     assert store.claim([inc.id], "someone-else", 30) == []
+
+
+def test_the_leases_of_an_exited_process_on_this_host_are_free_at_once(db_url: str) -> None:
+    """A crash and a restart on the same host: the new process resumes without waiting out the leases."""
+    import socket
+
+    from rollbackbot.leasing import Leases, exited_here
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    crashed = f"{socket.gethostname()}/{int(gone.stdout)}/0a1b2c"
+    alive = f"{socket.gethostname()}/{os.getppid()}/0a1b2c"
+    elsewhere = f"other-host/{int(gone.stdout)}/0a1b2c"
+    assert exited_here(crashed, "me") and not exited_here(alive, "me") and not exited_here(elsewhere, "me")
+    store = SqlIncidentStore(db_url)
+    incidents = [_incident(n, app=f"app-{n}") for n in range(3)]
+    store.create_many(incidents)
+    for incident, owner in zip(incidents, (crashed, alive, elsewhere), strict=True):
+        store.claim([incident.id], owner, 30)
+    restarted = Leases(store)
+    assert restarted.find_dead_here() == {crashed}
+    assert restarted.claim(incidents[0].id, NOW) is not None
+    assert restarted.claim(incidents[1].id, NOW) is None and restarted.claim(incidents[2].id, NOW) is None

@@ -42,7 +42,13 @@ class LeaseStatements:
         self.now = now
         # Free, expired, or already ours (a release lost to an outage): names are unique per process,
         # and a process drives an incident in one worker at a time.
-        free = _c.owner.is_(None) | (_c.lease_expires < now) | (_c.owner == bindparam("new_owner"))
+        # ``dead``: owners the caller knows have exited (an earlier process on the same host).
+        free = (
+            _c.owner.is_(None)
+            | (_c.lease_expires < now)
+            | (_c.owner == bindparam("new_owner"))
+            | _c.owner.in_(bindparam("dead", expanding=True))
+        )
         self.candidates = (
             select(_c.id, _c.owner)
             .where(_c.id.in_(bindparam("ids", expanding=True)), free)
@@ -80,12 +86,18 @@ class LeaseStatements:
             & (_c.lease_expires >= self.now)
         )
 
-    def claim(self, conn: Connection, ids: Sequence[str], owner: str, seconds: float) -> list[Lease]:
+    def claim(
+        self, conn: Connection, ids: Sequence[str], owner: str, seconds: float, dead: Sequence[str] = ()
+    ) -> list[Lease]:
         """In the caller's transaction: lock the free rows among ``ids`` (skipping locked ones) and take them."""
         if self.sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before reading: no upgrade deadlock
-        previous: dict[str, Any] = dict(conn.execute(self.candidates, {"ids": list(ids), "new_owner": owner}).all())
+        previous: dict[str, Any] = dict(
+            conn.execute(self.candidates, {"ids": list(ids), "new_owner": owner, "dead": list(dead)}).all()
+        )
         if not previous:
             return []
-        rows = conn.execute(self.take, {"locked": list(previous), "new_owner": owner, "seconds": seconds}).all()
+        rows = conn.execute(
+            self.take, {"locked": list(previous), "new_owner": owner, "seconds": seconds, "dead": list(dead)}
+        ).all()
         return [Lease(row[0], owner, int(row[1]), previous.get(row[0])) for row in rows]
