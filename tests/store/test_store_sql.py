@@ -204,3 +204,21 @@ def test_an_existing_database_gets_the_new_index(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('index', 'table')")}
     assert {"ix_incidents_state_created", "ux_incidents_one_acting_per_app", "alembic_version"} <= names
+
+
+def test_the_migrated_schema_is_the_one_the_code_reads(db_url: str) -> None:
+    """Alembic's own comparison: the migrations and the tables the code declares describe the same schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import MetaData
+
+    from rollbackbot.adapters.slack.store import incident_messages
+    from rollbackbot.adapters.store.schema import metadata
+
+    declared = MetaData()
+    for table in [*metadata.tables.values(), incident_messages]:
+        table.to_metadata(declared)
+    store = SqlIncidentStore(db_url)
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), declared)
+    assert [d for d in differences if not (d[0] == "remove_table" and d[1].name == "alembic_version")] == []
