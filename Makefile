@@ -35,6 +35,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.observer
+	$(PY) -m bench.ha
 
 # Regenerate the reference parts of docs/ from the code (tests/docs fails while they differ).
 docs: $(STAMP)
