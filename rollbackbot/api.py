@@ -4,6 +4,7 @@
 - ``GET /api/incidents`` (``limit`` ≤ 500, opaque ``cursor``, filters ``app``, ``state``, ``since``; answers
   ``next_cursor``, null on the last page), ``GET /api/incidents/{id}`` and ``GET /status``: bearer
   ``ROLLBACKBOT_API_TOKEN``, or the webhook token when unset (401 without).
+- ``GET /api/readiness``: the last rollback readiness run (docs/readiness.md), API token as above.
 - ``GET /healthz``, ``/readyz``, ``/metrics``: open. Readiness covers intake only (store writable,
   policies loaded) and never calls git or Argo CD; their reachability is in ``/status`` and the
   ``rollbackbot_dependency_up`` metric.
@@ -42,6 +43,7 @@ MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_RETRY_AFTER_SECONDS = 5
 MAX_PAGE = 500
 ReadinessCheck = Callable[[], str | None]  # returns a problem, or None when fine
+ForgeEventHandler = Callable[[dict[str, str], bytes], tuple[int, dict[str, Any]]]  # prmode.ForgeEvents.receive
 BackgroundJob = Callable[[], Coroutine[Any, Any, None]]  # runs while the app serves; cancelled at shutdown
 
 
@@ -98,6 +100,8 @@ def create_app(
     api_token: SecretStr | None = None,
     background: Sequence[BackgroundJob] = (),
     dependencies: DependencyBoard = DEPENDENCIES,
+    readiness_report: Callable[[], dict[str, Any]] | None = None,
+    forge_events: ForgeEventHandler | None = None,
 ) -> FastAPI:
     """The FastAPI application; the service and ``background`` jobs run with it, ``routers`` mounted (Slack).
 
@@ -138,6 +142,27 @@ def create_app(
             if problem:
                 problems[name] = problem
         return problems
+
+    @app.post(
+        "/forge/events",
+        status_code=202,
+        responses={
+            400: {"description": "body is not JSON"},
+            401: {"description": "GitHub X-Hub-Signature-256 or GitLab X-Gitlab-Token does not verify"},
+            404: {"description": "no forge webhook secret configured (ROLLBACKBOT_FORGE_WEBHOOK_SECRET)"},
+            413: {},
+        },
+    )
+    async def forge_event(request: Request) -> JSONResponse:
+        """A GitHub or GitLab webhook: the pull request's incident looks at it now (pull-request mode)."""
+        if forge_events is None:
+            return JSONResponse({"detail": "no forge webhook configured"}, 404)
+        try:
+            body = await read_capped(request, MAX_BODY_BYTES)
+        except BodyRefused as exc:
+            return JSONResponse({"detail": exc.detail}, exc.status)
+        status, answer = forge_events({k.lower(): v for k, v in request.headers.items()}, body)
+        return JSONResponse(answer, status)
 
     @app.post(
         "/webhook/alertmanager",
@@ -232,6 +257,16 @@ def create_app(
         # Which replica drives which incident right now (live leases only), and who answered.
         replicas = {"self": service.leases.owner, "leases": owners}
         return {"version": __version__, "active_incidents": active, "dependencies": seen, "replicas": replicas}
+
+    if readiness_report is not None:
+
+        @guarded.get("/api/readiness")
+        def rollback_readiness(app: Annotated[str | None, Query(max_length=255)] = None) -> dict[str, Any]:
+            """The last rollback readiness run: per guarded app, ready or its blockers (docs/readiness.md)."""
+            report = readiness_report()
+            if app is not None:
+                report = report | {"apps": [a for a in report["apps"] if a["app"] == app]}
+            return report
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

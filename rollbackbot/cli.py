@@ -1,4 +1,4 @@
-"""Command line (docs/cli.md): rollbackbot serve | demo | policy check|schema | plan | rollback | incidents | db."""
+"""Command line (docs/cli.md): serve | demo | policy check|schema | plan | readiness | rollback | incidents | db."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="dry run: what a rollback of APP would do")
     plan.add_argument("--app", required=True)
+
+    readiness = sub.add_parser(
+        "readiness", help="can every guarded app be rolled back now? (exit 1 when one cannot; for release CI)"
+    )
+    readiness.add_argument("--app", default=None, help="only this app")
+    readiness.add_argument("--json", action="store_true", help="print the report as JSON")
 
     rollback = sub.add_parser("rollback", help="roll APP back now (same path and records as automatic)")
     rollback.add_argument("--app", required=True)
@@ -94,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         return commands.policy_check(directory)
     if args.command == "plan":
         return commands.plan(args.app)
+    if args.command == "readiness":
+        return asyncio.run(commands.readiness(args.app, args.json))
     if args.command == "rollback":
         return asyncio.run(commands.rollback(args.app, args.to_tag))
     if args.command == "incidents":

@@ -72,6 +72,21 @@ def plan(app: str) -> int:
     return 0
 
 
+async def readiness(app: str | None, as_json: bool) -> int:
+    """Check that every guarded app (or ``app``) can be rolled back now; exit 1 when one cannot."""
+    from rollbackbot.core.readiness import render_table, report_to_json
+    from rollbackbot.wiring import build, readiness_checker
+
+    settings = load_settings()
+    wired = build(settings)
+    try:
+        report = await readiness_checker(settings, wired, own_clone=False).check(wired.service.policies, app)
+    finally:
+        await wired.argocd.aclose()
+    print(json.dumps(report_to_json(report), indent=2) if as_json else render_table(report))
+    return 0 if report.ready else 1
+
+
 async def rollback(app: str, to_tag: str | None) -> int:
     """Roll the app back now through the same steps and records as an automatic rollback."""
     from rollbackbot.wiring import build

@@ -7,9 +7,11 @@
     ├── ApprovalError        an approval request is not allowed or no longer applies
     └── AdapterError         an external system misbehaved
         ├── TransientError   worth retrying (transport errors, 5xx, timeouts)
-        │   └── StoreUnavailable  the incident store is locked, full or unreachable
+        │   ├── StoreUnavailable  the incident store is locked, full or unreachable
+        │   └── NotMergeable      the forge will not merge a pull request yet (405)
         └── PermanentError   retrying will not help; a human must look
             ├── ConflictError  the deploy branch moved in a way we must not override
+            │   └── HeadMoved  a pull request's head is not the approved commit (409)
             └── Superseded     newer work on the deploy branch replaced the rollback commit
 
 tenacity retries ``TransientError`` only.
@@ -72,6 +74,14 @@ class ConflictError(PermanentError):
 
 class NoTargetError(PermanentError):
     """There is no verified release older than the current one."""
+
+
+class HeadMoved(ConflictError):
+    """A pull request's head is no longer the commit that was approved (the forge answered 409)."""
+
+
+class NotMergeable(TransientError):
+    """The forge will not merge the pull request yet (405: checks, reviews, conflicts, still computing)."""
 
 
 class StoreUnavailable(TransientError):

@@ -16,6 +16,7 @@ from rollbackbot.core.decide import AppHistory
 from rollbackbot.core.incidents import Incident, IncidentState
 from rollbackbot.core.model import AppHealth, ResolvedTarget, RollbackPlan, RollbackRequest, RollbackResult
 from rollbackbot.core.policy import Policy
+from rollbackbot.core.pull_requests import PullRequest
 
 
 class GitOpsRepo(Protocol):
@@ -39,6 +40,14 @@ class GitOpsRepo(Protocol):
 
     def lineage(self, commit: str, paths: Sequence[str], revision: str | None = None) -> Lineage:
         """How ``revision`` (default: the deploy branch head, fetched now) relates to ``commit`` for ``paths``."""
+        ...
+
+
+class PullRequestBranches(Protocol):
+    """A GitOps repository that can also push a rollback to a pull request's head branch."""
+
+    def push_rollback_branch(self, request: RollbackRequest, branch: str) -> RollbackResult:
+        """The rollback commit on the deploy branch tip, on ``branch``; kept when already there."""
         ...
 
 
@@ -251,3 +260,31 @@ class Decisions(Protocol):
 
     def record_event(self, incident_id: str, detail: str) -> None:
         """Note something on the incident without changing its state."""
+
+
+class Forge(Protocol):
+    """A forge's pull-request API for one repository (GitHub, GitLab): pull-request mode."""
+
+    async def find_pull_request(self, branch: str, base: str) -> PullRequest | None:
+        """The pull request (open, merged or closed) from ``branch`` into ``base``, newest first; None if none."""
+        ...
+
+    async def open_pull_request(self, branch: str, base: str, title: str, body: str) -> PullRequest:
+        """Create it; when the forge says one already exists, return that one (never two)."""
+        ...
+
+    async def pull_request(self, number: int) -> PullRequest:
+        """The pull request now, with its reviews."""
+        ...
+
+    async def merge(self, number: int, sha: str, method: str) -> str:
+        """Merge only if the head is ``sha``; the merge commit. HeadMoved (409), NotMergeable (405)."""
+        ...
+
+    async def add_labels(self, number: int, labels: Sequence[str]) -> None:
+        """Label the pull request (best effort for the caller)."""
+        ...
+
+    async def enable_auto_merge(self, pull: PullRequest, method: str) -> bool:
+        """Turn on the forge's native auto-merge; False when the forge refuses (already mergeable, computing)."""
+        ...

@@ -47,8 +47,13 @@ def service_env(
     webhook_token: str,
     state: Path,
     branch: str = "main",
+    readiness_interval: float = 0,
 ) -> dict[str, str]:
-    """ROLLBACKBOT_* settings for a service process keeping its clone, database and evidence in ``state``."""
+    """ROLLBACKBOT_* settings for a service process keeping its clone, database and evidence in ``state``.
+
+    The readiness schedule is off unless ``readiness_interval`` is given: its Argo CD reads would take
+    the stand-in's injected faults (``failNext``) meant for an incident.
+    """
     return {
         "ROLLBACKBOT_GIT_URL": git_url,
         "ROLLBACKBOT_GIT_BRANCH": branch,
@@ -60,6 +65,7 @@ def service_env(
         "ROLLBACKBOT_WEBHOOK_TOKEN": webhook_token,
         "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{state}/state.db",
         "ROLLBACKBOT_EVIDENCE_URL": f"file://{state}/evidence",
+        "ROLLBACKBOT_READINESS_INTERVAL_SECONDS": f"{readiness_interval:g}",
     }
 
 

@@ -49,6 +49,7 @@ from rollbackbot.ports import (
     StaleIncident,
     Verdict,
 )
+from rollbackbot.prmode import PullRequestMode
 from rollbackbot.steps import Steps
 from rollbackbot.workflow import Workflow, append_event
 
@@ -86,6 +87,7 @@ class Service:
         store_backoff_max: float = 30.0,
         replica: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        pull_requests: PullRequestMode | None = None,
     ) -> None:
         self.store = store
         self.leases = Leases(store, replica, lease_seconds)
@@ -102,6 +104,7 @@ class Service:
             steps=Steps(git=git, argocd=argocd, clock=clock, evidence=evidence),
             policies={p.name: p for p in self.policies},
             clock=clock,
+            pull_requests=pull_requests,
         )
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -246,6 +249,11 @@ class Service:
         self._running[incident_id] = task
         task.add_done_callback(lambda _t: self._running.pop(incident_id, None))
 
+    def look_now(self, incident_id: str) -> None:
+        """A forge event arrived for the incident: end its wait and drive it here (``/forge/events``)."""
+        self.wake(incident_id)
+        self.schedule(incident_id)
+
     def wake(self, incident_id: str) -> None:
         """Cut short a wait (debounce, approval deadline, verification) so the incident is looked at now."""
         if event := self._wake.pop(incident_id, None):
@@ -302,9 +310,14 @@ class Service:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def working(self) -> bool:
+        """An incident is being driven right now (not only waiting on a timer or a human)."""
+        return any(i not in self._wake or i in self._retrying for i in self._running)
+
     async def idle(self) -> None:
         """Wait until every incident is done or waiting on a timer, and no message is in flight (tests)."""
-        while self._background or any(i not in self._wake or i in self._retrying for i in self._running):
+        while self._background or self.working:
             await asyncio.sleep(0.005)
 
     def adopt_stalled(self) -> int:

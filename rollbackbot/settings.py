@@ -131,6 +131,32 @@ class Settings(BaseSettings):
         default="X-Forwarded-User",
         description="The header in which a trusted authenticating proxy names the signed-in user.",
     )
+    readiness_interval_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="How often the rollback readiness check runs (docs/readiness.md), also once at start and "
+        "after each policy reload; 0 turns the schedule off (`rollbackbot readiness` still works).",
+    )
+    readiness_max_templated_apps: int = Field(
+        default=50,
+        ge=1,
+        description="At most this many apps per templated policy (`${labels.NAME}`) are checked for readiness.",
+    )
+    forge_api_url: str | None = Field(
+        default=None,
+        description="Forge REST base URL for policies with `git.mode: pull-request`: `https://api.github.com` "
+        "(GitHub Enterprise: `https://HOST/api/v3`) or a GitLab `https://HOST/api/v4`.",
+    )
+    forge_token: SecretStr | None = Field(
+        default=None,
+        description="Forge token (GitHub App installation or fine-grained token; GitLab project or group token) "
+        "that may push branches, open and merge pull requests.",
+    )
+    forge_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of the forge webhook posting to `POST /forge/events` (GitHub `X-Hub-Signature-256` "
+        "HMAC key, GitLab `X-Gitlab-Token`); unset: the route answers 404 and open pull requests are polled.",
+    )
 
     @field_validator("argocd_token")
     @classmethod

@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from rollbackbot.adapters.argocd.client import ArgoCDClient
 from rollbackbot.adapters.evidence import evidence_sink_for
+from rollbackbot.adapters.forge import forge_clients
 from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
@@ -29,6 +30,9 @@ from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.liveness import StateFileCheck
 from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
 from rollbackbot.policy_files import load_policies, policy_set_fingerprint
+from rollbackbot.prmode import ForgeEvents, PullRequestMode
+from rollbackbot.readiness import ReadinessChecker
+from rollbackbot.readiness_schedule import ReadinessSchedule
 from rollbackbot.reload import PolicyReloader
 from rollbackbot.retention import prune_forever
 from rollbackbot.service import Service
@@ -73,6 +77,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     )
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
     evidence = evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode)
+    pull_requests = _pull_request_mode(settings, policies, git, clock)
     service = Service(
         store=store,
         git=git,
@@ -90,11 +95,80 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         watchdog_grace=settings.watchdog_grace_seconds,
         replica=settings.replica_name,
         lease_seconds=settings.lease_seconds,
+        pull_requests=pull_requests,
     )
     INCIDENTS_OVERDUE.count = partial(
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
     )
     return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
+
+
+def readiness_checker(settings: Settings, wired: Wired, *, own_clone: bool) -> ReadinessChecker:
+    """The read-only readiness checker; ``own_clone``: plan on a second clone so rollbacks never wait for its lock."""
+    from rollbackbot.readiness import ReadinessChecker
+
+    git: SelfRepairingRepo = wired.git
+    if own_clone:
+        workdir = settings.git_workdir.with_name(settings.git_workdir.name + "-readiness")
+        git = SelfRepairingRepo(
+            lambda: GitOpsRepository(
+                settings.git_url,
+                settings.git_branch,
+                workdir,
+                settings.git_allowed_signers,
+                network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
+            ),
+            workdir,
+        )
+    return ReadinessChecker(
+        git=git,
+        argocd=wired.argocd,
+        clock=wired.service.clock,
+        evidence=evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode),
+        group_members=wired.slack.api.usergroup_members if wired.slack is not None else None,
+        max_templated_apps=settings.readiness_max_templated_apps,
+    )
+
+
+def _readiness_schedule(settings: Settings, wired: Wired) -> ReadinessSchedule | None:
+    """The schedule of ``serve`` (docs/readiness.md); None when ROLLBACKBOT_READINESS_INTERVAL_SECONDS is 0."""
+    if settings.readiness_interval_seconds <= 0:
+        return None
+    from rollbackbot.readiness_schedule import ReadinessSchedule
+
+    service = wired.service
+    return ReadinessSchedule(
+        readiness_checker(settings, wired, own_clone=True),
+        lambda: service.policies,
+        interval=settings.readiness_interval_seconds,
+        busy=lambda: service.working,
+    )
+
+
+def _readiness_off() -> dict[str, Any]:
+    off = "the readiness schedule is off (ROLLBACKBOT_READINESS_INTERVAL_SECONDS=0); run `rollbackbot readiness`"
+    return {"ready": None, "checked_at": None, "apps": [], "errors": [off]}
+
+
+def _pull_request_mode(
+    settings: Settings, policies: Sequence[Policy], git: SelfRepairingRepo, clock: Clock
+) -> PullRequestMode | None:
+    """Pull-request mode when a forge is configured; a policy that needs one without it stops start-up."""
+    wanting = [p.name for p in policies if p.spec.git.pull_request]
+    if settings.forge_api_url is None or settings.forge_token is None:
+        if wanting:
+            missing = "ROLLBACKBOT_FORGE_API_URL" if settings.forge_api_url is None else "ROLLBACKBOT_FORGE_TOKEN"
+            raise ConfigError(f"{missing} is required by policy {wanting[0]} (git.mode pull-request) but not set")
+        return None
+    return PullRequestMode(git=git, forges=forge_clients(settings.forge_api_url, settings.forge_token), clock=clock)
+
+
+def _forge_events(settings: Settings, wired: Wired) -> ForgeEvents | None:
+    secret = settings.forge_webhook_secret
+    if secret is None or not secret.get_secret_value().strip():
+        return None
+    service = wired.service
+    return ForgeEvents(secret=secret.get_secret_value(), store=wired.store, clock=service.clock, nudge=service.look_now)
 
 
 def check_slack_settings(settings: Settings, policies: Sequence[Policy]) -> None:
@@ -149,13 +223,17 @@ def _slack_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
     return [slack_router(bolt, wired.slack, actions)]
 
 
-def _policy_reload_router(settings: Settings, wired: Wired, loaded_fingerprint: str) -> APIRouter:
+def _policy_reload_router(
+    settings: Settings, wired: Wired, loaded_fingerprint: str, readiness: ReadinessSchedule | None = None
+) -> APIRouter:
     """A router whose lifespan reloads the policies on SIGHUP and on a changed directory (rollbackbot.reload)."""
 
     def apply(policies: list[Policy]) -> None:
         wired.service.replace_policies(policies)
         if wired.slack is not None:
             wired.slack.policies = {p.name: p for p in policies}
+        if readiness is not None:
+            readiness.request_run()  # new policies: are their apps ready?
 
     reloader = PolicyReloader(
         settings.policies,
@@ -173,7 +251,7 @@ def _policy_reload_router(settings: Settings, wired: Wired, loaded_fingerprint: 
     return APIRouter(lifespan=lifespan)
 
 
-def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
+def _ui_routers(settings: Settings, wired: Wired, readiness: ReadinessSchedule | None = None) -> list[APIRouter]:
     """The incident pages (docs/ui.md), only with ROLLBACKBOT_UI=true; sign-in uses the API token."""
     if not settings.ui:
         return []
@@ -194,6 +272,7 @@ def _ui_routers(settings: Settings, wired: Wired) -> list[APIRouter]:
         proxy=ProxyTrust(parse_ranges(settings.ui_trusted_proxies), settings.ui_user_header),
         slack_message=slack_message,
         now=wired.service.clock.now,
+        readiness=readiness.app_json if readiness else None,
     )
     return [ui_router(config)]
 
@@ -211,6 +290,8 @@ def build_app(settings: Settings) -> FastAPI:
         # and /status says what is wrong; readiness is about intake only and stays green.
         DEPENDENCIES.failed("git", f"clone at start: {exc}")
         log.warning("git remote not reachable at start; serving", extra={"error": str(exc)})
+
+    readiness = _readiness_schedule(settings, wired)
 
     def store_ready() -> str | None:
         wired.store.check_writable()
@@ -232,11 +313,13 @@ def build_app(settings: Settings) -> FastAPI:
         liveness={"state": StateFileCheck(settings.database_url)},
         routers=[
             *_slack_routers(settings, wired),
-            *_ui_routers(settings, wired),
-            _policy_reload_router(settings, wired, loaded_fingerprint),
+            *_ui_routers(settings, wired, readiness),
+            _policy_reload_router(settings, wired, loaded_fingerprint, readiness),
         ],
         api_token=settings.api_token,
-        background=[retention],
+        background=[retention, *([readiness.run_forever] if readiness else [])],
+        readiness_report=readiness.report_json if readiness else _readiness_off,
+        forge_events=forge_events.receive if (forge_events := _forge_events(settings, wired)) else None,
     )
     app.state.service = wired.service
     return app

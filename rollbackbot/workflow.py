@@ -27,6 +27,7 @@ from rollbackbot.core.neighbours import NEIGHBOUR_POLL_SECONDS, Neighbour, actin
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.failpoints import checkpoint
 from rollbackbot.ports import IncidentStore
+from rollbackbot.prmode import PullRequestMode
 from rollbackbot.steps import Steps
 
 S = IncidentState
@@ -35,7 +36,16 @@ DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 60
 
 
 class Workflow:
-    def __init__(self, *, store: IncidentStore, steps: Steps, policies: Mapping[str, Policy], clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        store: IncidentStore,
+        steps: Steps,
+        policies: Mapping[str, Policy],
+        clock: Clock,
+        pull_requests: PullRequestMode | None = None,
+    ) -> None:
+        self.pull_requests = pull_requests
         self.store = store
         self.steps = steps
         self.policies = policies
@@ -64,6 +74,14 @@ class Workflow:
             if incident.state.terminal:
                 return incident
             return incident.with_state(S.failed, now, f"policy {incident.policy!r} is no longer loaded")
+        if policy.spec.git.pull_request and not incident.state.terminal:
+            if self.pull_requests is None:
+                why = "policy says git.mode pull-request but no forge is configured (ROLLBACKBOT_FORGE_API_URL)"
+                return incident.with_state(S.failed, now, why)
+            if incident.state is S.awaiting_approval and incident.pull_request.get("number"):
+                return await self.pull_requests.poll(incident, policy)
+            if incident.state is S.rolling_back:
+                return await self.pull_requests.merge(incident, policy)
         match incident.state:
             case S.received:
                 return await self._received(incident, policy)
@@ -122,6 +140,8 @@ class Workflow:
         if decision.action is Action.rollback and incident.evidence_missing and policy.spec.forensics.required:
             decision = Decision(Action.propose, "evidence capture incomplete and the policy requires it")
         summary = f"{_from_tag(incident)} -> {incident.to_ref.tag} ({decision.reason})"
+        if policy.spec.git.pull_request and self.pull_requests is not None:
+            return await self.pull_requests.open(incident, policy, summary)
         if decision.action is Action.propose:
             timeout = policy.spec.approval.timeout.total_seconds() if policy.spec.approval else None
             deadline = now.timestamp() + (timeout or DEFAULT_APPROVAL_TIMEOUT_SECONDS)

@@ -198,6 +198,39 @@ POLICY_FIELDS: dict[str, tuple[str, str]] = {
         " delivered again while still firing, until this many attempts were made.",
         "3",
     ),
+    "spec.git": (
+        "How the rollback reaches the deploy branch: pushed directly, or as a pull request on GitHub or GitLab"
+        " merged on approval; see [pull-request-mode.md](pull-request-mode.md).",
+        "",
+    ),
+    "spec.git.mode": (
+        "`direct`: push the rollback commit to the deploy branch; `pull-request`: push it to the branch"
+        " `rollbackbot/<app>/<incident-id>` and open one pull request per incident.",
+        "pull-request",
+    ),
+    "spec.git.forge": ("The forge hosting the repository (required for `pull-request`).", "github"),
+    "spec.git.repository": (
+        "The repository on the forge, `owner/name` (GitLab: `group/project`); required for `pull-request`.",
+        "acme/gitops",
+    ),
+    "spec.git.autoMerge": (
+        "`afterApproval`: rollbackbot merges once approved (Slack button or an approving review by one of"
+        " `approvers`), with the head SHA as precondition; `platform`: the forge's own auto-merge is enabled"
+        " when the pull request is opened; `never`: rollbackbot never merges on a review (a person merges"
+        " in the forge, or presses Approve in Slack).",
+        "afterApproval",
+    ),
+    "spec.git.mergeMethod": ("Merge method asked of the forge.", "merge"),
+    "spec.git.approvers": (
+        "Forge logins whose approving review of the current head counts as approval (any other review is"
+        " recorded but does not merge).",
+        "[alice, release-bot]",
+    ),
+    "spec.git.poll": (
+        "How often an open pull request is looked at when no forge webhook arrives (`POST /forge/events`"
+        " only makes it sooner).",
+        "30s",
+    ),
     "spec.verify": ("Verification after the rollback.", ""),
     "spec.verify.within": (
         "After `rolled_back`, the triggering alert must resolve within this time, else the incident records"
@@ -519,7 +552,12 @@ def openapi_document() -> dict[str, Any]:
     api = SlackApi(AsyncWebClient(token="xoxb-docs"))
     actions = SlackActions(service, api, ApproverCheck(api, unused))
     bolt = build_bolt_app(SecretStr("docs-signing-secret"), api, actions)
-    app = create_app(service, SecretStr("docs-webhook-token-0123456789"), routers=[slack_router(bolt, unused, actions)])
+    app = create_app(
+        service,
+        SecretStr("docs-webhook-token-0123456789"),
+        routers=[slack_router(bolt, unused, actions)],
+        readiness_report=dict,
+    )
     return app.openapi()
 
 

@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 from rollbackbot.errors import ConfigError, PermanentError, TransientError
 
 MANIFEST = "manifest.json"
+PROBE_PREFIX = ".readiness-probe-"  # written and removed by the readiness check; never a bundle
 OBJECT_LOCK_RETENTION = timedelta(days=90)
 CHUNK = 1 << 20
 TEMP_PREFIX = ".tmp-"  # a file being written; never part of a bundle
@@ -136,6 +137,16 @@ class FileEvidenceSink:
         _write_atomically(bundle / MANIFEST, _manifest_of(self._stored(bundle)))
         return url
 
+    def probe(self) -> None:
+        """Prove the directory is writable now: write a small file and remove it (readiness check)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=PROBE_PREFIX) as handle:
+                handle.write(b"rollbackbot readiness probe\n")
+                handle.flush()
+        except OSError as exc:
+            raise PermanentError(f"evidence directory {self.root} is not writable: {exc.strerror or exc}") from None
+
     @staticmethod
     def _stored(bundle: Path) -> dict[str, dict[str, Any]]:
         """Digest of every file in the bundle directory, as it is on disk now."""
@@ -194,6 +205,22 @@ class S3EvidenceSink:
         except BotoCoreError as exc:
             raise TransientError(f"evidence upload to s3://{self.bucket} failed: {type(exc).__name__}") from None
         return url
+
+    def probe(self) -> None:
+        """Prove the bucket takes writes now: put a small object without a lock, then delete it."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = "/".join(p for p in (self.prefix, f"{PROBE_PREFIX}{os.urandom(6).hex()}") if p)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"rollbackbot readiness probe\n")
+        except ClientError as exc:
+            raise PermanentError(f"evidence bucket s3://{self.bucket} refused a write: {_code(exc)}") from None
+        except BotoCoreError as exc:
+            raise TransientError(f"evidence bucket s3://{self.bucket} not reachable: {type(exc).__name__}") from None
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError):
+            pass  # writable is what matters; a lifecycle rule on the prefix expires what is left
 
     def _put(self, key: str, content: Content) -> None:
         from botocore.exceptions import ClientError

@@ -16,6 +16,14 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
+def _public_pull_request(pull: dict[str, Any]) -> dict[str, Any] | None:
+    """The pull request as the API shows it (pull-request mode only; null otherwise)."""
+    if not pull:
+        return None
+    keys = ("forge", "repository", "number", "url", "branch", "head_sha", "merge_commit")
+    return {key: pull.get(key) for key in keys}
+
+
 def incident_to_api(incident: Incident) -> dict[str, Any]:
     """The public incident JSON of docs/http-api.md."""
     return {
@@ -39,6 +47,7 @@ def incident_to_api(incident: Incident) -> dict[str, Any]:
         "evidence_missing": list(incident.evidence_missing),
         "approved_by": incident.approved_by,
         "verification": incident.verification or None,
+        "pull_request": _public_pull_request(incident.pull_request),
         "events": [{"at": _iso(e.at), "state": e.state.value, "detail": e.detail} for e in incident.events],
     }
 
@@ -55,6 +64,7 @@ def incident_to_record(incident: Incident) -> dict[str, Any]:
     record["plan"] = incident.plan
     record["evidence_url"] = incident.evidence_url
     record["policy_document"] = incident.policy_document
+    record["pull_request"] = incident.pull_request
     return record
 
 
@@ -93,6 +103,7 @@ def incident_from_record(record: dict[str, Any]) -> Incident:
         evidence_missing=tuple(record.get("evidence_missing") or ()),
         plan=dict(record.get("plan") or {}),
         policy_document=dict(record.get("policy_document") or {}),
+        pull_request=dict(record.get("pull_request") or {}),
         events=tuple(
             Event(at=_dt(e["at"]) or created_at, state=IncidentState(e["state"]), detail=e["detail"])
             for e in record.get("events", [])

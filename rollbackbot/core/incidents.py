@@ -131,6 +131,8 @@ class Incident:
     # The policy document as it was when the incident opened (with_policy()): the workflow acts on
     # this, so reloading, editing or removing the policy file never changes or fails an incident in flight.
     policy_document: dict[str, Any] = field(default_factory=dict)
+    # Pull-request mode: forge, repository, branch, number, url, head_sha, base, deadline (ISO), merge_commit.
+    pull_request: dict[str, Any] = field(default_factory=dict)
 
     def with_state(self, state: IncidentState, at: datetime, detail: str = "") -> Incident:
         """Move to ``state`` (checked against the state machine) and record the event."""
@@ -161,6 +163,10 @@ class Incident:
     def with_evidence(self, url: str, missing: tuple[str, ...] = ()) -> Incident:
         """Record the bundle ("" when none could be written) and what it lacks."""
         return replace(self, evidence_url=url, evidence_missing=missing)
+
+    def with_pull_request(self, **fields: Any) -> Incident:
+        """Record (or update) what is known about the incident's pull request."""
+        return replace(self, pull_request={**self.pull_request, **fields})
 
     def with_approver(self, approved_by: str) -> Incident:
         return replace(self, approved_by=approved_by)

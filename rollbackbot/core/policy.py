@@ -177,6 +177,10 @@ Trailer = Annotated[str, _Checked(r"[A-Za-z0-9][A-Za-z0-9-]*", "git trailer key"
 SlackChannel = Annotated[str, _Checked(r"[CG][A-Z0-9]{2,}", "Slack channel ID (not a #name)")]
 SlackApprover = Annotated[str, _Checked(r"[USW][A-Z0-9]{2,}", "Slack user (U/W) or user-group (S) ID")]
 WebUrl = Annotated[str, _Checked(r"https?://\S+", "http(s) URL")]
+ForgeRepository = Annotated[
+    str, _Checked(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)+", "forge repository (owner/name)")
+]
+ForgeLogin = Annotated[str, _Checked(r"[A-Za-z0-9][A-Za-z0-9._-]*", "forge user login")]
 
 # --- the document -----------------------------------------------------------------------------------
 
@@ -275,6 +279,59 @@ class Retry(_Section):
     attempts: StrictInt | None = Field(default=None, ge=1)  # attempts in all, re-deliveries included
 
 
+class GitMode(StrEnum):
+    """How the rollback commit reaches the deploy branch."""
+
+    direct = "direct"
+    pull_request = "pull-request"
+
+
+class ForgeKind(StrEnum):
+    """The forge that hosts the GitOps repository's pull requests."""
+
+    github = "github"
+    gitlab = "gitlab"
+
+
+class AutoMerge(StrEnum):
+    """Who merges a rollback pull request."""
+
+    after_approval = "afterApproval"
+    platform = "platform"
+    never = "never"
+
+
+class MergeMethod(StrEnum):
+    """How the forge merges the pull request."""
+
+    merge = "merge"
+    squash = "squash"
+    rebase = "rebase"
+
+
+class GitDelivery(_Section):
+    """Direct push (default) or a pull request on a forge, merged on approval (docs/pull-request-mode.md)."""
+
+    mode: GitMode = GitMode.direct
+    forge: ForgeKind | None = None
+    repository: ForgeRepository | None = None
+    auto_merge: AutoMerge = AutoMerge.after_approval
+    merge_method: MergeMethod = MergeMethod.merge
+    approvers: tuple[ForgeLogin, ...] = ()  # forge logins whose approving review counts as approval
+    poll: PositiveDuration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _pull_request_needs_forge(self) -> Self:
+        if self.mode is GitMode.pull_request and (self.forge is None or self.repository is None):
+            raise ValueError("mode pull-request needs forge (github or gitlab) and repository (owner/name)")
+        return self
+
+    @property
+    def pull_request(self) -> bool:
+        """Whether the rollback goes through a pull request."""
+        return self.mode is GitMode.pull_request
+
+
 class Spec(_Section):
     """Which alerts the policy covers and what it does about them."""
 
@@ -296,6 +353,7 @@ class Spec(_Section):
     forensics: Forensics = Forensics()
     verify: Verify = Verify()
     retry: Retry | None = None
+    git: GitDelivery = GitDelivery()
 
     @model_validator(mode="after")
     def _propose_needs_approval(self) -> Self:

@@ -26,6 +26,7 @@ import httpx
 from rollbackbot import procs
 from rollbackbot.core.incidents import TERMINAL_STATES
 from rollbackbot.demo import propose as demo_propose
+from rollbackbot.demo import readiness as demo_readiness
 from rollbackbot.testing import slack as fake_slack
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import AppSpec, Release, build_sandbox
@@ -55,6 +56,7 @@ def _policies_dir(work: Path) -> Path:
     embedded.mkdir(exist_ok=True)
     (embedded / "10-docsum-llm-injection.yaml").write_text(EMBEDDED_POLICY)
     (embedded / "20-support-llm-refusal.yaml").write_text(demo_propose.EMBEDDED_POLICY)
+    (embedded / "30-badge-vision-access.yaml").write_text(demo_readiness.EMBEDDED_POLICY)
     return embedded
 
 
@@ -76,6 +78,7 @@ def _build(work: Path) -> Any:
                 ],
             ),
             demo_propose.releases(),
+            demo_readiness.releases(),
         ],
     )
 
@@ -102,7 +105,11 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
     sandbox = _build(work)
     _say(f"\n1. GitOps repository {sandbox.remote_url} with releases of {APP}:")
     for tag in sandbox.tag_names():
-        note = {"1.2.0": "unsigned", "1.3.0": "deployed now — compromised, Degraded"}.get(tag.rsplit("v", 1)[-1], "")
+        note = {
+            f"{APP}/v1.2.0": "unsigned",
+            f"{APP}/v1.3.0": "deployed now — compromised, Degraded",
+            f"{demo_readiness.BROKEN_APP}/v3.0.0": "unsigned, on purpose: badge-vision cannot be rolled back",
+        }.get(tag, "")
         _say(f"     {tag:<22} {note}")
     config = work / "argocd.json"
     config.write_text(
@@ -112,7 +119,10 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
                 "subject": "proj:ml-prod:rollbackbot",
                 "repo": str(sandbox.remote_path),
                 "branch": sandbox.branch,
-                "apps": [{"name": app, "project": "ml-prod", "path": f"apps/{app}"} for app in (APP, demo_propose.APP)],
+                "apps": [
+                    *({"name": app, "project": "ml-prod", "path": f"apps/{app}"} for app in (APP, demo_propose.APP)),
+                    *demo_readiness.argo_apps(),
+                ],
             }
         )
     )
@@ -134,12 +144,14 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
             argocd_token=ARGOCD_TOKEN,
             webhook_token=WEBHOOK_TOKEN,
             state=work / "state",
+            readiness_interval=600,  # GET /api/readiness and the rollbackbot_rollback_ready metric while serving
         ) | demo_propose.slack_env(slack_url)
         env |= {"ROLLBACKBOT_UI": "true", "ROLLBACKBOT_PUBLIC_URL": base}  # incident pages, linked from Slack
         service = procs.start_service(env, port, log, cwd=work)
         stack.callback(procs.stop, service)
         procs.wait_ready(f"{base}/readyz", service)
         _say(f"\n2. fake Argo CD at {argo_url}; fake Slack at {slack_url}; rollbackbot serving at {base}")
+        ready = await asyncio.to_thread(demo_readiness.check, env, work, _say)
         api_auth = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}  # /api/* takes the webhook token by default
         async with httpx.AsyncClient(base_url=base, timeout=10.0, headers=api_auth) as client:
             auto = await _deliver_and_follow(client, sandbox, argo_url, work, started)
@@ -156,10 +168,11 @@ async def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
             if not serve:
                 _say("\nthe incident pages close with the demo; `rollbackbot demo --serve` keeps them up")
             pages = f"incident pages: {base}/ui/incidents (sign in with the API token {WEBHOOK_TOKEN})"
-            _say(f"\ndemo {'OK' if auto == proposed == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s; {pages}")
+            ok = auto == proposed == ready == 0
+            _say(f"\ndemo {'OK' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s; {pages}")
             if serve:
                 await _serve_until_interrupted()
-            return auto or proposed
+            return auto or proposed or ready
 
 
 async def _serve_until_interrupted() -> None:

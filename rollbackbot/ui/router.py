@@ -62,6 +62,7 @@ class UiConfig:
     slack_message: Callable[[str], str | None] | None = None  # incident id → "channel C…, message ts …"
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    readiness: Callable[[str], dict[str, Any] | None] | None = None  # app → its last readiness (docs/readiness.md)
 
 
 def _finalize(value: Any) -> Any:
@@ -255,6 +256,7 @@ def ui_router(config: UiConfig) -> APIRouter:
             verification=views.verification(incident),
             evidence=sources.read_evidence(incident.evidence_url, incident.id),
             chart=chart.reaction_chart([views.milestones(i) for i in recent]),
+            readiness=config.readiness(incident.app) if config.readiness else None,
         )
 
     @router.get("/incidents/{incident_id}/evidence/{name:path}")

@@ -39,6 +39,7 @@ async def down(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         slack_bot_token="xoxb-status-0123456789",
         slack_signing_secret="status-signing-secret-0123456789",
         slack_api_url="http://127.0.0.1:9/api/",
+        readiness_interval_seconds=0,  # the readiness schedule runs git in the background; /readyz must not
     )
     app = build_app(settings)
     async with app.router.lifespan_context(app):

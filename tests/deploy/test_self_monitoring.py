@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import rollbackbot.adapters.slack.metrics  # noqa: F401  (registers the Slack metrics)
+import rollbackbot.readiness  # noqa: F401  (registers the readiness metrics)
 from rollbackbot.metrics import REGISTRY
 from tests.deploy.conftest import MONITORING, find, load_yaml, require_tool, run
 
@@ -29,6 +30,7 @@ REQUIRED_ALERTS = {
     "RollbackbotWebhookUnauthorized",
     "RollbackbotSlackFailing",
     "RollbackbotAbsent",
+    "RollbackbotNotReady",
 }
 RUNBOOK = "docs/operations.md#"
 
@@ -87,6 +89,20 @@ def test_promtool_unit_tests_pass() -> None:
                 'dependency="argocd"}) == 0\n        for: 5m\n', 'dependency="argocd"}) == 0\n'
             ),
             "RollbackbotArgoCDUnreachable",
+        ),
+        # Without `for`, an app not ready for one run (a flaky Argo CD read) would page.
+        (
+            lambda rules: rules.replace(
+                "(rollbackbot_rollback_ready) == 0\n        for: 30m\n", "(rollbackbot_rollback_ready) == 0\n"
+            ),
+            "RollbackbotNotReady",
+        ),
+        # With min instead of max, one replica's blip on docsum-llm would page.
+        (
+            lambda rules: rules.replace(
+                "max by (app, policy) (rollbackbot_rollback_ready)", "min by (app, policy) (rollbackbot_rollback_ready)"
+            ),
+            "docsum-llm",
         ),
     ],
 )

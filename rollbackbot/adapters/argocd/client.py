@@ -101,6 +101,19 @@ class ArgoCDClient:
         """The raw resource tree (includes ReplicaSets and Pods), for evidence."""
         return await self._http.get_json(f"{_app_path(app)}/resource-tree", {"project": project})
 
+    async def can_i(self, resource: str, action: str, subresource: str) -> bool:
+        """Whether the token may do ``action`` on ``resource``/``subresource`` (``GET /api/v1/account/can-i``).
+
+        Argo CD answers ``{"value": "yes"|"no"}``, never 403, also for an application that does not exist.
+        A project-scoped subresource is ``<project>/<app>``; its slash travels percent-encoded in one segment.
+        """
+        parts = "/".join(quote(part, safe="") for part in (resource, action, subresource))
+        data = await self._http.get_json(f"/api/v1/account/can-i/{parts}", {})
+        value = data.get("value")
+        if value not in ("yes", "no"):
+            raise TransientError(f"Argo CD can-i answered {str(value)[:40]!r}, not yes or no")
+        return bool(value == "yes")
+
     async def refresh(self, app: str, project: str) -> AppHealth:
         """Ask Argo CD to compare with Git now; a refresh that hangs falls back to a plain read."""
         try:

@@ -169,12 +169,12 @@ class ArgoHTTP:
         ):
             raise TransientError(f"Argo CD {endpoint} failed: HTTP {status}: {message}")
         if status == httpx.codes.UNAUTHORIZED:
-            raise PermanentError(f"Argo CD rejected the token (401): {message} [{endpoint}]")
+            raise ArgoRefused(f"Argo CD rejected the token (401): {message} [{endpoint}]", status)
         # Matched on the text, and on the code when one is given: the only 400 that means "wait".
         busy = code in (_FAILED_PRECONDITION, None) and OPERATION_IN_PROGRESS in message.lower()
         if status == httpx.codes.BAD_REQUEST and busy:
             raise OperationInProgress(f"Argo CD {endpoint}: {message}")
-        raise PermanentError(f"Argo CD {endpoint} failed: HTTP {status}: {message}")
+        raise ArgoRefused(f"Argo CD {endpoint} failed: HTTP {status}: {message}", status)
 
     def _argo_error(self, response: httpx.Response) -> tuple[str, int | None]:
         """Argo's ``message`` and gRPC ``code`` from a JSON error body, else the text body."""
@@ -232,11 +232,21 @@ class ArgoHTTP:
         log.debug("argocd %s -> %s in %.0f ms", endpoint, outcome, elapsed * 1000)
 
 
+class ArgoRefused(PermanentError):
+    """A 4xx answer that retrying will not change; ``status`` tells a 401/403 from a 404."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _route(endpoint: str) -> str:
     """The endpoint without the app name, so metric label values stay bounded."""
     parts = endpoint.split(" ", 1)[-1].split("/")
     if len(parts) > 4 and parts[3] == "applications":
         parts[4] = "{name}"
+    if len(parts) > 5 and parts[3:5] == ["account", "can-i"]:
+        parts[5:] = ["{resource}", "{action}", "{subresource}"]
     return "/".join(parts)
 
 

@@ -174,10 +174,15 @@ class Plumbing:
             return GitOutcome(-9, done.stdout, f"{done.stderr}\nfatal: {done.killed}")
         return GitOutcome(done.status, done.stdout, done.stderr)
 
-    def push(self, source: str, destination: str, remote_url: str) -> PushOutcome:
-        """``git push --porcelain`` one ref; how the remote answered, or TransientError on transport failure."""
+    def push(self, source: str, destination: str, remote_url: str, *, lease: str | None = None) -> PushOutcome:
+        """``git push --porcelain`` one ref; how the remote answered, or TransientError on transport failure.
+
+        With ``lease`` (the value the destination must still have; "" for "must not exist") the push may
+        replace the ref, but only if nobody moved it since it was read (``--force-with-lease``).
+        """
+        leased = [f"--force-with-lease={destination}:{lease}"] if lease is not None else []
         outcome = self.watched(
-            "push", "--porcelain", "--progress", "origin", f"{source}:{destination}", remote_url=remote_url
+            "push", "--porcelain", "--progress", *leased, "origin", f"{source}:{destination}", remote_url=remote_url
         )
         for line in outcome.text.splitlines():
             fields = line.split("\t")  # <flag> TAB <from>:<to> TAB <summary>

@@ -511,6 +511,36 @@ class GitOpsRepository:
                 continue
             self._wait_before_retry(attempt, deadline)
 
+    def push_rollback_branch(self, request: RollbackRequest, branch: str) -> RollbackResult:
+        """The rollback commit on the deploy branch tip, pushed to ``branch`` (a pull request's head).
+
+        Kept as it is when the branch already holds this incident's rollback on the current tip (a
+        re-run after a crash); otherwise built on the tip and pushed with ``--force-with-lease`` against
+        the branch's value just read (never against the deploy branch). TransientError when it lost.
+        """
+        with self._lock:
+            if request.plan.target is None:
+                raise NoTargetError(request.plan.no_target_reason or "the plan has no target release")
+            self._fetch()
+            plumbing, ref, base = self._ready(), f"refs/heads/{branch}", self._head()
+            advertised = plumbing.network("ls-remote", "origin", ref, remote_url=self.url).split()
+            lease = advertised[0] if advertised else ""
+            if lease:
+                plumbing.fetch_branch(branch, f"refs/rollbackbot/{branch}", self.url)
+                parents, _, message = plumbing.run("log", "-1", "--format=%P%x00%B", lease).partition("\x00")
+                ours = parse_commit_trailers(message).get("Rollback-Incident") == one_line(request.incident_id)
+                if ours and parents.split() == [base]:
+                    return RollbackResult(lease, already_done=True)
+            paths = checked_paths(request.target.paths)
+            found = self._branch_objects(request.plan.head, paths)
+            rebuilt = self._request_on(request, base, paths, found)
+            commit = self._write_commit(rebuilt, base, paths, found)
+            outcome = plumbing.push(commit, ref, self.url, lease=lease)
+            if not outcome.accepted:
+                raise TransientError(f"push to {branch} lost a race: {one_line(outcome.summary)}")
+            replanned = rebuilt.plan if rebuilt.plan != request.plan else None
+            return RollbackResult(commit, already_done=False, replanned=replanned)
+
     def _wait_before_retry(self, attempt: int, deadline: float) -> None:
         """Sleep a jittered, exponentially growing delay; TransientError once attempts or budget run out."""
         remaining = deadline - time.monotonic()

@@ -118,6 +118,10 @@ class SelfRepairingRepo:
         """Write and push the rollback commit; exactly once per incident, never forced."""
         return self._call(lambda repo: repo.commit_rollback(request))
 
+    def push_rollback_branch(self, request: RollbackRequest, branch: str) -> RollbackResult:
+        """The rollback commit pushed to a pull request's head ``branch`` (pull-request mode)."""
+        return self._call(lambda repo: repo.push_rollback_branch(request, branch))
+
     def lineage(self, commit: str, paths: Sequence[str], revision: str | None = None) -> Lineage:
         """How ``revision`` (default: the branch head, fetched now) relates to ``commit`` for ``paths``."""
         return self._call(lambda repo: repo.lineage(commit, paths, revision))

@@ -68,6 +68,9 @@ class FakeArgoConfig(BaseModel):
     branch: str = "main"
     apps: list[FakeAppConfig] = Field(default_factory=list)
     users: dict[str, str] = Field(default_factory=dict)
+    # RBAC the token lacks, as ``resource/action/subresource`` globs (e.g. ``applications/sync/ml-prod/*``):
+    # ``GET /api/v1/account/can-i/...`` answers "no" for them (rollbackbot.testing.argocd.rbac).
+    denied: list[str] = Field(default_factory=list)
     tick: float = Field(default=0.05, gt=0)
     refreshDelay: float = Field(default=0.1, ge=0)
     reconcileInterval: float = Field(default=120.0, ge=0)

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -30,6 +31,7 @@ from rollbackbot.testing.argocd.decode import (
 )
 from rollbackbot.testing.argocd.git import GitError
 from rollbackbot.testing.argocd.model import AppSim
+from rollbackbot.testing.argocd.rbac import can_i
 from rollbackbot.testing.argocd.state import Caller, FakeArgoState
 from rollbackbot.testing.argocd.wire import JSON
 
@@ -132,6 +134,18 @@ async def _revision_metadata(call: Call) -> Response:
         raise ArgoError(2, f"rpc error: code = Unknown desc = {exc}") from None
 
 
+async def _can_i(call: Call) -> Response:
+    caller, params = _caller(call), call.params
+    value = can_i(
+        params["resource"],
+        params["action"],
+        params["subresource"],
+        caller_project=caller.project,
+        denied=call.state.config.denied,
+    )
+    return json_response({"value": value})
+
+
 async def _version(call: Call) -> Response:
     return json_response(views.FULL_VERSION if _optional_caller(call) else {"Version": views.VERSION})
 
@@ -214,6 +228,7 @@ ROUTES = [
     Route("POST", "/api/v1/session", _create_session, SESSION_REQUEST, public=True),
     Route("DELETE", "/api/v1/session", _delete_session, public=True),
     Route("GET", "/api/v1/session/userinfo", _userinfo, public=True),
+    Route("GET", "/api/v1/account/can-i/{resource}/{action}/{subresource}", _can_i),
     Route("GET", A + "/{name}", _get_app),
     Route("PATCH", A + "/{name}", _patch_app, PATCH_REQUEST),
     Route("POST", A + "/{name}/sync", _sync_app, SYNC_REQUEST),
@@ -243,8 +258,15 @@ COMPILED = [(route, route.regex) for route in ROUTES]
 
 
 def match_route(method: str, path: str) -> tuple[Route, dict[str, str]] | Response:
-    """The route for method+path, or grpc-gateway's 404/405 plain-text answer."""
-    matches = [(route, m.groupdict()) for route, regex in COMPILED if (m := regex.fullmatch(path))]
+    """The route for method+path (still percent-encoded), or grpc-gateway's 404/405 plain-text answer.
+
+    Segments are split before they are decoded, so ``%2F`` stays inside one path variable.
+    """
+    matches = [
+        (route, {k: unquote(v) for k, v in m.groupdict().items()})
+        for route, regex in COMPILED
+        if (m := regex.fullmatch(path))
+    ]
     for route, params in matches:
         if route.method == method:
             return route, params
@@ -290,7 +312,8 @@ async def handle_api(state: FakeArgoState, request: Request, raw: bytes) -> Resp
     if method != "GET" and path.startswith("/api/"):
         if request.headers.get("content-type", "").lower() != "application/json":
             return text_response(415, "Invalid content type")
-    routed = match_route(method, path)
+    raw_path = request.scope.get("raw_path")  # httpx's ASGITransport puts the query string in it too
+    routed = match_route(method, raw_path.decode("latin-1").split("?", 1)[0] if raw_path else quote(path))
     if isinstance(routed, Response):
         return routed
     route, params = routed

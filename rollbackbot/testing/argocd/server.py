@@ -12,7 +12,8 @@ As a process (a background task moves time with the wall clock)::
     # stdout: "fake-argocd listening on http://127.0.0.1:PORT"
 
 Test controls outside ``/api`` (no auth): ``GET|DELETE /_fake/requests``, ``GET /_fake/apps/{name}``,
-``POST /_fake/apps/{name}/faults``, ``POST /_fake/advance`` ``{"seconds": n}``.
+``POST /_fake/apps/{name}/faults``, ``POST /_fake/advance`` ``{"seconds": n}``,
+``POST /_fake/rbac`` ``{"denied": ["applications/sync/ml-prod/*"]}`` (what ``can-i`` refuses).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ async def _fake_control(state: FakeArgoState, request: Request) -> Response:
         cleared = len(state.requests)
         state.requests.clear()
         return JSONResponse({"cleared": cleared})
+    if parts == ["rbac"] and method == "POST":
+        denied = (await request.json()).get("denied", [])
+        state.config.denied = [str(rule) for rule in denied]
+        return JSONResponse({"denied": state.config.denied})
     if parts == ["advance"] and method == "POST":
         state.advance(float((await request.json()).get("seconds", 0)))
         return JSONResponse({"virtualTime": state.now})
