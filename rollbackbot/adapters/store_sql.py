@@ -181,8 +181,15 @@ def _store_call(method: Callable[P, R]) -> Callable[P, R]:
 class SqlIncidentStore:
     """IncidentStore over a SQLAlchemy engine."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, leases: bool | None = None) -> None:
+        """``leases``: record leases in the database; by default on PostgreSQL (several replicas) only.
+
+        SQLite is the one-replica store: its one writer needs no lease, and three write transactions
+        more per incident would hold its single write lock against intake. Without, a claim always
+        succeeds in memory and saves compare state and version only.
+        """
         self.engine: Engine = make_engine(url)
+        self.leases_recorded = self.engine.dialect.name != "sqlite" if leases is None else leases
         try:
             migrate.upgrade(self.engine)
         except DatabaseError as exc:
@@ -250,7 +257,7 @@ class SqlIncidentStore:
             "read_version": incident.version,
         }
         statement = _SAVE
-        if lease is not None:
+        if lease is not None and self.leases_recorded:
             statement = self._save_leased
             params |= {"lease_owner": lease.owner, "lease_fence": lease.fence}
         try:
@@ -287,20 +294,24 @@ class SqlIncidentStore:
         """
         if not incident_ids:
             return []
+        if not self.leases_recorded:
+            return [Lease(incident_id, owner, 0) for incident_id in dict.fromkeys(incident_ids)]
         with self.engine.begin() as conn:
             return self._leases.claim(conn, incident_ids, owner, seconds, dead)
 
     @_store_call
     def renew(self, owner: str, incident_ids: Sequence[str], seconds: float) -> set[str]:
         """Heartbeat: push the expiry of ``owner``'s leases; the ids still held."""
-        if not incident_ids:
-            return set()
+        if not incident_ids or not self.leases_recorded:
+            return set(incident_ids)
         with self.engine.begin() as conn:
             rows = conn.execute(self._leases.renew, {"holder": owner, "ids": list(incident_ids), "seconds": seconds})
             return {row[0] for row in rows}
 
     @_store_call
     def release(self, lease: Lease) -> None:
+        if not self.leases_recorded:
+            return
         with self.engine.begin() as conn:
             conn.execute(
                 self._leases.release, {"match_id": lease.incident_id, "holder": lease.owner, "held_fence": lease.fence}
@@ -308,11 +319,15 @@ class SqlIncidentStore:
 
     @_store_call
     def expired_leases(self) -> list[str]:
+        if not self.leases_recorded:
+            return []
         with self.engine.connect() as conn:
             return list(conn.execute(self._leases.expired).scalars())
 
     @_store_call
     def owners(self) -> dict[str, str]:
+        if not self.leases_recorded:
+            return {}
         with self.engine.connect() as conn:
             return dict(conn.execute(self._leases.owners).all())
 

@@ -113,7 +113,7 @@ def test_a_postgresql_restart_is_an_outage_the_store_recovers_from(tmp_path: Pat
 
 def test_replicas_claiming_together_take_each_incident_once(db_url: str) -> None:
     """Three replicas claim the same 40 incidents at the same moment: every one taken by exactly one."""
-    replicas = [SqlIncidentStore(db_url) for _ in range(3)]
+    replicas = [SqlIncidentStore(db_url, leases=True) for _ in range(3)]
     work = [_incident(n, app=f"app-{n}") for n in range(40)]
     replicas[0].create_many(work)
     ids = [i.id for i in work]
@@ -127,7 +127,7 @@ def test_replicas_claiming_together_take_each_incident_once(db_url: str) -> None
 
 def test_a_replica_whose_lease_expired_cannot_write(db_url: str) -> None:
     """A paused replica wakes after its lease ran out and another took over: its write is refused."""
-    paused, other = SqlIncidentStore(db_url), SqlIncidentStore(db_url)
+    paused, other = SqlIncidentStore(db_url, leases=True), SqlIncidentStore(db_url, leases=True)
     inc = _incident(1)
     paused.create(inc)
     [old] = paused.claim([inc.id], "paused", 0.3)
@@ -152,7 +152,7 @@ def test_a_replica_whose_lease_expired_cannot_write(db_url: str) -> None:
 
 
 def test_an_expired_lease_refuses_the_write_even_before_a_takeover(db_url: str) -> None:
-    store = SqlIncidentStore(db_url)
+    store = SqlIncidentStore(db_url, leases=True)
     inc = _incident(1)
     store.create(inc)
     [lease] = store.claim([inc.id], "slow", 0.2)
@@ -165,7 +165,7 @@ def test_an_expired_lease_refuses_the_write_even_before_a_takeover(db_url: str) 
 
 def test_a_replica_takes_its_own_lease_again_after_a_release_was_lost(db_url: str) -> None:
     """The store went away while a worker released its lease: the replica resumes at once, not after expiry."""
-    store = SqlIncidentStore(db_url)
+    store = SqlIncidentStore(db_url, leases=True)
     inc = _incident(1)
     store.create(inc)
     [first] = store.claim([inc.id], "me", 30)
@@ -185,7 +185,7 @@ def test_the_leases_of_an_exited_process_on_this_host_are_free_at_once(db_url: s
     alive = f"{socket.gethostname()}/{os.getppid()}/0a1b2c"
     elsewhere = f"other-host/{int(gone.stdout)}/0a1b2c"
     assert exited_here(crashed, "me") and not exited_here(alive, "me") and not exited_here(elsewhere, "me")
-    store = SqlIncidentStore(db_url)
+    store = SqlIncidentStore(db_url, leases=True)
     incidents = [_incident(n, app=f"app-{n}") for n in range(3)]
     store.create_many(incidents)
     for incident, owner in zip(incidents, (crashed, alive, elsewhere), strict=True):
@@ -194,3 +194,16 @@ def test_the_leases_of_an_exited_process_on_this_host_are_free_at_once(db_url: s
     assert restarted.find_dead_here() == {crashed}
     assert restarted.claim(incidents[0].id, NOW) is not None
     assert restarted.claim(incidents[1].id, NOW) is None and restarted.claim(incidents[2].id, NOW) is None
+
+
+def test_leases_are_recorded_on_postgresql_and_not_on_the_one_replica_sqlite_store(db_url: str) -> None:
+    store = SqlIncidentStore(db_url)
+    inc = _incident(1)
+    store.create(inc)
+    [lease] = store.claim([inc.id], "me", 30)
+    if db_url.startswith("sqlite"):
+        assert not store.leases_recorded and lease.fence == 0
+        assert store.claim([inc.id], "other", 30) != [] and store.owners() == {}  # one writer: nothing to hold
+    else:
+        assert store.leases_recorded and lease.fence == 1
+        assert store.claim([inc.id], "other", 30) == [] and store.owners() == {inc.id: "me"}
