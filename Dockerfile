@@ -2,7 +2,8 @@
 # rollbackbot image: the wheel built in one stage and installed into a virtualenv, which the slim
 # runtime stage copies. tests/deploy/test_wheel.py runs the same steps without Docker (pip wheel
 # --no-deps, a fresh virtualenv, pip install of the wheel, then the entrypoint command), so keep
-# the two in step. Build: docker build -t rollbackbot .
+# the two in step. The `postgresql` extra (psycopg) lets the image run several replicas on PostgreSQL
+# (manifests/overlays/ha). Build: docker build -t rollbackbot .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -13,7 +14,7 @@ COPY pyproject.toml README.md ./
 COPY rollbackbot ./rollbackbot
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/rollbackbot \
-    && /opt/rollbackbot/bin/pip install /wheels/rollbackbot-*.whl
+    && /opt/rollbackbot/bin/pip install "$(echo /wheels/rollbackbot-*.whl)[postgresql]"
 
 FROM ${PYTHON_IMAGE}
 # git and ssh verify the signed release tags and push the rollback commit; tini, as PID 1,

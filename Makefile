@@ -36,6 +36,7 @@ bench: $(STAMP)
 	bash scripts/ensure-alertmanager.sh
 	$(PY) -m bench
 	$(PY) -m bench.observer
+	$(PY) -m bench.ha
 	$(PY) -m bench.canary
 	$(PY) -m bench.live
 

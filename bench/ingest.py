@@ -125,19 +125,37 @@ async def _burst(url: str, webhooks: list[Webhook]) -> tuple[float, list[float],
     return seconds, latencies, answers
 
 
-def _count(database: Path) -> tuple[int, int, int]:
-    """(ingest incidents, distinct alert keys among them, those not final yet), read-only."""
+def _count(database: Path | str) -> tuple[int, int, int]:
+    """(ingest incidents, distinct alert keys among them, those not final yet), read-only.
+
+    ``database``: the SQLite file, or a SQLAlchemy URL (PostgreSQL).
+    """
     final = ", ".join(f"'{state}'" for state in FINAL_STATES)
+    if isinstance(database, Path):
+        query = (
+            "SELECT COUNT(*), COUNT(DISTINCT fingerprint || '/' || starts_at), "
+            f"COALESCE(SUM(state NOT IN ({final})), 0) FROM incidents WHERE json_extract(record, '$.policy') = ?"
+        )
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+            total, keys, pending = conn.execute(query, (INGEST_POLICY,)).fetchone()
+        return int(total), int(keys), int(pending)
+    from sqlalchemy import create_engine, text
+
     query = (
-        "SELECT COUNT(*), COUNT(DISTINCT fingerprint || '/' || starts_at), "
-        f"COALESCE(SUM(state NOT IN ({final})), 0) FROM incidents WHERE json_extract(record, '$.policy') = ?"
+        "SELECT COUNT(*), COUNT(DISTINCT fingerprint || '/' || starts_at::text), "
+        f"COALESCE(SUM(CASE WHEN state NOT IN ({final}) THEN 1 ELSE 0 END), 0) FROM incidents "
+        "WHERE record::json->>'policy' = :policy"
     )
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        total, keys, pending = conn.execute(query, (INGEST_POLICY,)).fetchone()
+    engine = create_engine(database)
+    try:
+        with engine.connect() as conn:
+            total, keys, pending = conn.execute(text(query), {"policy": INGEST_POLICY}).one()
+    finally:
+        engine.dispose()
     return int(total), int(keys), int(pending)
 
 
-async def run_ingest(url: str, database: Path, drain_timeout: float = 120.0) -> IngestResult:
+async def run_ingest(url: str, database: Path | str, drain_timeout: float = 120.0) -> IngestResult:
     webhooks, distinct = build_webhooks()
     seconds, latencies, answers = await _burst(url, webhooks)
     first = {w.group: answers[i] for i, w in enumerate(webhooks) if not w.redelivery}

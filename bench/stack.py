@@ -129,12 +129,14 @@ class Stack:
     url: str
     argocd_url: str
     pid: int
-    database: Path
+    database: Path | str  # the SQLite file, or the PostgreSQL URL
     log: Path
     ready_seconds: float
 
 
-def start_stack(stack: ExitStack, work: Path, remote: Path, signers: Path, apps: list[str]) -> Stack:
+def start_stack(
+    stack: ExitStack, work: Path, remote: Path, signers: Path, apps: list[str], *, database_url: str | None = None
+) -> Stack:
     """Start both processes (stopped when ``stack`` closes); returns once ``/readyz`` answers 200."""
     log_path = work / "processes.log"
     log = stack.enter_context(open(log_path, "wb"))
@@ -151,7 +153,7 @@ def start_stack(stack: ExitStack, work: Path, remote: Path, signers: Path, apps:
         "ROLLBACKBOT_ARGOCD_URL": argo_url,
         "ROLLBACKBOT_ARGOCD_TOKEN": ARGOCD_TOKEN,
         "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-        "ROLLBACKBOT_DATABASE_URL": f"sqlite:///{state}/state.db",
+        "ROLLBACKBOT_DATABASE_URL": database_url or f"sqlite:///{state}/state.db",
         "ROLLBACKBOT_EVIDENCE_URL": f"file://{state}/evidence",
     }
     port = procs.free_port()
@@ -160,4 +162,5 @@ def start_stack(stack: ExitStack, work: Path, remote: Path, signers: Path, apps:
     stack.callback(procs.stop, service)
     url = f"http://127.0.0.1:{port}"
     procs.wait_ready(f"{url}/readyz", service, timeout=120)
-    return Stack(url, argo_url, service.pid, state / "state.db", log_path, time.monotonic() - started)
+    database = database_url or state / "state.db"
+    return Stack(url, argo_url, service.pid, database, log_path, time.monotonic() - started)

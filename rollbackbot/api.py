@@ -245,14 +245,18 @@ def create_app(
     def status() -> dict[str, Any]:
         """Each dependency as last seen (ok/error, last success, last error without credentials)."""
         seen = {name: health.to_api() for name, health in dependencies.snapshot().items()}
+        owners: dict[str, str] | None = None
         try:
             service.store.ping()
             active: int | None = service.store.count_active()
+            owners = service.store.owners()
             seen["store"] = {"status": "ok", "last_error": None}
         except Exception as exc:  # a status page reports, it never raises
             active = None
             seen["store"] = {"status": "error", "last_error": redact_urls(f"{type(exc).__name__}: {exc}")[:300]}
-        return {"version": __version__, "active_incidents": active, "dependencies": seen}
+        # Which replica drives which incident right now (live leases only), and who answered.
+        replicas = {"self": service.leases.owner, "leases": owners}
+        return {"version": __version__, "active_incidents": active, "dependencies": seen, "replicas": replicas}
 
     if readiness_report is not None:
 

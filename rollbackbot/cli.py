@@ -1,4 +1,4 @@
-"""Command line (docs/cli.md): serve | demo | policy check|schema | plan | readiness | rollback | incidents."""
+"""Command line (docs/cli.md): serve | demo | policy check|schema | plan | readiness | rollback | incidents | db."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
         help="ask the running service's /api (token from ROLLBACKBOT_API_TOKEN or ROLLBACKBOT_WEBHOOK_TOKEN) "
         "instead of reading ROLLBACKBOT_DATABASE_URL; default $ROLLBACKBOT_API_URL",
     )
+    db = sub.add_parser("db", help="the incident store's schema (reads only ROLLBACKBOT_DATABASE_URL)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="migrate the schema to this version's newest revision (also done at start)")
+    db_sub.add_parser("current", help="print the schema revision of the database and this version's newest")
     sub.add_parser("observer", help="the model observer sidecar: serve | scan | baseline", add_help=False)
     return parser
 
@@ -102,4 +106,6 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(commands.rollback(args.app, args.to_tag))
     if args.command == "incidents":
         return commands.incidents(args.incident_id, args.json, args.url)
+    if args.command == "db":
+        return commands.db(args.db_command)
     raise AssertionError(args.command)

@@ -187,3 +187,27 @@ def _incidents_from_api(url: str, incident_id: str | None) -> tuple[dict[str, An
         raise AdapterError(f"{redact_url(url)}{path} answered {answer.status_code}")
     body = answer.json()
     return (body, []) if incident_id else (None, list(body["incidents"]))
+
+
+def db(action: str) -> int:
+    """``db upgrade``: migrate the incident store's schema (once, under a lock); ``db current``: say where it is."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rollbackbot.adapters.store import migrate
+    from rollbackbot.adapters.store_sql import make_engine
+
+    url = os.environ.get("ROLLBACKBOT_DATABASE_URL", "sqlite:///.rollbackbot/state.db")
+    engine = make_engine(url)
+    try:
+        if action == "upgrade":
+            migrate.upgrade(engine)
+        at = migrate.current(engine)
+    except SQLAlchemyError as exc:
+        raise ConfigError(
+            f"incident store {redact_url(url)}: {type(exc).__name__}; check ROLLBACKBOT_DATABASE_URL"
+        ) from None
+    finally:
+        engine.dispose()
+    head = migrate.head()
+    print(f"{redact_url(url)}: schema revision {at or 'none'} (this version's newest: {head})")
+    return 0 if action == "upgrade" or at == head else 1

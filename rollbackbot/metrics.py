@@ -99,6 +99,21 @@ INCIDENTS_STALLED = Gauge(
     "plus those whose worker waits for the incident store to come back",
     registry=REGISTRY,
 )
+LEASE_RENEWALS = Counter(
+    "rollbackbot_lease_renewals_total",
+    "Incident leases this replica renewed (heartbeat)",
+    registry=REGISTRY,
+)
+LEASE_TAKEOVERS = Counter(
+    "rollbackbot_lease_takeovers_total",
+    "Incidents this replica took over after another replica's lease expired",
+    registry=REGISTRY,
+)
+LEASES_LOST = Counter(
+    "rollbackbot_leases_lost_total",
+    "Incident leases this replica lost (expired and taken, or a write refused by the fence)",
+    registry=REGISTRY,
+)
 
 POLICY_RELOADS = Counter(
     "rollbackbot_policy_reload_total",

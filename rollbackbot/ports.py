@@ -105,6 +105,24 @@ class StaleIncident(Exception):
     """A compare-and-set save lost: someone else moved the incident first."""
 
 
+class LeaseLost(StaleIncident):
+    """The save carried a lease that expired or another replica took over (a higher fence): refused."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to drive one incident: held by ``owner`` until the database's clock passes its expiry.
+
+    ``fence`` grows with every claim, so a write from a replica that lost the lease is told apart.
+    ``previous_owner`` is who held it before this claim (a takeover when it is another replica).
+    """
+
+    incident_id: str
+    owner: str
+    fence: int
+    previous_owner: str | None = None
+
+
 @dataclass(frozen=True)
 class IncidentPage:
     """One page of incidents, newest first, and where the next one starts (None: this was the last)."""
@@ -122,8 +140,33 @@ class IncidentStore(Protocol):
 
     def get(self, incident_id: str) -> Incident | None: ...
 
-    def save(self, incident: Incident, expected_state: IncidentState) -> None:
-        """Persist ``incident`` only if the stored state is still ``expected_state``, else StaleIncident."""
+    def save(self, incident: Incident, expected_state: IncidentState, lease: Lease | None = None) -> None:
+        """Persist ``incident`` only if the stored state is still ``expected_state`` and its version the one
+        read, else StaleIncident; with ``lease``, also only while that lease holds (else LeaseLost)."""
+        ...
+
+    def append_event(self, incident_id: str, at: datetime, detail: str) -> bool:
+        """Note something on the incident (insert only, never races a save); False if there is no such incident."""
+        ...
+
+    def claim(self, incident_ids: Sequence[str], owner: str, seconds: float, dead: Sequence[str] = ()) -> list[Lease]:
+        """Take the lease of each incident nobody holds (its lease expired, or its owner is in ``dead``)."""
+        ...
+
+    def renew(self, owner: str, incident_ids: Sequence[str], seconds: float) -> set[str]:
+        """Extend ``owner``'s leases on these incidents; the ids still held."""
+        ...
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back (the incident waits on a timer or a human, or is finished)."""
+        ...
+
+    def expired_leases(self) -> list[str]:
+        """Unfinished incidents whose owner let the lease run out (a replica died or stalled)."""
+        ...
+
+    def owners(self) -> dict[str, str]:
+        """Incident id → the replica holding a live lease on it."""
         ...
 
     def recent(self, limit: int = 100) -> list[Incident]:

@@ -39,9 +39,20 @@ from rollbackbot.core.shadow import END_REQUESTED, shadow_on_since
 from rollbackbot.errors import AlertRefused, Fault, classify, describe
 from rollbackbot.forensics import Fetch
 from rollbackbot.intake import app_missing
+from rollbackbot.leasing import DEFAULT_LEASE_SECONDS, Leases
 from rollbackbot.logs import current_incident
 from rollbackbot.metrics import INCIDENT_TRANSITIONS, INCIDENTS_STALLED, REACTION_SECONDS
-from rollbackbot.ports import ArgoCD, Chat, EvidenceSink, GitOpsRepo, IncidentStore, StaleIncident, Verdict
+from rollbackbot.ports import (
+    ArgoCD,
+    Chat,
+    EvidenceSink,
+    GitOpsRepo,
+    IncidentStore,
+    Lease,
+    LeaseLost,
+    StaleIncident,
+    Verdict,
+)
 from rollbackbot.prmode import PullRequestMode
 from rollbackbot.steps import Steps
 from rollbackbot.workflow import Workflow, append_event
@@ -79,10 +90,13 @@ class Service:
         watchdog_grace: float = 120.0,
         store_backoff_max: float = 30.0,
         canary: CanaryRollout | None = None,
+        replica: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         pull_requests: PullRequestMode | None = None,
         fetch: Fetch = fetch_capped,
     ) -> None:
         self.store = store
+        self.leases = Leases(store, replica, lease_seconds)
         self.retry = retry or RetryBudget()
         self.watchdog_seconds = watchdog_seconds
         self.watchdog_grace = watchdog_grace
@@ -191,6 +205,8 @@ class Service:
             if self.store.mark_resolved(incident.id, alert.ends_at or self.clock.now()):
                 append_event(self.store, incident.id, self.clock.now(), "alert resolved")
                 self.wake(incident.id)  # debounce or verification may be waiting for exactly this
+                if self.workflow.wait_until(incident) is not None:
+                    self.schedule(incident.id)  # its waiting worker may be on another replica: look now
         return ids
 
     def overdue_by_state(self, grace: timedelta) -> dict[str, int]:
@@ -268,6 +284,8 @@ class Service:
 
     async def start(self) -> None:
         """Resume every unfinished incident and pending verification (after a restart or crash)."""
+        if dead := self.leases.find_dead_here():  # a crash and a restart on this host: no need to wait out its leases
+            log.info("resuming the incidents of an earlier process on this host", extra={"replicas": sorted(dead)})
         for incident in self.store.unfinished():
             log.info("resuming incident", extra={"incident_id": incident.id, "state": incident.state.value})
             self.schedule(incident.id)
@@ -308,6 +326,7 @@ class Service:
 
     async def stop(self) -> None:
         self._stopping = True
+        await self.leases.stop()
         tasks = [*self._running.values(), *self._background]
         if self._watchdog is not None:
             tasks.append(self._watchdog)
@@ -329,6 +348,9 @@ class Service:
         """Drive every stalled incident (``_stalled``) here; set the gauge and return how many there were."""
         now = self.clock.now()
         stalled = [i for i in self.store.unfinished() if i.id not in self._running and self._stalled(i, now)]
+        # A replica died or stalled holding the lease: take the incident over now, without the grace.
+        orphans = set(self.store.expired_leases()) - set(self._running) - {i.id for i in stalled}
+        stalled += [i for i in map(self.store.get, sorted(orphans)) if i is not None]
         for incident in stalled:
             log.warning(
                 "incident stalled with no worker; driving it again",
@@ -416,10 +438,23 @@ class Service:
             self._retrying.discard(incident_id)
 
     async def run_incident(self, incident_id: str, *, follow_verification: bool = True) -> Incident | None:
-        """Advance the incident step by step until it is terminal or waits for a human."""
+        """Advance the incident step by step until it is terminal or waits for a human.
+
+        Only under its lease: another replica holding a live one drives it, and this call returns.
+        """
+        if self.leases.claim(incident_id, self.clock.now()) is None:
+            log.debug("another replica holds the incident's lease", extra={"incident_id": incident_id})
+            return self.store.get(incident_id)
+        try:
+            return await self._run_leased(incident_id, follow_verification)
+        finally:
+            self.leases.release(incident_id)
+
+    async def _run_leased(self, incident_id: str, follow_verification: bool) -> Incident | None:
         while True:
+            lease = self.leases.held.get(incident_id)
             incident = self.store.get(incident_id)
-            if incident is None or self._draining:
+            if incident is None or self._draining or lease is None:
                 return incident
             if incident.state.terminal and not follow_verification:
                 return incident
@@ -427,20 +462,39 @@ class Service:
             if wait_until is None:
                 return incident
             if wait_until > self.clock.now():
-                await self._sleep_until(incident_id, wait_until)
+                if not await self._wait_unleased(incident_id, wait_until):
+                    return self.store.get(incident_id)
                 continue
             updated, retry_in = await self._step(incident)
             if updated is incident:
                 return incident
-            try:
-                self.store.save(updated, incident.state)
-            except StaleIncident:
-                log.info("another worker or a human moved the incident; re-reading")
+            if not self._save_step(incident, updated, lease):
+                if incident_id not in self.leases.held:
+                    return self.store.get(incident_id)
                 continue
             self._after_save(incident, updated)
             if retry_in is not None:
                 await self._pause(incident_id, retry_in)
             await asyncio.sleep(0)  # let webhook requests in between steps: answering fast comes first
+
+    def _save_step(self, before: Incident, after: Incident, lease: Lease) -> bool:
+        """Persist a step's outcome under the lease; False when refused (re-read, or stop if the lease is lost)."""
+        try:
+            self.store.save(after, before.state, lease)
+            return True
+        except LeaseLost:
+            log.warning("lease lost while a step ran; its outcome is refused", extra={"incident_id": before.id})
+            self.leases.lost(before.id)
+        except StaleIncident:
+            log.info("another worker or a human moved the incident; re-reading")
+        return False
+
+    async def _wait_unleased(self, incident_id: str, until: datetime) -> bool:
+        """Wait on a timer without the lease (a click on any replica may move the incident meanwhile),
+        then take it again; False when another replica holds it by then."""
+        self.leases.release(incident_id)
+        await self._sleep_until(incident_id, until)
+        return self.leases.claim(incident_id, self.clock.now()) is not None
 
     async def _step(self, incident: Incident) -> tuple[Incident, float | None]:
         """One workflow step; an error becomes a retry (with its delay) or a failure, never a dead worker."""

@@ -97,6 +97,16 @@ class Settings(BaseSettings):
         description="An unfinished incident counts as stalled once it is due and nothing was recorded on it "
         "for this long (plus the policy's sync timeout while syncing); then the watchdog drives it",
     )
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        description="How long a replica's lease on an incident lasts without a heartbeat (renewed every third); "
+        "an incident whose replica died is taken over by another once it expires",
+    )
+    replica_name: str | None = Field(
+        default=None,
+        description="This replica's name in leases, events and /status (default: host name, pid and a random suffix)",
+    )
     api_token: SecretStr | None = Field(
         default=None, description="bearer token for /api/* and /status (defaults to the webhook token)"
     )

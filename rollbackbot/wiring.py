@@ -102,6 +102,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         watchdog_seconds=settings.watchdog_seconds,
         watchdog_grace=settings.watchdog_grace_seconds,
         canary=canary,
+        replica=settings.replica_name,
+        lease_seconds=settings.lease_seconds,
         pull_requests=pull_requests,
         fetch=partial(fetch_capped, token=settings.forensics_token),
     )

@@ -28,7 +28,7 @@ from rollbackbot.core.neighbours import Neighbour, acting_neighbour, look_again_
 from rollbackbot.core.policy import OnTimeout, Policy
 from rollbackbot.core.shadow import shadow_off_due
 from rollbackbot.failpoints import checkpoint
-from rollbackbot.ports import IncidentStore, StaleIncident
+from rollbackbot.ports import IncidentStore
 from rollbackbot.prmode import PullRequestMode
 from rollbackbot.steps import Steps
 
@@ -227,16 +227,8 @@ class Workflow:
 
 
 def append_event(store: IncidentStore, incident_id: str, at: datetime, detail: str) -> None:
-    """Add an event without changing state, retrying when a concurrent step saved first."""
-    for _ in range(5):
-        incident = store.get(incident_id)
-        if incident is None:
-            return
-        try:
-            store.save(incident.with_event(at, detail), incident.state)
-            return
-        except StaleIncident:
-            continue
+    """Add an event without changing state: insert only, so it never races (or is lost to) a step's save."""
+    store.append_event(incident_id, at, detail)
 
 
 def _from_tag(incident: Incident) -> str:

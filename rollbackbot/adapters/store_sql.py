@@ -1,7 +1,10 @@
-"""The incident store on SQLAlchemy: SQLite by default, PostgreSQL works the same.
+"""The incident store on SQLAlchemy: SQLite by default (one replica), PostgreSQL for several.
 
 Each incident is one row holding its JSON record plus the columns the rules query on; every update
 is a compare-and-set on the previous state, which is what makes approvals and resumes act once.
+The schema is Alembic's (``adapters/store/migrations``), brought up to date at start under a lock.
+Alert de-duplication is the primary key (``INSERT ... ON CONFLICT DO NOTHING``); one incident per app
+rolling back or syncing is a partial unique index, not a read before a write.
 
 Outages (a file locked by another process past the busy timeout, a full disk, a lost PostgreSQL
 connection) surface as ``StoreUnavailable``, which the service waits out with backoff until the
@@ -12,66 +15,46 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
-    Column,
-    DateTime,
     Engine,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
     bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
-    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
+from rollbackbot.adapters.store import migrate, schema
+from rollbackbot.adapters.store.leases import LeaseStatements
 from rollbackbot.core.decide import AppHistory, OtherIncident
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
-from rollbackbot.core.incidents import TERMINAL_STATES, Incident, IncidentState
+from rollbackbot.core.incidents import TERMINAL_STATES, Event, Incident, IncidentState
 from rollbackbot.errors import ConfigError, StoreUnavailable, TransientError, redact
-from rollbackbot.ports import IncidentPage, StaleIncident
+from rollbackbot.ports import IncidentPage, Lease, LeaseLost, StaleIncident
 
 P = ParamSpec("P")
 R = TypeVar("R")
-metadata = MetaData()
-
-incidents = Table(
-    "incidents",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("app", String(255), nullable=False),
-    Column("state", String(32), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("starts_at", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("rollback_started_at", DateTime(timezone=True), nullable=True),
-    Column("record", Text, nullable=False),
-    # Kept out of the JSON record: a resolution arriving while a step runs must not be overwritten
-    # by that step's save, which compares the state only.
-    Column("resolved_at", DateTime(timezone=True), nullable=True),
-    Index("ix_incidents_app_state", "app", "state"),
-    Index("ix_incidents_alert", "fingerprint", "starts_at"),
-    Index("ix_incidents_created", "created_at"),
-    # unfinished() (resume at start, and the overdue gauge at every scrape) reads non-terminal rows only.
-    Index("ix_incidents_state_created", "state", "created_at"),
-)
-# Added after the first release: created explicitly, since create_all skips tables that exist.
-_LATER_INDEXES = (Index("ix_incidents_created_id", incidents.c.created_at, incidents.c.id),)
+metadata = schema.metadata
+incidents = schema.incidents
+_events = schema.incident_events
 
 _ROLLBACK_STATES = (IncidentState.rolling_back, IncidentState.syncing, IncidentState.rolled_back)
 
@@ -83,12 +66,19 @@ def _rollback_started_at(incident: Incident) -> datetime | None:
     return None
 
 
+def _own_events(incident: Incident) -> Incident:
+    if not any(e.appended for e in incident.events):
+        return incident
+    return replace(incident, events=tuple(e for e in incident.events if not e.appended))
+
+
 def _row_values(incident: Incident) -> dict[str, Any]:
     return {
         "app": incident.app,
         "state": incident.state.value,
         "rollback_started_at": _rollback_started_at(incident),
-        "record": json.dumps(incident_to_record(incident), separators=(",", ":")),
+        # Appended events live in incident_events (insert only); the record keeps the steps' own.
+        "record": json.dumps(incident_to_record(_own_events(incident)), separators=(",", ":")),
     }
 
 
@@ -111,22 +101,30 @@ _c = incidents.c
 
 # Statements are built once: building SQLAlchemy expressions per call costs more than SQLite itself.
 _INSERT = insert(incidents)
-_GET = select(_c.record, _c.resolved_at).where(_c.id == bindparam("id"))
+_ROW = (_c.record, _c.resolved_at, _c.version)  # what _load reads
+_GET = select(*_ROW).where(_c.id == bindparam("id"))
+_APPENDED = (
+    select(_events.c.incident_id, _events.c.at, _events.c.state, _events.c.detail)
+    .where(_events.c.incident_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_events.c.seq)
+)
+_STATE = select(_c.state).where(_c.id == bindparam("id"))
+_APPEND = insert(_events)
 _MARK_RESOLVED = (
     update(incidents)
     .where(_c.id == bindparam("match_id"), _c.resolved_at.is_(None))
     .values(resolved_at=bindparam("at"))
 )
 _TOUCH_NOTHING = update(incidents).where(_c.id == "").values(state=_c.state)  # takes the write lock only
-_EXISTING = select(_c.id).where(_c.id.in_(bindparam("ids", expanding=True)))
 _SAVE = (
     update(incidents)
-    .where(_c.id == bindparam("match_id"), _c.state == bindparam("expected"))
+    .where(_c.id == bindparam("match_id"), _c.state == bindparam("expected"), _c.version == bindparam("read_version"))
     .values(
         app=bindparam("app"),
         state=bindparam("state"),
         rollback_started_at=bindparam("rollback_started_at"),
         record=bindparam("record"),
+        version=_c.version + 1,
     )
 )
 _OF_APP = (_c.app == bindparam("app")) & (_c.id != bindparam("exclude"))
@@ -139,7 +137,7 @@ _ACTIVE = select(_c.id).where(_OF_APP, _OPENED_BEFORE, _c.state.not_in(_TERMINAL
 _LAST_ROLLBACK = select(func.max(_c.rollback_started_at)).where(_OF_APP, _c.state.in_(_ROLLED))
 _LAST_ROLLBACK_ID = select(_c.id).where(_OF_APP, _c.state.in_(_ROLLED)).order_by(_c.rollback_started_at.desc()).limit(1)
 _OTHERS = (
-    select(_c.id, _c.created_at, _c.record, _c.resolved_at)
+    select(_c.id, _c.created_at, *_ROW)
     .where(_OF_APP, _c.state.not_in(_TERMINAL))
     .order_by(_c.created_at, _c.id)
     .limit(50)
@@ -183,13 +181,22 @@ def _store_call(method: Callable[P, R]) -> Callable[P, R]:
 class SqlIncidentStore:
     """IncidentStore over a SQLAlchemy engine."""
 
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = _make_engine(url)
+    def __init__(self, url: str, *, leases: bool | None = None) -> None:
+        """``leases``: record leases in the database; by default on PostgreSQL (several replicas) only.
+
+        SQLite is the one-replica store: its one writer needs no lease, and three write transactions
+        more per incident would hold its single write lock against intake. Without, a claim always
+        succeeds in memory and saves compare state and version only.
+        """
+        self.engine: Engine = make_engine(url)
+        self.leases_recorded = self.engine.dialect.name != "sqlite" if leases is None else leases
         try:
-            metadata.create_all(self.engine)
+            migrate.upgrade(self.engine)
         except DatabaseError as exc:
             raise ConfigError(_unusable_database(url, exc)) from None
-        _add_missing_indexes(self.engine)
+        self._insert_new = _insert_ignoring_duplicates(self.engine.dialect.name)
+        self._leases = LeaseStatements(self.engine.dialect.name)
+        self._save_leased = _SAVE.where(self._leases.holds())
 
     def create(self, incident: Incident) -> bool:
         return incident.id in self.create_many([incident])
@@ -202,14 +209,11 @@ class SqlIncidentStore:
         unique = list({i.id: i for i in new}.values())
         try:
             with self.engine.begin() as conn:
-                existing = set(conn.execute(_EXISTING, {"ids": [i.id for i in unique]}).scalars())
-                fresh = [i for i in unique if i.id not in existing]
-                if fresh:
-                    conn.execute(_INSERT, [_insert_values(i) for i in fresh])
-            return {i.id for i in fresh}
+                # The database decides which replica's insert wins; the others' rows are skipped, not errors.
+                rows = conn.execute(self._insert_new, [_insert_values(i) for i in unique])
+                return {row[0] for row in rows}
         except IntegrityError:
-            # Another replica inserted one of them between our check and our insert: go one by one.
-            return {i.id for i in unique if self._create_one(i)}
+            return {i.id for i in unique if self._create_one(i)}  # another unique index (one acting per app)
         except (OperationalError, InterfaceError):
             raise  # StoreUnavailable, by _store_call
         except SQLAlchemyError as exc:
@@ -227,7 +231,7 @@ class SqlIncidentStore:
     def get(self, incident_id: str) -> Incident | None:
         with self.engine.connect() as conn:
             row = conn.execute(_GET, {"id": incident_id}).first()
-        return _load(row) if row else None
+            return _with_appended(conn, [_load(row)])[0] if row else None
 
     @_store_call
     def mark_resolved(self, incident_id: str, at: datetime) -> bool:
@@ -236,35 +240,115 @@ class SqlIncidentStore:
             return bool(conn.execute(_MARK_RESOLVED, {"match_id": incident_id, "at": at}).rowcount)
 
     @_store_call
-    def save(self, incident: Incident, expected_state: IncidentState) -> None:
-        params = _row_values(incident) | {"match_id": incident.id, "expected": expected_state.value}
+    def append_event(self, incident_id: str, at: datetime, detail: str) -> bool:
+        """Insert-only: an event noted from outside the incident's steps never conflicts with a save."""
         with self.engine.begin() as conn:
-            result = conn.execute(_SAVE, params)
-        if result.rowcount != 1:
-            raise StaleIncident(f"{incident.id} is no longer {expected_state.value}")
+            state = conn.execute(_STATE, {"id": incident_id}).scalar()
+            if state is None:
+                return False
+            conn.execute(_APPEND, {"incident_id": incident_id, "at": at, "state": state, "detail": detail})
+            return True
+
+    @_store_call
+    def save(self, incident: Incident, expected_state: IncidentState, lease: Lease | None = None) -> None:
+        params = _row_values(incident) | {
+            "match_id": incident.id,
+            "expected": expected_state.value,
+            "read_version": incident.version,
+        }
+        statement = _SAVE
+        if lease is not None and self.leases_recorded:
+            statement = self._save_leased
+            params |= {"lease_owner": lease.owner, "lease_fence": lease.fence}
+        try:
+            with self.engine.begin() as conn:
+                changed = conn.execute(statement, params).rowcount
+                holder = (
+                    conn.execute(self._leases.holder, {"id": incident.id}).first() if lease and not changed else None
+                )
+        except IntegrityError:
+            # ux_incidents_one_acting_per_app: another incident of this app is rolling back or syncing.
+            raise StaleIncident(f"another incident of {incident.app} is already acting on it") from None
+        if changed == 1:
+            return
+        if (
+            lease is not None
+            and holder is not None
+            and (holder[0], holder[1], bool(holder[2]))
+            != (
+                lease.owner,
+                lease.fence,
+                True,
+            )
+        ):
+            raise LeaseLost(f"{incident.id}: lease {lease.fence} of {lease.owner} is no longer held; write refused")
+        raise StaleIncident(f"{incident.id} changed since it was read (expected {expected_state.value})")
+
+    # ---- leases (adapters/store/leases.py) ----
+
+    @_store_call
+    def claim(self, incident_ids: Sequence[str], owner: str, seconds: float, dead: Sequence[str] = ()) -> list[Lease]:
+        """Take the free leases among ``incident_ids`` (FOR UPDATE SKIP LOCKED); the ones taken.
+
+        Leases of ``dead`` owners count as free before they expire.
+        """
+        if not incident_ids:
+            return []
+        if not self.leases_recorded:
+            return [Lease(incident_id, owner, 0) for incident_id in dict.fromkeys(incident_ids)]
+        with self.engine.begin() as conn:
+            return self._leases.claim(conn, incident_ids, owner, seconds, dead)
+
+    @_store_call
+    def renew(self, owner: str, incident_ids: Sequence[str], seconds: float) -> set[str]:
+        """Heartbeat: push the expiry of ``owner``'s leases; the ids still held."""
+        if not incident_ids or not self.leases_recorded:
+            return set(incident_ids)
+        with self.engine.begin() as conn:
+            rows = conn.execute(self._leases.renew, {"holder": owner, "ids": list(incident_ids), "seconds": seconds})
+            return {row[0] for row in rows}
+
+    @_store_call
+    def release(self, lease: Lease) -> None:
+        if not self.leases_recorded:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._leases.release, {"match_id": lease.incident_id, "holder": lease.owner, "held_fence": lease.fence}
+            )
+
+    @_store_call
+    def expired_leases(self) -> list[str]:
+        if not self.leases_recorded:
+            return []
+        with self.engine.connect() as conn:
+            return list(conn.execute(self._leases.expired).scalars())
+
+    @_store_call
+    def owners(self) -> dict[str, str]:
+        if not self.leases_recorded:
+            return {}
+        with self.engine.connect() as conn:
+            return dict(conn.execute(self._leases.owners).all())
 
     @_store_call
     def recent(self, limit: int = 100) -> list[Incident]:
-        stmt = select(_c.record, _c.resolved_at).order_by(_c.created_at.desc(), _c.id).limit(limit)
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [_load(r) for r in rows]
+        stmt = select(*_ROW, _c.id).order_by(_c.created_at.desc(), _c.id).limit(limit)
+        return self._incidents(stmt)
 
     @_store_call
     def unfinished(self) -> list[Incident]:
         # IN over the non-terminal states (not NOT IN the terminal ones): an index range scan that
         # never visits the finished incidents, however many the table holds.
-        stmt = select(_c.record, _c.resolved_at).where(_c.state.in_(_NON_TERMINAL)).order_by(_c.created_at)
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [_load(r) for r in rows]
+        return self._incidents(select(*_ROW).where(_c.state.in_(_NON_TERMINAL)).order_by(_c.created_at))
 
     @_store_call
     def find_by_alert(self, fingerprint: str, starts_at: datetime) -> list[Incident]:
-        stmt = select(_c.record, _c.resolved_at).where(_c.fingerprint == fingerprint, _c.starts_at == starts_at)
+        return self._incidents(select(*_ROW).where(_c.fingerprint == fingerprint, _c.starts_at == starts_at))
+
+    def _incidents(self, stmt: Any) -> list[Incident]:
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [_load(r) for r in rows]
+            return _with_appended(conn, [_load(r) for r in conn.execute(stmt).all()])
 
     @_store_call
     def app_history(self, incident: Incident, budget_since: datetime) -> AppHistory:
@@ -316,7 +400,7 @@ class SqlIncidentStore:
 
         Keyset paging: an incident inserted meanwhile lands before the cursor and never shifts a page.
         """
-        stmt = select(_c.record, _c.resolved_at, _c.created_at).order_by(_c.created_at.desc(), _c.id.desc())
+        stmt = select(*_ROW, _c.created_at).order_by(_c.created_at.desc(), _c.id.desc())
         if after is not None:
             created, last_id = after
             stmt = stmt.where((_c.created_at < created) | ((_c.created_at == created) & (_c.id < last_id)))
@@ -328,19 +412,19 @@ class SqlIncidentStore:
             stmt = stmt.where(_c.created_at >= since)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt.limit(limit + 1)).all()
-        found = [_load(r) for r in rows[:limit]]
-        last_created = _aware(rows[limit - 1][2]) if len(rows) > limit else None
+            found = _with_appended(conn, [_load(r) for r in rows[:limit]])
+        last_created = _aware(rows[limit - 1].created_at) if len(rows) > limit else None
         return IncidentPage(found, (last_created, found[-1].id) if last_created is not None else None)
 
     def prune(self, created_before: datetime, batch: int = 500) -> int:
         """Delete terminal incidents opened before ``created_before``, in small batches; how many went."""
-        doomed = (
-            select(_c.id).where(_c.created_at < created_before, _c.state.in_(_TERMINAL)).limit(batch).scalar_subquery()
-        )
+        doomed = select(_c.id).where(_c.created_at < created_before, _c.state.in_(_TERMINAL)).limit(batch)
         removed = 0
         while True:
             with self.engine.begin() as conn:
-                count = conn.execute(delete(incidents).where(_c.id.in_(doomed))).rowcount
+                ids = list(conn.execute(doomed).scalars())
+                conn.execute(delete(_events).where(_events.c.incident_id.in_(ids)))
+                count = conn.execute(delete(incidents).where(_c.id.in_(ids))).rowcount
             removed += count
             if count < batch:
                 return removed
@@ -352,19 +436,18 @@ class SqlIncidentStore:
             return int(conn.execute(stmt).scalar_one())
 
 
-def _add_missing_indexes(engine: Engine) -> None:
-    """create_all adds no index to a table an older version made; a replica may add one at the same time."""
-    for index in incidents.indexes:
-        try:
-            index.create(engine, checkfirst=True)
-        except SQLAlchemyError:
-            if index.name not in {i["name"] for i in inspect(engine).get_indexes(incidents.name)}:
-                raise
+def _insert_ignoring_duplicates(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id``: only the rows this call inserted come back."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if dialect == "postgresql":
+        return postgresql.insert(incidents).on_conflict_do_nothing(index_elements=["id"]).returning(incidents.c.id)
+    return sqlite.insert(incidents).on_conflict_do_nothing(index_elements=["id"]).returning(incidents.c.id)
 
 
 def _other(mine: Incident, row: Any) -> OtherIncident:
     """What deciding about ``mine`` needs to know of another unfinished incident of its app."""
-    other = _load((row.record, row.resolved_at))
+    other = _load(row)
     created = _aware(row.created_at) or other.created_at
     opened_before = created < mine.created_at or (created == mine.created_at and other.id < mine.id)
     deciding = other.state is IncidentState.received and not other.plan
@@ -377,11 +460,28 @@ def _other(mine: Incident, row: Any) -> OtherIncident:
 
 
 def _load(row: Any) -> Incident:
-    incident = incident_from_record(json.loads(row[0]))
-    resolved = _aware(row[1])
+    """An incident from a row selected with ``_ROW`` (record, resolved_at, version)."""
+    incident = replace(incident_from_record(json.loads(row.record)), version=row.version)
+    resolved = _aware(row.resolved_at)
     if resolved is not None and incident.resolved_at is None:
         incident = replace(incident, resolved_at=resolved)
     return incident
+
+
+def _with_appended(conn: Any, found: list[Incident]) -> list[Incident]:
+    """Merge in the events of incident_events, in time order (one query for all of ``found``)."""
+    if not found:
+        return found
+    appended: dict[str, list[Event]] = {}
+    for incident_id, at, state, detail in conn.execute(_APPENDED, {"ids": [i.id for i in found]}):
+        event = Event(_aware(at) or at, IncidentState(state), detail, appended=True)
+        appended.setdefault(incident_id, []).append(event)
+    if not appended:
+        return found
+    return [
+        replace(i, events=tuple(sorted((*i.events, *appended[i.id]), key=lambda e: e.at))) if i.id in appended else i
+        for i in found
+    ]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -403,10 +503,20 @@ def _unusable_database(url: str, exc: DatabaseError) -> str:
     return f"incident store {redact(url)} is not usable ({_outage_cause(exc)}): check ROLLBACKBOT_DATABASE_URL"
 
 
-def _make_engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``: SQLite's parent directory made, WAL and busy timeout set; pre-ping."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+    try:
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:  # postgresql+psycopg without the driver installed
+        raise ConfigError(
+            f"incident store {redact(url)} needs the Python package {exc.name}: pip install 'rollbackbot[postgresql]'"
+        ) from None
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(
+            f"ROLLBACKBOT_DATABASE_URL is not a database URL: {redact(url)} ({redact(str(exc))})"
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -73,6 +73,9 @@ class Event:
     at: datetime
     state: IncidentState
     detail: str = ""
+    # Noted from outside the incident's own steps (a resolution, a duplicate alert, a click): the store
+    # keeps these in an insert-only table, so a step's save can never overwrite one.
+    appended: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class Incident:
     verify_by: datetime | None = None  # after rolled_back: the alert must resolve before this time
     verification: str = ""  # "", "cleared", "still firing"
     events: tuple[Event, ...] = ()
+    # The store's row version when this was read: saving compares it (not part of the record).
+    version: int = field(default=0, compare=False)
     # The policy document as it was when the incident opened (with_policy()): the workflow acts on
     # this, so reloading, editing or removing the policy file never changes or fails an incident in flight.
     policy_document: dict[str, Any] = field(default_factory=dict)

@@ -47,6 +47,7 @@ def test_a_locked_database_is_store_unavailable_without_sql_or_parameters(
         other.close()
     assert str(raised.value) == "incident store unavailable: OperationalError: database is locked"
     store.save(incident.with_event(NOW, "x"), S.received)  # back: the same store object works again
+    assert store.get(incident.id).version == 1  # type: ignore[union-attr]
 
 
 def test_app_history_tells_waiting_from_acting_incidents(tmp_path: Path) -> None:

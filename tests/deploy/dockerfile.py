@@ -14,7 +14,7 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKER_BUILD_STEPS = [
     "pip wheel --no-deps --wheel-dir /wheels .",
     "python -m venv /opt/rollbackbot",
-    "/opt/rollbackbot/bin/pip install /wheels/rollbackbot-*.whl",
+    '/opt/rollbackbot/bin/pip install "$(echo /wheels/rollbackbot-*.whl)[postgresql]"',
 ]
 
 

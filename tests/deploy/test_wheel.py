@@ -87,7 +87,9 @@ def test_wheel_in_a_fresh_virtualenv_runs_the_image_entrypoint(tmp_path: Path) -
     [wheel] = wheels.glob("rollbackbot-*.whl")
     created = run([sys.executable, "-m", "venv", str(venv)])
     assert created.returncode == 0, created.stderr
-    installed = run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], cwd=tmp_path, timeout=600)
+    installed = run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", f"{wheel}[postgresql]"], cwd=tmp_path, timeout=600
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
 
     env = _clean_env(venv)

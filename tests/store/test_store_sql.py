@@ -1,4 +1,4 @@
-"""The SQL incident store on a real SQLite file."""
+"""The SQL incident store, on a real SQLite file and on a real PostgreSQL 15 server (``db_url`` is parametrised)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ def _incident(app: str = "docsum-llm", fp: str = "a509e5702057cd45", at: datetim
     return new_incident(app=app, policy="p", mode="auto", alert=alert, target={}, now=at)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/state.db"
+pytestmark = pytest.mark.network  # the PostgreSQL half talks to a server on 127.0.0.1
 
 
 def test_create_is_idempotent(db_url: str) -> None:
@@ -45,14 +43,49 @@ def test_save_is_compare_and_set(db_url: str) -> None:
     store = SqlIncidentStore(db_url)
     inc = _incident()
     store.create(inc)
-    first = inc.with_state(S.awaiting_approval, NOW)
-    store.save(first, S.received)
+    store.save(inc.with_state(S.awaiting_approval, NOW), S.received)
+    first = store.get(inc.id)
+    assert first is not None and first.version == 1
     approved = first.with_state(S.approved, NOW)
     store.save(approved, S.awaiting_approval)
     # A second click computed from the same awaiting_approval record must lose.
     with pytest.raises(StaleIncident):
         store.save(first.with_state(S.rejected, NOW), S.awaiting_approval)
     assert store.get(inc.id) == approved
+
+
+def test_a_save_based_on_an_older_read_is_refused_even_in_the_same_state(db_url: str) -> None:
+    """Compare-and-set on the version: two writers that read the same state cannot both record a plan."""
+    store = SqlIncidentStore(db_url)
+    inc = _incident()
+    store.create(inc)
+    read_by_one, read_by_other = store.get(inc.id), store.get(inc.id)
+    assert read_by_one is not None and read_by_other is not None
+    store.save(read_by_one.with_event(NOW, "plan: by one"), S.received)
+    with pytest.raises(StaleIncident):
+        store.save(read_by_other.with_event(NOW, "plan: by the other"), S.received)
+    stored = store.get(inc.id)
+    assert stored is not None and [e.detail for e in stored.events][-1] == "plan: by one"
+
+
+def test_an_appended_event_survives_a_concurrent_step(db_url: str) -> None:
+    """An event noted while a step runs (another alert, a refused click) is neither lost nor a conflict."""
+    store = SqlIncidentStore(db_url)
+    inc = _incident()
+    store.create(inc)
+    in_flight = store.get(inc.id)
+    assert in_flight is not None
+    assert store.append_event(inc.id, NOW + timedelta(seconds=1), "also fired: X") is True
+    assert store.append_event("no-such-incident", NOW, "x") is False
+    store.save(in_flight.with_state(S.rolling_back, NOW + timedelta(seconds=2), "go"), S.received)
+    stored = store.get(inc.id)
+    assert stored is not None
+    assert [(e.state, e.detail) for e in stored.events][-2:] == [(S.received, "also fired: X"), (S.rolling_back, "go")]
+    saved_again = stored.with_state(S.syncing, NOW + timedelta(seconds=3), "pushed")
+    store.save(saved_again, S.rolling_back)  # the appended event is not copied into the record
+    final = store.get(inc.id)
+    assert final is not None and [e.detail for e in final.events].count("also fired: X") == 1
+    assert [i.id for i in store.recent()] == [inc.id] and "also fired: X" in str(store.recent()[0].events)
 
 
 def test_list_is_newest_first_and_find_by_alert(db_url: str) -> None:
@@ -140,6 +173,8 @@ def test_resolution_survives_a_concurrent_step(db_url: str) -> None:
 
 def test_unfinished_reads_only_non_terminal_rows_through_an_index(db_url: str) -> None:
     """Resume and the overdue gauge (every scrape) never scan the finished incidents."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("reads SQLite's query plan")
     from sqlalchemy import text
 
     store = SqlIncidentStore(db_url)
@@ -161,9 +196,29 @@ def test_an_existing_database_gets_the_new_index(tmp_path: Path) -> None:
     store = SqlIncidentStore(f"sqlite:///{path}")
     store.create(_incident())
     store.engine.dispose()
-    with sqlite3.connect(path) as conn:  # as a database made before the index existed
+    with sqlite3.connect(path) as conn:  # as a database made before the index (and migrations) existed
         conn.execute("DROP INDEX ix_incidents_state_created")
+        conn.execute("DROP INDEX ux_incidents_one_acting_per_app")
+        conn.execute("DROP TABLE alembic_version")
     SqlIncidentStore(f"sqlite:///{path}").engine.dispose()
     with sqlite3.connect(path) as conn:
-        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "ix_incidents_state_created" in names
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('index', 'table')")}
+    assert {"ix_incidents_state_created", "ux_incidents_one_acting_per_app", "alembic_version"} <= names
+
+
+def test_the_migrated_schema_is_the_one_the_code_reads(db_url: str) -> None:
+    """Alembic's own comparison: the migrations and the tables the code declares describe the same schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import MetaData
+
+    from rollbackbot.adapters.slack.store import incident_messages
+    from rollbackbot.adapters.store.schema import metadata
+
+    declared = MetaData()
+    for table in [*metadata.tables.values(), incident_messages]:
+        table.to_metadata(declared)
+    store = SqlIncidentStore(db_url)
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), declared)
+    assert [d for d in differences if not (d[0] == "remove_table" and d[1].name == "alembic_version")] == []
