@@ -30,7 +30,7 @@ from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.canary import CanaryRollout
 from rollbackbot.clock import Clock, SystemClock
-from rollbackbot.core.policy import Analysis, ForgeKind, Policy, PolicyMode
+from rollbackbot.core.policy import Analysis, ForgeKind, OnFailure, Policy, PolicyMode, StrategyType
 from rollbackbot.core.retries import RetryBudget
 from rollbackbot.dependencies import DEPENDENCIES
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
@@ -247,11 +247,21 @@ def check_slack_settings(settings: Settings, policies: Sequence[Policy]) -> None
         for name, value in (("ROLLBACKBOT_SLACK_BOT_TOKEN", token), ("ROLLBACKBOT_SLACK_SIGNING_SECRET", secret))
         if value is None or not value.get_secret_value().strip()
     ]
-    proposing = [p.name for p in policies if p.spec.mode is PolicyMode.propose]
-    if missing and proposing:
-        raise ConfigError(f"{missing[0]} is required by policy {proposing[0]} (mode propose) but not set")
+    asking = [(p.name, why) for p in policies if (why := _asks_people(p))]
+    if missing and asking:
+        raise ConfigError(f"{missing[0]} is required by policy {asking[0][0]} ({asking[0][1]}) but not set")
     if len(missing) == 1:
         raise ConfigError(f"{missing[0]} is required when the other Slack credential is set, but not set")
+
+
+def _asks_people(policy: Policy) -> str | None:
+    """Why ``policy`` asks people in Slack (a proposal, or a canary that holds and asks), or None."""
+    if policy.spec.mode is PolicyMode.propose:
+        return "mode propose"
+    strategy = policy.spec.strategy
+    if strategy and strategy.type is StrategyType.canary and strategy.on_failure is OnFailure.hold:
+        return "a canary that holds asks in Slack"
+    return None
 
 
 def _slack_chat(

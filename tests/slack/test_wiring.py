@@ -68,6 +68,21 @@ def test_serving_propose_policies_needs_both_slack_credentials(
     assert str(raised.value) == f"{missing} is required by policy support-llm-refusal (mode propose) but not set"
 
 
+def test_a_canary_that_holds_needs_slack_even_in_auto_mode(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = (REPO / "policies" / "25-support-llm-injection-canary.yaml").read_text()
+    (policies / "25-canary.yaml").write_text(shipped)
+    with pytest.raises(ConfigError) as raised:
+        build_app(load_settings(**_settings(tmp_path, policies)))
+    assert str(raised.value) == (
+        "ROLLBACKBOT_SLACK_BOT_TOKEN is required by policy support-llm-injection-canary "
+        "(a canary that holds asks in Slack) but not set"
+    )
+    (policies / "25-canary.yaml").write_text(shipped.replace("onFailure: hold", "onFailure: complete"))
+    build(load_settings(**_settings(tmp_path, policies)))  # completes on its own: no one to ask
+
+
 def test_auto_only_policies_start_without_slack(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     policies.mkdir()
