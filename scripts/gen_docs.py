@@ -318,9 +318,11 @@ SETTING_NOTES: dict[str, str] = {
     "argocd_token": "Argo CD bearer token (a project-role token, see argocd.md).",
     "webhook_token": "Bearer token Alertmanager must send on `POST /webhook/alertmanager`; at least 16 characters.",
     "slack_bot_token": (
-        "Slack bot token (`xoxb-…`); with the signing secret, enables Slack. Required by `mode: propose` and by canaries that hold (`strategy.onFailure: hold`)."
+        "Slack bot token (`xoxb-…`); with the signing secret, enables Slack. "
+        "Required by `mode: propose` and by canaries that hold (`strategy.onFailure: hold`)."
     ),
-    "slack_signing_secret": "Slack signing secret; verifies `POST /slack/actions`. Required by `mode: propose` and by canaries that hold.",
+    "slack_signing_secret": "Slack signing secret; verifies `POST /slack/actions`. "
+    "Required by `mode: propose` and by canaries that hold.",
     "slack_api_url": "Slack Web API base URL.",
     "database_url": "Incident store, as a SQLAlchemy URL (SQLite by default).",
     "evidence_url": "Where forensic bundles go: `file://DIR` or `s3://bucket/prefix`.",
