@@ -333,17 +333,20 @@ Progress = Callable[[datetime, str], None]  # persists one event at once (the in
 def _recording(
     rollout: CanaryRollout, clock: Clock, progress: Progress | None
 ) -> tuple[CanaryRollout, list[tuple[datetime, str]]]:
-    """The rollout recording into a list, each event also persisted at once through ``progress``.
+    """The rollout recording its events: persisted at once through ``progress``, else into the list.
 
     A canary takes minutes: its events must show on the incident as they happen, and keep it from
     looking stalled to another replica's watchdog (it counts quiet time from the last event).
+    ``progress`` appends to the store's insert-only events, which the incident reads back, so an
+    event it took is not also added to the step's copy of the incident (it would show twice).
     """
     events: list[tuple[datetime, str]] = []
 
     def record(_incident: str, detail: str) -> None:
-        events.append((clock.now(), detail))
         if progress is not None:
-            progress(*events[-1])
+            progress(clock.now(), detail)
+        else:
+            events.append((clock.now(), detail))
 
     return replace(rollout, record=record), events
 
