@@ -17,7 +17,8 @@ from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sa
 
 APPS = [f"app{n}" for n in range(10)]
 WRITERS = 4
-THINK_SECONDS = 0.05  # between a writer's pushes: a CI bot's loop, not a fork bomb on a 2-core machine
+THINK_SECONDS = 0.15  # between a writer's pushes: four writers still land ~15 pushes a second together, far busier
+# than any GitOps branch, and the race stays winnable on a loaded 2-core CI machine (at 0.05 s it was not always)
 
 
 def target_of(app: str) -> ResolvedTarget:

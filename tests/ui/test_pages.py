@@ -287,6 +287,8 @@ def test_a_pull_request_incident_links_its_pull_request_and_merge_commit(world: 
     assert f"#7 on github acme/gitops, from rollbackbot/fraud-llm/{world.incident.id}</a>" in html
     assert f"merged as <code>{'f' * 40}</code>" in html
     # A URL that is not http(s) is never made a link.
-    world.store.save(replace(pulled, pull_request={**pull, "url": "javascript:alert(1)"}), pulled.state)
+    saved = world.store.get(world.incident.id)  # the stored version: a save compares it
+    assert saved is not None
+    world.store.save(replace(saved, pull_request={**pull, "url": "javascript:alert(1)"}), saved.state)
     html = world.client.get(PAGE).text
     assert "javascript:" not in html and "#7 on github acme/gitops" in html
