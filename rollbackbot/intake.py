@@ -8,21 +8,18 @@ with each fetch): no git process, no store write. Before the first fetch nothing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from rollbackbot.core.policy import Policy
-from rollbackbot.core.policy_select import resolve_target
-from rollbackbot.errors import AlertRefused
+from rollbackbot.core.alert_plan import AppKnown
+from rollbackbot.core.model import ResolvedTarget
 from rollbackbot.ports import GitOpsRepo
 
 
-def app_missing(git: GitOpsRepo, policy: Policy, labels: Mapping[str, str]) -> bool:
-    """True when the alert's app has a policy path that is not at the deploy branch head."""
+def known_apps(git: GitOpsRepo) -> AppKnown:
+    """Whether a target's paths are all at the deploy branch head, as of the last fetch (all, before one)."""
     listing = git.head_paths()
     if listing is None:
-        return False  # not fetched yet: let the incident try, its plan will tell
-    try:
-        target = resolve_target(policy, labels)
-    except AlertRefused:
-        return False  # recorded as refused by the usual path
-    return any(path.strip("/") not in listing for path in target.paths)
+        return lambda _target: True  # not fetched yet: let the incident try, its plan will tell
+
+    def known(target: ResolvedTarget) -> bool:
+        return all(path.strip("/") in listing for path in target.paths)
+
+    return known

@@ -22,23 +22,21 @@ import logging
 import random
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.canary import CanaryRollout, canary_quiet_seconds
 from rollbackbot.clock import Clock
-from rollbackbot.core.alerts import Alert, AlertmanagerPayload
-from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, incident_policy, new_incident
-from rollbackbot.core.model import target_to_dict
+from rollbackbot.core.alert_plan import AlertPlanner
+from rollbackbot.core.alerts import AlertmanagerPayload
+from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.overdue import overdue_by_state
 from rollbackbot.core.policy import Policy
-from rollbackbot.core.policy_select import resolve_target, select_policy
-from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay, budget_for, reopen
+from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay, budget_for
 from rollbackbot.core.shadow import END_REQUESTED, shadow_on_since
-from rollbackbot.errors import AlertRefused, Fault, classify, describe
+from rollbackbot.errors import Fault, classify, describe
 from rollbackbot.forensics import Fetch
-from rollbackbot.intake import app_missing
+from rollbackbot.intake import known_apps
 from rollbackbot.leasing import DEFAULT_LEASE_SECONDS, Leases
 from rollbackbot.logs import current_incident
 from rollbackbot.metrics import INCIDENT_TRANSITIONS, INCIDENTS_STALLED, REACTION_SECONDS
@@ -54,21 +52,12 @@ from rollbackbot.ports import (
     Verdict,
 )
 from rollbackbot.prmode import PullRequestMode
+from rollbackbot.receiving import AlertIntake, Received
 from rollbackbot.steps import Steps
 from rollbackbot.workflow import Workflow, append_event
 
 log = logging.getLogger("rollbackbot.service")
 S = IncidentState
-
-
-@dataclass(frozen=True)
-class Received:
-    """What the webhook answers: the incident ids the payload maps to."""
-
-    incidents: list[str]
-    created: int
-    ignored: int
-    unknown_apps: int = 0  # alerts refused because their app is not in the GitOps repo
 
 
 class Service:
@@ -124,90 +113,30 @@ class Service:
         self._store_waits: set[str] = set()  # incidents whose worker waits for the store to come back
         self._retrying: set[str] = set()  # incidents backing off before a retry
         self._watchdog: asyncio.Task[None] | None = None
+        self.planner = AlertPlanner(self.policies)
+        self.intake = AlertIntake(
+            store,
+            workflow=self.workflow,
+            clock=clock,
+            retry=self.retry,
+            schedule=self.schedule,
+            wake=self.wake,
+            opened_terminal=lambda incident: self._tell(incident, None),
+            after_save=self._after_save,
+        )
 
     # ---- intake: fast, synchronous, no external calls but the store ----
 
     def receive(self, payload: AlertmanagerPayload) -> Received:
-        """Map each alert to its incident (creating it once, in one transaction) and schedule the work."""
-        ids: list[str] = []
-        fresh: list[Incident] = []
-        ignored = unknown = 0
-        for alert in payload.alerts:
-            policy = select_policy(self.policies, alert.labels)
-            if policy is None:
-                ignored += 1
-                continue
-            ended = alert.ends_at is not None and alert.ends_at <= self.clock.now()
-            if not alert.firing or ended:  # a "firing" alert whose end lies in the past is over too
-                ids.extend(self._record_resolution(alert))
-                continue
-            if app_missing(self._git, policy, alert.labels):
-                unknown += 1  # junk: no incident, no metrics series, no git work
-                continue
-            incident = self._incident_for(alert, policy)
-            ids.append(incident.id)
-            fresh.append(incident)
-        inserted = self.store.create_many(fresh)
-        for incident in {i.id: i for i in fresh if i.id in inserted}.values():
-            log.info("incident opened", extra={"incident_id": incident.id, "app": incident.app})
-            INCIDENT_TRANSITIONS.labels(incident.app, incident.state.value).inc()
-            if incident.state.terminal:
-                self._tell(incident, None)
-            else:
-                self.schedule(incident.id)
-        for incident in {i.id: i for i in fresh if i.id not in inserted}.values():
-            self._retry_on_redelivery(incident.id)
-        if unknown:
-            log.info("alerts refused: their app is not in the GitOps repo", extra={"refused": unknown})
-        return Received(list(dict.fromkeys(ids)), len(inserted), ignored, unknown)
+        """Map each alert to its incident (creating it once, in one transaction) and schedule the work, now.
 
-    def _incident_for(self, alert: Alert, policy: Policy) -> Incident:
-        ref = AlertRef(
-            name=alert.name,
-            fingerprint=alert.fingerprint,
-            starts_at=alert.starts_at,
-            labels=dict(alert.labels),
-            annotations=dict(alert.annotations),
-            generator_url=alert.generator_url,
-        )
-        now, mode = self.clock.now(), policy.spec.mode.value
-        try:
-            target = resolve_target(policy, alert.labels)
-        except AlertRefused as exc:
-            # Recorded, never acted on: a label that fails the name check is a red flag in itself.
-            refused = new_incident(app="unresolved", policy=policy.name, mode=mode, alert=ref, target={}, now=now)
-            return refused.with_state(S.suppressed, now, f"alert refused: {exc}")
-        return new_incident(
-            app=target.app, policy=policy.name, mode=mode, alert=ref, target=target_to_dict(target), now=now
-        ).with_policy(policy)
-
-    def _retry_on_redelivery(self, incident_id: str) -> None:
-        """The alert still fires and its incident failed on a transient error: a new attempt, if budget is left."""
-        stored = self.store.get(incident_id)
-        if stored is None or stored.state is not S.failed:
-            return
-        budget = budget_for(self.retry, incident_policy(stored, self.workflow.policies))
-        reopened = reopen(stored, budget, self.clock.now())
-        if reopened is None:
-            return
-        try:
-            self.store.save(reopened, S.failed)
-        except StaleIncident:
-            return  # another delivery or replica re-opened it first
-        log.info("re-opened after a transient failure", extra={"incident_id": incident_id})
-        self._after_save(stored, reopened)
-        self.schedule(incident_id)
-
-    def _record_resolution(self, alert: Alert) -> list[str]:
-        ids = []
-        for incident in self.store.find_by_alert(alert.fingerprint, alert.starts_at):
-            ids.append(incident.id)
-            if self.store.mark_resolved(incident.id, alert.ends_at or self.clock.now()):
-                append_event(self.store, incident.id, self.clock.now(), "alert resolved")
-                self.wake(incident.id)  # debounce or verification may be waiting for exactly this
-                if self.workflow.wait_until(incident) is not None:
-                    self.schedule(incident.id)  # its waiting worker may be on another replica: look now
-        return ids
+        The webhook does not call this: it appends to the inbox and the drainer decides
+        (``rollbackbot.inbox``); the CLI, the demo and tests use it directly.
+        """
+        now = self.clock.now()
+        decided = self.intake.decide(self.planner.plan_all(payload.alerts, now, known_apps(self._git)), now)
+        self.intake.act(decided)
+        return decided.received
 
     def overdue_by_state(self, grace: timedelta) -> dict[str, int]:
         """Non-terminal incidents past their deadline, by state (gauge ``rollbackbot_incidents_overdue``)."""
@@ -305,6 +234,7 @@ class Service:
         """Use a reloaded policy set for new alerts; incidents in flight keep the policy stored with them."""
         self.policies = list(policies)
         self.workflow.policies = {p.name: p for p in self.policies}
+        self.planner = AlertPlanner(self.policies)
 
     async def drain(self, grace_seconds: float) -> bool:
         """Take no new work and let each step in flight finish and persist, for at most ``grace_seconds``.

@@ -13,13 +13,12 @@ store is back. A file that is not a database stops start-up with ``ConfigError``
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Engine,
@@ -43,15 +42,16 @@ from sqlalchemy.exc import (
 )
 
 from rollbackbot.adapters.store import migrate, schema
+from rollbackbot.adapters.store.inbox import SqlInbox
 from rollbackbot.adapters.store.leases import LeaseStatements
+from rollbackbot.adapters.store.outage import outage_cause as _outage_cause
+from rollbackbot.adapters.store.outage import store_call as _store_call
 from rollbackbot.core.decide import AppHistory, OtherIncident
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Event, Incident, IncidentState
-from rollbackbot.errors import ConfigError, StoreUnavailable, TransientError, redact
+from rollbackbot.errors import ConfigError, TransientError, redact
 from rollbackbot.ports import IncidentPage, Lease, LeaseLost, StaleIncident
 
-P = ParamSpec("P")
-R = TypeVar("R")
 metadata = schema.metadata
 incidents = schema.incidents
 _events = schema.incident_events
@@ -158,26 +158,6 @@ def _insert_values(incident: Incident) -> dict[str, Any]:
     }
 
 
-def _outage_cause(exc: SQLAlchemyError) -> str:
-    """The driver's own words (``database is locked``), without SQL, parameters or credentials."""
-    cause = getattr(exc, "orig", None) or exc
-    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {redact(first)[:200]}" if first else type(cause).__name__
-
-
-def _store_call(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn an outage of the database into ``StoreUnavailable`` (the service waits it out)."""
-
-    @functools.wraps(method)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except (OperationalError, InterfaceError) as exc:
-            raise StoreUnavailable(f"incident store unavailable: {_outage_cause(exc)}") from exc
-
-    return call
-
-
 class SqlIncidentStore:
     """IncidentStore over a SQLAlchemy engine."""
 
@@ -197,6 +177,7 @@ class SqlIncidentStore:
         self._insert_new = _insert_ignoring_duplicates(self.engine.dialect.name)
         self._leases = LeaseStatements(self.engine.dialect.name)
         self._save_leased = _SAVE.where(self._leases.holds())
+        self.inbox = SqlInbox(self.engine)
 
     def create(self, incident: Incident) -> bool:
         return incident.id in self.create_many([incident])

@@ -5,7 +5,7 @@ Kept equal to the newest migration (tests/store compare a migrated database with
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import Column, DateTime, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text, text
 
 metadata = MetaData()
 
@@ -49,4 +49,19 @@ incident_events = Table(
     Column("state", String(32), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_incident_events_incident", "incident_id", "seq"),
+)
+
+# The durable inbox (rollbackbot/inbox.py): one row per accepted webhook, its raw body as received,
+# committed before the 202; the drainer decides it into incidents and deletes it. ``error`` set:
+# a poison row kept aside after ``attempts`` failures (never retried, never blocking the others).
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("accepted_at", DateTime(timezone=True), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("answer", Text, nullable=False),  # the incident ids the webhook answered (JSON list)
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text, nullable=True),
+    sqlite_autoincrement=True,  # seq never reused after a delete: read-your-writes compares seqs
 )
