@@ -16,11 +16,12 @@ import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr, ValidationError
@@ -33,7 +34,7 @@ from rollbackbot.cursors import InvalidCursor, decode_cursor, encode_cursor
 from rollbackbot.dependencies import DEPENDENCIES, DependencyBoard
 from rollbackbot.errors import StoreUnavailable
 from rollbackbot.http_body import BodyRefused, read_capped
-from rollbackbot.metrics import ALERTS_RECEIVED, REGISTRY, WEBHOOK_REQUESTS, WebhookResponseMetrics
+from rollbackbot.metrics import REGISTRY, WEBHOOK_REQUESTS, WebhookResponseMetrics
 from rollbackbot.redact import redact_urls
 from rollbackbot.service import Service
 
@@ -123,7 +124,9 @@ def create_app(
     app = FastAPI(title="rollbackbot", version=__version__, lifespan=lifespan)
     app.add_middleware(WebhookResponseMetrics)  # rollbackbot_webhook_responses_total{code}, 500s included
     checks = readiness or {}
-    alive_checks = liveness or {}
+    alive_checks = dict(liveness or {})
+    if service.inbox is not None:
+        alive_checks.setdefault("inbox", service.inbox.problem)  # a dead or stuck drainer: restart the pod
     reader_token = api_token or webhook_token
 
     def require_api_token(request: Request) -> None:
@@ -192,6 +195,10 @@ def create_app(
         if dead := problems_of(alive_checks):
             WEBHOOK_REQUESTS.labels("not_alive").inc()
             return JSONResponse({"detail": "not alive, deliver again later", "problems": dead}, 503)
+        with service.inbox.handling() if service.inbox is not None else nullcontext():
+            return await _accept(request)
+
+    async def _accept(request: Request) -> JSONResponse:
         try:
             body = await read_capped(request, MAX_BODY_BYTES)
         except BodyRefused as exc:
@@ -206,19 +213,16 @@ def create_app(
             ][:20]
             return JSONResponse({"detail": errors}, 422)
         try:
-            received = service.receive(payload)
+            incidents = await service.accept(payload, body)  # durably in the inbox; a drainer decides
         except StoreUnavailable as exc:  # nothing was recorded: Alertmanager delivers again on a 5xx
             WEBHOOK_REQUESTS.labels("store_unavailable").inc()
             log.warning("webhook refused: incident store unavailable", extra={"error": str(exc)})
             return JSONResponse({"detail": f"{exc}; deliver again later"}, 503)
         WEBHOOK_REQUESTS.labels("accepted").inc()
-        ALERTS_RECEIVED.labels("new").inc(received.created)
-        ALERTS_RECEIVED.labels("unmatched").inc(received.ignored)
-        ALERTS_RECEIVED.labels("unknown_app").inc(received.unknown_apps)
-        return JSONResponse({"incidents": received.incidents}, 202)
+        return JSONResponse({"incidents": incidents}, 202)
 
     @guarded.get("/api/incidents")
-    def list_incidents(
+    async def list_incidents(
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
         app: Annotated[str | None, Query(max_length=255)] = None,
@@ -227,16 +231,20 @@ def create_app(
     ) -> dict[str, Any]:
         """Incidents newest first, ``limit`` per page; pass ``next_cursor`` back as ``cursor`` for the next."""
         after = _after(cursor)
-        page = service.store.page(limit, after, app=app, state=state.value if state else None, since=_utc(since))
+        await service.caught_up()  # read-your-writes: webhooks answered before this request are decided
+        page = await run_in_threadpool(
+            service.store.page, limit, after, app=app, state=state.value if state else None, since=_utc(since)
+        )
         return {
             "incidents": [incident_to_api(i) for i in page.incidents],
             "next_cursor": encode_cursor(page.next_after) if page.next_after else None,
         }
 
     @guarded.get("/api/incidents/{incident_id}")
-    def get_incident(incident_id: str) -> dict[str, Any]:
+    async def get_incident(incident_id: str) -> dict[str, Any]:
         """One incident with its events."""
-        incident = service.store.get(incident_id)
+        await service.caught_up()  # read-your-writes: webhooks answered before this request are decided
+        incident = await run_in_threadpool(service.store.get, incident_id)
         if incident is None:
             raise HTTPException(404, f"no incident {incident_id}")
         return incident_to_api(incident)

@@ -208,6 +208,54 @@ REGISTRY.register(INCIDENTS_OVERDUE)
 
 REGISTRY.register(DEPENDENCIES)
 
+INBOX_DRAINED = Counter(
+    "rollbackbot_inbox_drained_total",
+    "Inbox rows (accepted webhooks) decided into incidents and deleted",
+    registry=REGISTRY,
+)
+INBOX_DRAIN_ERRORS = Counter(
+    "rollbackbot_inbox_drain_errors_total",
+    "Inbox drainer errors by kind: store (outage, retried), pass (other, retried), "
+    "row (one row failed to decide), poison (a row kept aside after its last attempt)",
+    ["kind"],
+    registry=REGISTRY,
+)
+for _kind in ("store", "pass", "row", "poison"):
+    INBOX_DRAIN_ERRORS.labels(_kind)
+INBOX_GROUP_ROWS = Histogram(
+    "rollbackbot_inbox_group_commit_rows",
+    "Webhooks committed together by one inbox transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
+
+
+class InboxGauge:
+    """``rollbackbot_inbox_rows``, ``_oldest_age_seconds``, ``_poisoned_rows``: from the store at scrape time."""
+
+    def __init__(self) -> None:
+        self.depth: Callable[[], tuple[int, float, int]] | None = None  # (pending, oldest age s, poisoned)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.depth is None:
+            return
+        try:
+            pending, age, poisoned = self.depth()
+        except Exception:  # the store is down: say nothing rather than fail the whole scrape
+            log.warning("inbox depth could not be read", exc_info=True)
+            return
+        yield GaugeMetricFamily("rollbackbot_inbox_rows", "Accepted webhooks not decided yet", value=pending)
+        yield GaugeMetricFamily(
+            "rollbackbot_inbox_oldest_age_seconds", "Age of the oldest accepted webhook not decided yet", value=age
+        )
+        yield GaugeMetricFamily(
+            "rollbackbot_inbox_poisoned_rows", "Inbox rows kept aside after failing every attempt", value=poisoned
+        )
+
+
+INBOX = InboxGauge()
+REGISTRY.register(INBOX)
+
 
 class WebhookResponseMetrics:
     """ASGI middleware counting the webhook's answers by status code, a crash as 500."""

@@ -295,3 +295,42 @@ class Forge(Protocol):
     async def enable_auto_merge(self, pull: PullRequest, method: str) -> AutoMergeAnswer:
         """Turn on the forge's native auto-merge: enabled, merged at once, or why it refused (clean, pending…)."""
         ...
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """One accepted webhook as the inbox stores it."""
+
+    seq: int
+    accepted_at: datetime
+    body: bytes
+    answer: list[str]  # the incident ids the webhook answered
+    attempts: int  # failed attempts to decide it so far
+
+
+class InboxRows(Protocol):
+    """The durable inbox table (``adapters/store/inbox.py``); a claim is whatever ``claim`` returns."""
+
+    def append(self, rows: list[tuple[datetime, bytes, list[str]]]) -> int:
+        """Insert ``(accepted_at, body, answer)`` rows in one transaction; the highest seq given."""
+        ...
+
+    def claim(self, limit: int) -> Any:
+        """The oldest pending rows nobody else is deciding, as an object with ``rows``; finish() or release() it."""
+        ...
+
+    def finish(self, claim: Any, done: list[int], failed: dict[int, str | None]) -> None:
+        """Delete ``done``; count a failed attempt on each of ``failed`` (with a text: kept aside as poison)."""
+        ...
+
+    def release(self, claim: Any) -> None:
+        """Give the claimed rows back untouched."""
+        ...
+
+    def oldest_pending(self) -> int | None:
+        """The seq of the oldest row not decided yet, by anyone; None when there is none."""
+        ...
+
+    def newest(self) -> int:
+        """The highest seq in the table (0 when empty)."""
+        ...

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.canary import CanaryRollout, canary_quiet_seconds
 from rollbackbot.clock import Clock
-from rollbackbot.core.alert_plan import AlertPlanner
+from rollbackbot.core.alert_plan import AlertPlanner, answer_ids
 from rollbackbot.core.alerts import AlertmanagerPayload
 from rollbackbot.core.incidents import Incident, IncidentState, incident_policy
 from rollbackbot.core.overdue import overdue_by_state
@@ -36,6 +36,7 @@ from rollbackbot.core.retries import RetryBudget, after_transient, backoff_delay
 from rollbackbot.core.shadow import END_REQUESTED, shadow_on_since
 from rollbackbot.errors import Fault, classify, describe
 from rollbackbot.forensics import Fetch
+from rollbackbot.inbox import Inbox
 from rollbackbot.intake import known_apps
 from rollbackbot.leasing import DEFAULT_LEASE_SECONDS, Leases
 from rollbackbot.logs import current_incident
@@ -45,6 +46,8 @@ from rollbackbot.ports import (
     Chat,
     EvidenceSink,
     GitOpsRepo,
+    InboxRow,
+    InboxRows,
     IncidentStore,
     Lease,
     LeaseLost,
@@ -52,7 +55,7 @@ from rollbackbot.ports import (
     Verdict,
 )
 from rollbackbot.prmode import PullRequestMode
-from rollbackbot.receiving import AlertIntake, Received
+from rollbackbot.receiving import AlertIntake, Decided, Received
 from rollbackbot.steps import Steps
 from rollbackbot.workflow import Workflow, append_event
 
@@ -83,7 +86,9 @@ class Service:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         pull_requests: PullRequestMode | None = None,
         fetch: Fetch = fetch_capped,
+        inbox_rows: InboxRows | None = None,
     ) -> None:
+        """``inbox_rows``: the durable inbox's table; by default the store's own (``store.inbox``), if it has one."""
         self.store = store
         self.leases = Leases(store, replica, lease_seconds)
         self.retry = retry or RetryBudget()
@@ -124,6 +129,8 @@ class Service:
             opened_terminal=lambda incident: self._tell(incident, None),
             after_save=self._after_save,
         )
+        rows = inbox_rows if inbox_rows is not None else getattr(store, "inbox", None)
+        self.inbox = Inbox(rows, self._decide_row, self.intake.act) if rows is not None else None
 
     # ---- intake: fast, synchronous, no external calls but the store ----
 
@@ -137,6 +144,28 @@ class Service:
         decided = self.intake.decide(self.planner.plan_all(payload.alerts, now, known_apps(self._git)), now)
         self.intake.act(decided)
         return decided.received
+
+    async def accept(self, payload: AlertmanagerPayload, body: bytes) -> list[str]:
+        """The webhook's intake: the incident ids ``payload`` maps to, once its ``body`` is durably in the inbox.
+
+        Raises StoreUnavailable when it could not be stored (nothing was). Without an inbox, decides now.
+        """
+        if self.inbox is None:
+            return self.receive(payload).incidents
+        now = self.clock.now()
+        answer = answer_ids(self.planner.plan_all(payload.alerts, now, known_apps(self._git)))
+        await self.inbox.append(now, body, answer)
+        return answer
+
+    def _decide_row(self, row: InboxRow) -> Decided:
+        """The drainer's half of intake (a worker thread): the same plans the webhook answered, stored."""
+        payload = AlertmanagerPayload.model_validate_json(row.body)
+        plans = self.planner.plan_all(payload.alerts, row.accepted_at)  # unknown apps: not in row.answer
+        return self.intake.decide(plans, row.accepted_at, set(row.answer))
+
+    async def caught_up(self) -> bool:
+        """Read-your-writes: every webhook this process accepted before the call is decided (bounded wait)."""
+        return True if self.inbox is None else await self.inbox.caught_up()
 
     def overdue_by_state(self, grace: timedelta) -> dict[str, int]:
         """Non-terminal incidents past their deadline, by state (gauge ``rollbackbot_incidents_overdue``)."""
@@ -224,6 +253,8 @@ class Service:
                 self.schedule(incident.id)
         if self.watchdog_seconds and self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch(self.watchdog_seconds))
+        if self.inbox is not None:
+            self.inbox.start()  # webhooks accepted by an earlier process first
 
     @property
     def accepting(self) -> bool:
@@ -242,11 +273,13 @@ class Service:
         A waiting incident stops waiting; every incident stops after its current step and resumes from
         that persisted state at the next start. True when all work ended within the grace period.
         """
-        self._draining = True
-        for incident_id in list(self._wake):
-            self.wake(incident_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
+        self._draining = True  # the webhook answers 503 from now on
+        if self.inbox is not None and not await self.inbox.caught_up(grace_seconds):
+            log.warning("accepted webhooks not decided within the grace period stay in the inbox for the next start")
+        for incident_id in list(self._wake):
+            self.wake(incident_id)
         while pending := {*self._running.values(), *self._background}:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -256,6 +289,8 @@ class Service:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.inbox is not None:
+            await self.inbox.stop()
         await self.leases.stop()
         tasks = [*self._running.values(), *self._background]
         if self._watchdog is not None:
@@ -271,7 +306,7 @@ class Service:
 
     async def idle(self) -> None:
         """Wait until every incident is done or waiting on a timer, and no message is in flight (tests)."""
-        while self._background or self.working:
+        while self._background or self.working or (self.inbox is not None and self.inbox.pending_here):
             await asyncio.sleep(0.005)
 
     def adopt_stalled(self) -> int:

@@ -35,7 +35,7 @@ from rollbackbot.core.retries import RetryBudget
 from rollbackbot.dependencies import DEPENDENCIES
 from rollbackbot.errors import ConfigError, PolicyError, RollbackBotError
 from rollbackbot.liveness import StateFileCheck
-from rollbackbot.metrics import INCIDENTS, INCIDENTS_OVERDUE
+from rollbackbot.metrics import INBOX, INCIDENTS, INCIDENTS_OVERDUE
 from rollbackbot.policy_files import load_policies, policy_set_fingerprint
 from rollbackbot.prmode import ForgeEvents, PullRequestMode
 from rollbackbot.readiness import ReadinessChecker
@@ -107,10 +107,18 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         pull_requests=pull_requests,
         fetch=partial(fetch_capped, token=settings.forensics_token),
     )
+    INBOX.depth = partial(_inbox_depth, store, clock)
     INCIDENTS_OVERDUE.count = partial(
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
     )
     return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
+
+
+def _inbox_depth(store: SqlIncidentStore, clock: Clock) -> tuple[int, float, int]:
+    """(pending rows, age of the oldest in seconds, poisoned rows) for the ``rollbackbot_inbox_*`` gauges."""
+    depth = store.inbox.depth()
+    age = (clock.now() - depth.oldest).total_seconds() if depth.oldest is not None else 0.0
+    return depth.pending, max(0.0, age), depth.poisoned
 
 
 def _canary(settings: Settings, argocd: ArgoCDClient) -> CanaryRollout:

@@ -91,24 +91,33 @@ class AlertPlanner:
 
     def _select(self, alert: Alert) -> Policy | None:
         key = tuple(alert.labels.get(name) for name in self._matched_labels)
-        if key not in self._selected:
-            if len(self._selected) >= _MEMO_LIMIT:
-                self._selected.clear()
-            self._selected[key] = select_policy(self.policies, alert.labels)
-        return self._selected[key]
+        try:
+            return self._selected[key]
+        except KeyError:
+            pass
+        if len(self._selected) >= _MEMO_LIMIT:
+            self._selected.clear()
+        # Read back never: the webhook (event loop) and the drainer (a thread) share the memo.
+        found = self._selected[key] = select_policy(self.policies, alert.labels)
+        return found
 
     def _resolve(self, policy: Policy, alert: Alert) -> ResolvedTarget | str:
         """The target for this alert, or why it is refused."""
         index = self._index[id(policy)]
         key = (index, tuple(alert.labels.get(name) for name in self._templated[index]))
-        if key not in self._resolved:
-            if len(self._resolved) >= _MEMO_LIMIT:
-                self._resolved.clear()
-            try:
-                self._resolved[key] = resolve_target(policy, alert.labels)
-            except AlertRefused as exc:
-                self._resolved[key] = str(exc)
-        return self._resolved[key]
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        if len(self._resolved) >= _MEMO_LIMIT:
+            self._resolved.clear()
+        resolved: ResolvedTarget | str
+        try:
+            resolved = resolve_target(policy, alert.labels)
+        except AlertRefused as exc:
+            resolved = str(exc)
+        self._resolved[key] = resolved
+        return resolved
 
 
 def answer_ids(plans: Sequence[AlertPlan]) -> list[str]:

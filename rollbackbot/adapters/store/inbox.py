@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 
 from rollbackbot.adapters.store import schema
 from rollbackbot.adapters.store.outage import store_call
+from rollbackbot.ports import InboxRow
 
 _t = schema.inbox
 _c = _t.c
@@ -29,17 +30,6 @@ _OLDEST = select(func.min(_c.seq)).where(_PENDING)
 _NEWEST = select(func.max(_c.seq))
 _DONE = delete(_t).where(_c.seq.in_(bindparam("seqs", expanding=True)))
 _FAILED = update(_t).where(_c.seq == bindparam("match_seq")).values(attempts=_c.attempts + 1, error=bindparam("poison"))
-
-
-@dataclass(frozen=True)
-class InboxRow:
-    """One accepted webhook as stored."""
-
-    seq: int
-    accepted_at: datetime
-    body: bytes
-    answer: list[str]
-    attempts: int
 
 
 @dataclass
