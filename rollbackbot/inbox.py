@@ -73,6 +73,10 @@ class GroupCommit:
             self._cond.notify()
         return await future
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -195,6 +199,9 @@ class Inbox:
     def start(self) -> None:
         """Start draining: rows left by an earlier process first (they count for read-your-writes)."""
         self.last_accepted = max(self.last_accepted, self.rows.newest())
+        if self._writer.closed:  # started again after a stop (an app served twice)
+            self._writer = GroupCommit(self.rows.append)
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:
