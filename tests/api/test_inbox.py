@@ -143,7 +143,7 @@ async def test_a_poison_row_is_kept_aside_and_the_others_go_on(rig: Rig) -> None
     rig.service.inbox.poll_seconds = 0.01  # type: ignore[union-attr]
     rig.store.inbox.append([(rig.service.clock.now(), b'{"version": "4", "not": "a payload"}', [])])
     answer = await rig.post(notification([_alert("PromptInjectionSpike", "docsum-llm")]))
-    await rig.service.idle()
+    await asyncio.wait_for(rig.service.idle(), 10)  # never returns while the poison row blocks the inbox
     assert rig.stored_ids() == set(answer.json()["incidents"])
     depth = rig.store.inbox.depth()
     assert depth.pending == 0 and depth.poisoned == 1
