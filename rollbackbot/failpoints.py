@@ -13,6 +13,9 @@ POINTS = ("after_decision", "after_evidence", "after_commit", "after_push", "dur
 # Pull-request mode (rollbackbot/prmode.py): after the head branch is pushed, after the pull request is
 # created, after the merge call returned; each before the step's result is saved.
 PULL_REQUEST_POINTS = ("after_branch_push", "after_pull_request", "after_merge")
+# The inbox (rollbackbot/inbox.py): a webhook committed but not answered yet; a row claimed but not
+# decided; a row decided (its incidents stored) but not deleted yet.
+INBOX_POINTS = ("after_inbox_commit", "before_inbox_decide", "after_inbox_decide")
 
 
 def checkpoint(name: str) -> None:

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from rollbackbot.errors import Fault, classify, describe
+from rollbackbot.failpoints import checkpoint
 from rollbackbot.metrics import INBOX_DRAIN_ERRORS, INBOX_DRAINED, INBOX_GROUP_ROWS
 from rollbackbot.ports import InboxRow, InboxRows
 
@@ -95,6 +96,7 @@ class GroupCommit:
             outcome: int | BaseException
             try:
                 outcome = self._append([row for row, _ in group])
+                checkpoint("after_inbox_commit")
                 INBOX_GROUP_ROWS.observe(len(group))
             except BaseException as exc:  # every handler of the group answers 503; nothing was committed
                 outcome = exc
@@ -260,6 +262,7 @@ class Inbox:
     def _decide_all(self, rows: Sequence[InboxRow]) -> list[RowOutcome]:
         """Decide each row (in a worker thread); a store outage stops the batch, other errors mark the row."""
         outcomes = []
+        checkpoint("before_inbox_decide")
         for row in rows:
             try:
                 outcomes.append(RowOutcome(row.seq, self._decide(row)))
@@ -267,6 +270,7 @@ class Inbox:
                 if classify(exc) is Fault.store:
                     raise  # nothing is the row's fault: the whole claim goes back
                 outcomes.append(RowOutcome(row.seq, error=describe(exc)))
+        checkpoint("after_inbox_decide")
         return outcomes
 
     def _poison(self, outcome: RowOutcome, rows: Sequence[InboxRow]) -> str | None:
