@@ -168,6 +168,8 @@ class Inbox:
         """Durably store one webhook (group commit); raises StoreUnavailable when nothing could be stored."""
         seq = await self._writer.append((accepted_at, body, answer))
         self.last_accepted = max(self.last_accepted, seq)
+        if self._task is None:
+            self.start()  # served without the service's start() (an app without lifespan): drain anyway
         self._wake.set()
 
     # ---- read-your-writes ----

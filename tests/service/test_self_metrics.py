@@ -212,10 +212,10 @@ async def test_webhook_answers_are_counted_by_status_code(tmp_path: Path, clock:
         assert (await http.post("/webhook/alertmanager", json=body)).status_code == 401
         assert (await http.post("/webhook/alertmanager", json=body, headers=auth)).status_code == 202
 
-        def store_down(_payload: AlertmanagerPayload) -> None:
+        async def store_down(_payload: AlertmanagerPayload, _body: bytes) -> None:
             raise RuntimeError("database is locked")
 
-        service.receive = store_down  # type: ignore[assignment,method-assign]
+        service.accept = store_down  # type: ignore[assignment,method-assign]
         assert (await http.post("/webhook/alertmanager", json=body, headers=auth)).status_code == 500
         assert (await http.get("/healthz")).status_code == 200  # other routes are not counted
     await service.idle()
