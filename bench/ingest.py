@@ -90,6 +90,7 @@ class IngestResult:
     distinct_keys: int  # distinct (fingerprint, startsAt) among them
     redelivery_mismatches: int  # re-deliveries answered with other incident ids than the original
     drain_seconds: float  # until every ingest incident reached a final state
+    inbox_drained_seconds: float = 0.0  # until the inbox was empty (every accepted webhook decided)
 
     @property
     def throughput(self) -> float:
@@ -123,6 +124,23 @@ async def _burst(url: str, webhooks: list[Webhook]) -> tuple[float, list[float],
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
     return seconds, latencies, answers
+
+
+def _inbox_rows(database: Path | str) -> int:
+    """Accepted webhooks not decided yet (the inbox table), read-only."""
+    query = "SELECT COUNT(*) FROM inbox WHERE error IS NULL"
+    if isinstance(database, Path):  # SQLite: the inbox has a file of its own (store_sql.inbox_url)
+        sidecar = database.with_name(f"{database.stem}-inbox{database.suffix}")
+        with sqlite3.connect(f"file:{sidecar}?mode=ro", uri=True) as conn:
+            return int(conn.execute(query).fetchone()[0])
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(query)).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def _count(database: Path | str) -> tuple[int, int, int]:
@@ -162,6 +180,9 @@ async def run_ingest(url: str, database: Path | str, drain_timeout: float = 120.
     mismatches = sum(1 for i, w in enumerate(webhooks) if w.redelivery and answers[i] != first[w.group])
     drain_started = time.perf_counter() - seconds
     deadline = time.monotonic() + drain_timeout
+    while _inbox_rows(database) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    inbox_drained = time.perf_counter() - drain_started
     incidents, keys, pending = _count(database)
     while pending and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -178,6 +199,7 @@ async def run_ingest(url: str, database: Path | str, drain_timeout: float = 120.
         distinct_keys=keys,
         redelivery_mismatches=mismatches,
         drain_seconds=time.perf_counter() - drain_started,
+        inbox_drained_seconds=inbox_drained,
     )
 
 

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,8 @@ log = logging.getLogger("rollbackbot.inbox")
 READ_YOUR_WRITES_SECONDS = 2.0
 STUCK_SECONDS = 60.0  # a drainer that has not come round for this long fails /healthz
 BEHIND_SECONDS = 10.0  # the oldest pending row older than this: say so in the log
+INTAKE_BUSY_SECONDS = 0.1  # a webhook accepted this recently: incident steps are spaced (intake_first)
+STEP_SPACING = 0.005  # while intake is busy, at most one incident step starts per this many seconds
 _Row = tuple[datetime, bytes, list[str]]
 
 
@@ -149,9 +152,12 @@ class Inbox:
         self._wake = asyncio.Event()
         self.in_flight = 0  # webhook handlers between reading the body and answering
         self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-drainer")
         self._stopping = False
         self.heartbeat = time.monotonic()
         self._behind_logged = 0.0
+        self._last_accept = float("-inf")  # loop time of the last webhook accepted here
+        self._last_step = float("-inf")  # loop time an incident step last started (intake_first)
 
     # ---- intake ----
 
@@ -168,9 +174,28 @@ class Inbox:
         """Durably store one webhook (group commit); raises StoreUnavailable when nothing could be stored."""
         seq = await self._writer.append((accepted_at, body, answer))
         self.last_accepted = max(self.last_accepted, seq)
+        self._last_accept = asyncio.get_running_loop().time()
         if self._task is None:
             self.start()  # served without the service's start() (an app without lifespan): drain anyway
         self._wake.set()
+
+    @property
+    def busy(self) -> bool:
+        """Webhooks are arriving: one is being handled, or one was accepted within ``INTAKE_BUSY_SECONDS``."""
+        return bool(self.in_flight) or asyncio.get_running_loop().time() - self._last_accept < INTAKE_BUSY_SECONDS
+
+    async def intake_first(self) -> None:
+        """Before an incident step (``Service``): while webhooks arrive, start at most one step per ``STEP_SPACING``.
+
+        Steps run their store calls on the event loop (about a millisecond each); eight workers ready
+        together would hold it for one pass of ~10 ms before it polls the sockets again. Spaced, the
+        loop reads new requests between any two steps. Never starved: one step starts every
+        ``STEP_SPACING`` at least, so incidents always make progress, only slower while a storm is answered.
+        """
+        loop = asyncio.get_running_loop()
+        while self.busy and loop.time() - self._last_step < STEP_SPACING:
+            await asyncio.sleep(STEP_SPACING)
+        self._last_step = loop.time()
 
     # ---- read-your-writes ----
 
@@ -199,6 +224,10 @@ class Inbox:
         return True
 
     # ---- the drainer ----
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function`` in the drainer's own thread: one thread, so one malloc arena and one connection."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def start(self) -> None:
         """Start draining: rows left by an earlier process first (they count for read-your-writes)."""
@@ -242,18 +271,18 @@ class Inbox:
     async def _pass(self) -> bool:
         """Decide one batch of rows; True when there may be more right away."""
         await self._defer_to_intake()
-        claim = await asyncio.to_thread(self.rows.claim, self.batch)
+        claim = await self._in_thread(self.rows.claim, self.batch)
         if not claim.rows:
             await self._advance()
             return False
         try:
-            outcomes = await asyncio.to_thread(self._decide_all, claim.rows)
+            outcomes = await self._in_thread(self._decide_all, claim.rows)
         except BaseException:
-            await asyncio.to_thread(self.rows.release, claim)
+            await self._in_thread(self.rows.release, claim)
             raise
         done = [o.seq for o in outcomes if o.error is None]
         failed = {o.seq: self._poison(o, claim.rows) for o in outcomes if o.error is not None}
-        await asyncio.to_thread(self.rows.finish, claim, done, failed)
+        await self._in_thread(self.rows.finish, claim, done, failed)
         for outcome in outcomes:
             if outcome.decided is not None:
                 self._act(outcome.decided)
@@ -295,7 +324,7 @@ class Inbox:
     async def _advance(self) -> None:
         """Move the read-your-writes mark to the oldest row still pending (anyone's), and wake readers."""
         accepted = self.last_accepted  # read before the query: a row committed after it is not covered
-        oldest = await asyncio.to_thread(self.rows.oldest_pending)
+        oldest = await self._in_thread(self.rows.oldest_pending)
         below = accepted + 1 if oldest is None else oldest
         if below > self._drained_below:
             self._drained_below = below

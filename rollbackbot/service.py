@@ -417,6 +417,8 @@ class Service:
 
     async def _run_leased(self, incident_id: str, follow_verification: bool) -> Incident | None:
         while True:
+            if self.inbox is not None:
+                await self.inbox.intake_first()
             lease = self.leases.held.get(incident_id)
             incident = self.store.get(incident_id)
             if incident is None or self._draining or lease is None:

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 from types import FrameType
 
 import uvicorn
@@ -29,6 +30,7 @@ from rollbackbot.service import Service
 
 log = logging.getLogger("rollbackbot.shutdown")
 
+GIL_SWITCH_SECONDS = 0.0005
 CONNECTION_CLOSE_SECONDS = 3.0  # after draining: open HTTP connections get this long to finish
 
 
@@ -76,6 +78,9 @@ class GracefulServer(uvicorn.Server):
 
 def serve(app: FastAPI, host: str, port: int, grace_seconds: float) -> int:
     """Run the app until SIGTERM (drained, exit 0) or SIGINT; ``app.state.service`` is drained."""
+    # The inbox's writer and drainer threads hold the GIL in bursts; the event loop answering the
+    # webhook gets it back after at most this long (Python's default is 5 ms, a whole answer budget).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     config = uvicorn.Config(
         app,
         host=host,

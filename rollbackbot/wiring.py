@@ -396,7 +396,7 @@ def build_app(settings: Settings) -> FastAPI:
         wired.service,
         settings.webhook_token,
         readiness={"store": store_ready, "policies": policies_ready, "shutdown": intake_open},
-        liveness={"state": StateFileCheck(settings.database_url)},
+        liveness={"state": StateFileCheck(settings.database_url), "inbox_file": StateFileCheck(wired.store.inbox_url)},
         routers=[
             *_slack_routers(settings, wired),
             *_ui_routers(settings, wired, readiness),

@@ -177,8 +177,8 @@ async def test_a_reader_sees_the_incident_of_the_webhook_it_was_answered(rig: Ri
 
 async def test_a_store_outage_is_503_with_nothing_recorded(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rollbackbot.adapters.store_sql.BUSY_TIMEOUT_MS", 50)
-    database = Path(str(rig.store.engine.url.database))
-    rig.store.engine.dispose()  # new connections pick up the short busy timeout
+    database = Path(str(rig.store.inbox.engine.url.database))  # on SQLite the inbox has a file of its own
+    rig.store.inbox.engine.dispose()  # new connections pick up the short busy timeout
     other = sqlite3.connect(database, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:

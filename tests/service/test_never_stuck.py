@@ -129,11 +129,15 @@ async def test_webhook_answers_503_while_the_store_is_locked_and_loses_nothing(
     body = notification([alert(DOCSUM, clock.now() - timedelta(minutes=2))])
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rollbackbot") as http:
-        with _locked(tmp_path / "state.db"):
+        # The webhook writes to the inbox (on SQLite a file of its own): locked, nothing can be taken.
+        with _locked(tmp_path / "state-inbox.db"):
             refused = await http.post("/webhook/alertmanager", json=body, headers=headers)
         assert refused.status_code == 503 and "deliver again later" in refused.json()["detail"]
-        accepted = await http.post("/webhook/alertmanager", json=body, headers=headers)  # Alertmanager's retry
-        assert accepted.status_code == 202
+        assert service.store.inbox.depth().pending == 0 and service.store.recent() == []  # nothing recorded
+        # The incidents' file locked: the alert is taken all the same, and decided once it is free.
+        with _locked(tmp_path / "state.db"):
+            accepted = await http.post("/webhook/alertmanager", json=body, headers=headers)  # Alertmanager's retry
+            assert accepted.status_code == 202
     await asyncio.wait_for(service.idle(), timeout=10)
     incident = service.store.get(accepted.json()["incidents"][0])
     assert incident is not None and incident.state.value == "rolled_back" and len(git.commits) == 1
