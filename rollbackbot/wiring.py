@@ -359,6 +359,7 @@ def _ui_routers(settings: Settings, wired: Wired, readiness: ReadinessSchedule |
         slack_message=slack_message,
         now=wired.service.clock.now,
         readiness=readiness.app_json if readiness else None,
+        caught_up=wired.service.caught_up,
     )
     return [ui_router(config)]
 

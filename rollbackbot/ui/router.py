@@ -10,7 +10,7 @@ the request comes from one of ``ROLLBACKBOT_UI_TRUSTED_PROXIES``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from anyio import from_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -63,6 +64,8 @@ class UiConfig:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     readiness: Callable[[str], dict[str, Any] | None] | None = None  # app → its last readiness (docs/readiness.md)
+    # Read-your-writes: waits (bounded) until the webhooks accepted so far are decided (Service.caught_up).
+    caught_up: Callable[[], Coroutine[Any, Any, bool]] | None = None
 
 
 def _finalize(value: Any) -> Any:
@@ -239,6 +242,9 @@ def ui_router(config: UiConfig) -> APIRouter:
         if user is None:
             return to_login(request)
         incident = config.store.get(incident_id) if len(incident_id) <= 64 else None
+        if incident is None and config.caught_up is not None and len(incident_id) <= 64:
+            from_thread.run(config.caught_up)  # its webhook may have been answered but not decided yet
+            incident = config.store.get(incident_id)
         if incident is None:
             return render("missing.html", 404, user=user, incident_id=incident_id[:64])
         slack = config.slack_message(incident.id) if config.slack_message else None

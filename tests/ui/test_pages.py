@@ -292,3 +292,29 @@ def test_a_pull_request_incident_links_its_pull_request_and_merge_commit(world: 
     world.store.save(replace(saved, pull_request={**pull, "url": "javascript:alert(1)"}), saved.state)
     html = world.client.get(PAGE).text
     assert "javascript:" not in html and "#7 on github acme/gitops" in html
+
+
+def test_an_incident_answered_but_not_decided_yet_is_shown_once_decided(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Read-your-writes: the page of an id the webhook just answered waits for the inbox drainer."""
+    from fastapi.testclient import TestClient
+
+    from rollbackbot.adapters.store_sql import SqlIncidentStore
+    from rollbackbot.ui import UiConfig
+    from tests.ui.conftest import build_app
+
+    store = SqlIncidentStore(f"sqlite:///{tmp_path}/state.db")
+    late = replace(hostile_incident("inc-00000000000000aa"), rollback_commit=None, evidence_url=None)
+    waited: list[bool] = []
+
+    async def caught_up() -> bool:  # the drainer decides the webhook's row meanwhile
+        waited.append(True)
+        store.create(late)
+        return True
+
+    config = UiConfig(store=store, token=TOKEN, git_workdir=tmp_path / "repo", caught_up=caught_up)
+    with TestClient(build_app(config), base_url="https://testserver") as client:
+        login(client)
+        assert client.get("/ui/incidents/inc-00000000000000aa").status_code == 200
+        assert waited == [True]
+        assert client.get("/ui/incidents/inc-00000000000000aa").status_code == 200
+        assert waited == [True]  # found at once: no wait at all
