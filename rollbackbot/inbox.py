@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rollbackbot.errors import Fault, classify, describe
@@ -40,6 +40,7 @@ log = logging.getLogger("rollbackbot.inbox")
 READ_YOUR_WRITES_SECONDS = 2.0
 STUCK_SECONDS = 60.0  # a drainer that has not come round for this long fails /healthz
 BEHIND_SECONDS = 10.0  # the oldest pending row older than this: say so in the log
+BEHIND_LOG_SECONDS = 30.0
 INTAKE_BUSY_SECONDS = 0.1  # a webhook accepted this recently: incident steps are spaced (intake_first)
 STEP_SPACING = 0.005  # while intake is busy, at most one incident step starts per this many seconds
 _Row = tuple[datetime, bytes, list[str]]
@@ -136,6 +137,7 @@ class Inbox:
         poison_after: int = 3,
         poll_seconds: float = 0.5,
         max_defer: float = 0.2,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``decide(row)``: store work for one row (runs in a thread); ``act(decided)``: on the loop."""
         self.rows = rows
@@ -145,6 +147,7 @@ class Inbox:
         self.poison_after = poison_after
         self.poll_seconds = poll_seconds
         self.max_defer = max_defer
+        self._now = now
         self._writer = GroupCommit(rows.append)
         self.last_accepted = 0  # the highest seq this process committed (or found at start)
         self._drained_below = 1  # every row with a lower seq is decided (or kept aside)
@@ -275,6 +278,7 @@ class Inbox:
         if not claim.rows:
             await self._advance()
             return False
+        self._say_if_behind(claim.rows[0])
         try:
             outcomes = await self._in_thread(self._decide_all, claim.rows)
         except BaseException:
@@ -289,6 +293,17 @@ class Inbox:
         INBOX_DRAINED.inc(len(done))
         await self._advance()
         return len(claim.rows) == self.batch
+
+    def _say_if_behind(self, oldest: InboxRow) -> None:
+        """A log line (at most every ``BEHIND_LOG_SECONDS``) while accepted webhooks wait long to be decided."""
+        waited = (self._now() - oldest.accepted_at).total_seconds()
+        moment = time.monotonic()
+        if waited > BEHIND_SECONDS and moment - self._behind_logged > BEHIND_LOG_SECONDS:
+            self._behind_logged = moment
+            log.warning(
+                f"inbox drainer behind: the oldest accepted webhook has waited {waited:.0f}s to be decided",
+                extra={"seq": oldest.seq, "waited_seconds": round(waited, 1)},
+            )
 
     def _decide_all(self, rows: Sequence[InboxRow]) -> list[RowOutcome]:
         """Decide each row (in a worker thread); a store outage stops the batch, other errors mark the row."""

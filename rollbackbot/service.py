@@ -130,7 +130,7 @@ class Service:
             after_save=self._after_save,
         )
         rows = inbox_rows if inbox_rows is not None else getattr(store, "inbox", None)
-        self.inbox = Inbox(rows, self._decide_row, self.intake.act) if rows is not None else None
+        self.inbox = Inbox(rows, self._decide_row, self.intake.act, now=clock.now) if rows is not None else None
 
     # ---- intake: fast, synchronous, no external calls but the store ----
 

@@ -199,3 +199,36 @@ async def test_graceful_shutdown_decides_what_was_accepted(rig: Rig) -> None:
     assert (await rig.post(notification([_alert("PromptInjectionSpike", "docsum-llm", pod="x")]))).status_code == 503
     assert rig.stored_ids() == set(answer.json()["incidents"])
     assert rig.store.inbox.depth().pending == 0
+
+
+async def test_a_dead_or_stuck_drainer_fails_healthz_and_the_webhook(rig: Rig) -> None:
+    inbox = rig.service.inbox
+    assert inbox is not None
+    inbox.heartbeat -= 3600  # no pass for an hour: stuck (e.g. a decide that never returns)
+    health = await rig.http.get("/healthz")
+    assert health.status_code == 503 and "inbox drainer stuck" in health.json()["problems"]["inbox"]
+    inbox.heartbeat += 3600
+    assert (await rig.http.get("/healthz")).status_code == 200
+
+    async def broken() -> None:
+        raise RuntimeError("a bug in the drainer")
+
+    inbox._task.cancel()  # type: ignore[union-attr]
+    inbox._task = asyncio.get_running_loop().create_task(broken())
+    await asyncio.sleep(0)
+    health = await rig.http.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["problems"]["inbox"] == "inbox drainer stopped: RuntimeError: a bug in the drainer"
+    refused = await rig.post(notification([_alert("PromptInjectionSpike", "docsum-llm")]))
+    assert refused.status_code == 503  # not taken into an inbox nobody drains: Alertmanager delivers again
+
+
+async def test_a_drainer_falling_behind_says_so(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    inbox = rig.service.inbox
+    assert inbox is not None
+    inbox._task.cancel()  # type: ignore[union-attr]
+    await rig.post(notification([_alert("PromptInjectionSpike", "docsum-llm")]))
+    rig.service.clock.advance(30)  # type: ignore[attr-defined]
+    inbox.start()
+    await rig.service.idle()
+    assert any("inbox drainer behind" in r.getMessage() and "30s" in r.getMessage() for r in caplog.records)
