@@ -237,20 +237,22 @@ class InboxGauge:
         self.depth: Callable[[], tuple[int, float, int]] | None = None  # (pending, oldest age s, poisoned)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        if self.depth is None:
-            return
-        try:
-            pending, age, poisoned = self.depth()
-        except Exception:  # the store is down: say nothing rather than fail the whole scrape
-            log.warning("inbox depth could not be read", exc_info=True)
-            return
-        yield GaugeMetricFamily("rollbackbot_inbox_rows", "Accepted webhooks not decided yet", value=pending)
-        yield GaugeMetricFamily(
-            "rollbackbot_inbox_oldest_age_seconds", "Age of the oldest accepted webhook not decided yet", value=age
-        )
-        yield GaugeMetricFamily(
-            "rollbackbot_inbox_poisoned_rows", "Inbox rows kept aside after failing every attempt", value=poisoned
-        )
+        families = [
+            GaugeMetricFamily("rollbackbot_inbox_rows", "Accepted webhooks not decided yet"),
+            GaugeMetricFamily(
+                "rollbackbot_inbox_oldest_age_seconds", "Age of the oldest accepted webhook not decided yet"
+            ),
+            GaugeMetricFamily("rollbackbot_inbox_poisoned_rows", "Inbox rows kept aside after failing every attempt"),
+        ]
+        if self.depth is not None:
+            try:
+                values = self.depth()
+            except Exception:  # the store is down: say nothing rather than fail the whole scrape
+                log.warning("inbox depth could not be read", exc_info=True)
+                values = None
+            for family, value in zip(families, values or (), strict=False):
+                family.add_metric([], value)
+        yield from families
 
 
 INBOX = InboxGauge()

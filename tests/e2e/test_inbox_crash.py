@@ -92,6 +92,8 @@ def test_an_accepted_webhook_survives_sigkill_and_becomes_its_incident_once(
             assert again.json() == {"incidents": [expected]}  # Alertmanager re-delivers: nothing new
             listed = httpx.get(f"{base}/api/incidents", headers=API_AUTH, timeout=10).json()["incidents"]
             assert [i["id"] for i in listed] == [expected]
+            metrics = httpx.get(f"{base}/metrics", timeout=10).text.splitlines()
+            assert "rollbackbot_inbox_rows 0.0" in metrics and "rollbackbot_inbox_poisoned_rows 0.0" in metrics
         finally:
             procs.stop(service)
             procs.stop(argo)
