@@ -3,7 +3,9 @@
 1. Intake closes at once: ``/readyz`` answers 503 (``shutdown`` problem) and the Alertmanager webhook
    answers 503 with ``Retry-After``, so Alertmanager re-delivers to another replica or to this pod's
    successor. The port stays open meanwhile: endpoints are removed from the Service only after a
-   delay, and a refused connection would tell Alertmanager less than a 503.
+   delay, and a refused connection would tell Alertmanager less than a 503. Webhooks accepted
+   before are decided into their incidents (docs/intake.md); rows not decided within the grace
+   period stay in the durable inbox for the next start.
 2. Each incident finishes the step it is in (a push, an Argo CD sync and its health wait), persists
    the result and stops; waiting incidents stop waiting. This lasts at most
    ``ROLLBACKBOT_SHUTDOWN_GRACE_SECONDS`` (default 25: keep it a few seconds below the pod's
