@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from rollbackbot.errors import Fault, classify, describe
@@ -41,6 +42,7 @@ READ_YOUR_WRITES_SECONDS = 2.0
 STUCK_SECONDS = 60.0  # a drainer that has not come round for this long fails /healthz
 BEHIND_SECONDS = 10.0  # the oldest pending row older than this: say so in the log
 BEHIND_LOG_SECONDS = 30.0
+ADOPT_SECONDS = 1.0  # another replica's rows are decided here once they waited this long (it died or stalls)
 INTAKE_BUSY_SECONDS = 0.1  # a webhook accepted this recently: incident steps are spaced (intake_first)
 STEP_SPACING = 0.005  # while intake is busy, at most one incident step starts per this many seconds
 _Row = tuple[datetime, bytes, list[str]]
@@ -130,7 +132,7 @@ class Inbox:
     def __init__(
         self,
         rows: InboxRows,
-        decide: Callable[[InboxRow], Any],
+        decide: Callable[[Sequence[InboxRow]], Any],
         act: Callable[[Any], None],
         *,
         batch: int = 8,
@@ -138,8 +140,9 @@ class Inbox:
         poll_seconds: float = 0.5,
         max_defer: float = 0.2,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        replica: str | None = None,
     ) -> None:
-        """``decide(row)``: store work for one row (runs in a thread); ``act(decided)``: on the loop."""
+        """``decide(rows)``: store work for rows, in order (runs in a thread); ``act(decided)``: on the loop."""
         self.rows = rows
         self._decide = decide
         self._act = act
@@ -148,7 +151,9 @@ class Inbox:
         self.poll_seconds = poll_seconds
         self.max_defer = max_defer
         self._now = now
-        self._writer = GroupCommit(rows.append)
+        self.replica = replica
+        self._backlog = 0  # rows up to this seq were there at start: taken whoever accepted them
+        self._writer = GroupCommit(partial(rows.append, replica=replica))
         self.last_accepted = 0  # the highest seq this process committed (or found at start)
         self._drained_below = 1  # every row with a lower seq is decided (or kept aside)
         self._progress = asyncio.Event()
@@ -157,6 +162,7 @@ class Inbox:
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-drainer")
         self._stopping = False
+        self._started = False
         self.heartbeat = time.monotonic()
         self._behind_logged = 0.0
         self._last_accept = float("-inf")  # loop time of the last webhook accepted here
@@ -178,7 +184,7 @@ class Inbox:
         seq = await self._writer.append((accepted_at, body, answer))
         self.last_accepted = max(self.last_accepted, seq)
         self._last_accept = asyncio.get_running_loop().time()
-        if self._task is None:
+        if not self._started:
             self.start()  # served without the service's start() (an app without lifespan): drain anyway
         self._wake.set()
 
@@ -234,17 +240,24 @@ class Inbox:
 
     def start(self) -> None:
         """Start draining: rows left by an earlier process first (they count for read-your-writes)."""
-        self.last_accepted = max(self.last_accepted, self.rows.newest())
+        self._backlog = self.rows.newest()
+        self.last_accepted = max(self.last_accepted, self._backlog)
         if self._writer.closed:  # started again after a stop (an app served twice)
-            self._writer = GroupCommit(self.rows.append)
+            self._writer = GroupCommit(partial(self.rows.append, replica=self.replica))
         self._stopping = False
+        self._started = True
         self._task = asyncio.get_running_loop().create_task(self.run())
 
-    async def stop(self) -> None:
+    async def stop_draining(self) -> None:
+        """Stop the drainer (accepted rows stay, durable); ``start()`` again to resume."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def stop(self) -> None:
+        await self.stop_draining()
         await asyncio.to_thread(self._writer.close)
 
     async def run(self) -> None:
@@ -274,7 +287,8 @@ class Inbox:
     async def _pass(self) -> bool:
         """Decide one batch of rows; True when there may be more right away."""
         await self._defer_to_intake()
-        claim = await self._in_thread(self.rows.claim, self.batch)
+        adopt_before = self._now() - timedelta(seconds=ADOPT_SECONDS)
+        claim = await self._in_thread(self.rows.claim, self.batch, self.replica, self._backlog, adopt_before)
         if not claim.rows:
             await self._advance()
             return False
@@ -306,18 +320,32 @@ class Inbox:
             )
 
     def _decide_all(self, rows: Sequence[InboxRow]) -> list[RowOutcome]:
-        """Decide each row (in a worker thread); a store outage stops the batch, other errors mark the row."""
-        outcomes = []
+        """Decide the rows together (its thread); when that fails, one by one, so only the bad row is marked.
+
+        A store outage stops the batch: nothing is the rows' fault, the whole claim goes back.
+        """
         checkpoint("before_inbox_decide")
-        for row in rows:
-            try:
-                outcomes.append(RowOutcome(row.seq, self._decide(row)))
-            except Exception as exc:
-                if classify(exc) is Fault.store:
-                    raise  # nothing is the row's fault: the whole claim goes back
-                outcomes.append(RowOutcome(row.seq, error=describe(exc)))
+        try:
+            decided = self._decide(rows)
+            outcomes = [RowOutcome(rows[0].seq, decided), *(RowOutcome(row.seq) for row in rows[1:])]
+        except Exception as exc:
+            if classify(exc) is Fault.store:
+                raise
+            outcomes = (
+                [self._decide_one(row) for row in rows]
+                if len(rows) > 1
+                else [RowOutcome(rows[0].seq, error=describe(exc))]
+            )
         checkpoint("after_inbox_decide")
         return outcomes
+
+    def _decide_one(self, row: InboxRow) -> RowOutcome:
+        try:
+            return RowOutcome(row.seq, self._decide([row]))
+        except Exception as exc:
+            if classify(exc) is Fault.store:
+                raise
+            return RowOutcome(row.seq, error=describe(exc))
 
     def _poison(self, outcome: RowOutcome, rows: Sequence[InboxRow]) -> str | None:
         """The error text when the row has now failed ``poison_after`` times (kept aside), else None (retried)."""

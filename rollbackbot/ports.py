@@ -311,12 +311,18 @@ class InboxRow:
 class InboxRows(Protocol):
     """The durable inbox table (``adapters/store/inbox.py``); a claim is whatever ``claim`` returns."""
 
-    def append(self, rows: list[tuple[datetime, bytes, list[str]]]) -> int:
-        """Insert ``(accepted_at, body, answer)`` rows in one transaction; the highest seq given."""
+    def append(self, rows: list[tuple[datetime, bytes, list[str]]], replica: str | None = None) -> int:
+        """Insert ``(accepted_at, body, answer)`` rows accepted by ``replica`` in one transaction; the highest seq."""
         ...
 
-    def claim(self, limit: int) -> Any:
-        """The oldest pending rows nobody else is deciding, as an object with ``rows``; finish() or release() it."""
+    def claim(
+        self, limit: int, replica: str | None = None, backlog: int = 0, adopt_before: datetime | None = None
+    ) -> Any:
+        """The oldest pending rows nobody else is deciding, as an object with ``rows``; finish() or release() it.
+
+        With several replicas: those ``replica`` accepted, those up to seq ``backlog``, and those accepted
+        before ``adopt_before`` (another replica's that waited).
+        """
         ...
 
     def finish(self, claim: Any, done: list[int], failed: dict[int, str | None]) -> None:

@@ -15,15 +15,24 @@ What each alert maps to is ``core.alert_plan``: the same function gave the webho
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from rollbackbot.clock import Clock
 from rollbackbot.core.alert_plan import REFUSED_APP, AlertKind, AlertPlan
 from rollbackbot.core.alerts import Alert
-from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, incident_policy, new_incident
+from rollbackbot.core.incidents import (
+    AlertRef,
+    Incident,
+    IncidentState,
+    incident_policy,
+    new_incident,
+    policy_to_document,
+)
 from rollbackbot.core.model import target_to_dict
+from rollbackbot.core.policy import Policy
 from rollbackbot.core.retries import RetryBudget, budget_for, reopen
 from rollbackbot.metrics import ALERTS_RECEIVED, INCIDENT_TRANSITIONS
 from rollbackbot.ports import IncidentStore, StaleIncident
@@ -76,42 +85,60 @@ class AlertIntake:
         self._wake = wake
         self._opened_terminal = opened_terminal
         self._after_save = after_save
+        self._documents: dict[int, tuple[Policy, dict[str, Any]]] = {}  # read only once made: shared by incidents
 
     def decide(self, plans: list[AlertPlan], accepted_at: datetime, answered: Collection[str] | None = None) -> Decided:
         """Store what ``plans`` say; ``answered``: the ids the webhook answered (others were unknown apps then)."""
+        return self.decide_many([(plans, accepted_at, answered)])
+
+    def decide_many(self, webhooks: Sequence[tuple[list[AlertPlan], datetime, Collection[str] | None]]) -> Decided:
+        """``decide`` for several webhooks in order, their incidents inserted in as few transactions as order allows.
+
+        A resolution sees every incident of the webhooks before it: the inserts pending then go first.
+        """
         ids: list[str] = []
-        fresh: list[Incident] = []
-        ignored = unknown = 0
+        fresh: dict[str, tuple[Incident, datetime]] = {}  # the first delivery wins, as the database's insert would
+        tried: set[str] = set()
+        inserted: set[str] = set()
+        ignored = unknown = resolutions = 0
         resolved: list[tuple[str, bool]] = []
-        for plan in plans:
-            if plan.kind is AlertKind.unmatched:
-                ignored += 1
-            elif plan.kind is AlertKind.resolution:
-                found, marked = self._record_resolution(plan.alert)
-                ids.extend(found)
-                resolved += marked
-            elif plan.kind is AlertKind.unknown_app or (answered is not None and plan.incident_id not in answered):
-                unknown += 1  # junk: no incident, no metrics series, no git work
-            else:
-                incident = self._incident_for(plan, accepted_at)
-                ids.append(incident.id)
-                fresh.append(incident)
-        inserted = self.store.create_many(fresh)
-        opened = list({i.id: i for i in fresh if i.id in inserted}.values())
+        for plans, accepted_at, answered in webhooks:
+            for plan in plans:
+                if plan.kind is AlertKind.unmatched:
+                    ignored += 1
+                elif plan.kind is AlertKind.resolution:
+                    resolutions += 1
+                    inserted |= self._insert([i for i, _ in fresh.values() if i.id not in tried], tried)
+                    found, marked = self._record_resolution(plan.alert)
+                    ids.extend(found)
+                    resolved += marked
+                elif plan.kind is AlertKind.unknown_app or (answered is not None and plan.incident_id not in answered):
+                    unknown += 1  # junk: no incident, no metrics series, no git work
+                else:
+                    incident = self._incident_for(plan, accepted_at)
+                    ids.append(incident.id)
+                    fresh.setdefault(incident.id, (incident, accepted_at))
+        inserted |= self._insert([i for i, _ in fresh.values() if i.id not in tried], tried)
+        opened = [incident for incident, _ in fresh.values() if incident.id in inserted]
         for incident in opened:
             log.info("incident opened", extra={"incident_id": incident.id, "app": incident.app})
             INCIDENT_TRANSITIONS.labels(incident.app, incident.state.value).inc()
-        duplicates = {i.id for i in fresh if i.id not in inserted}
-        reopened = [pair for i in sorted(duplicates) if (pair := self._reopen(i, accepted_at)) is not None]
+        again = sorted((i for i in fresh.values() if i[0].id not in inserted), key=lambda item: item[0].id)
+        reopened = [pair for incident, at in again if (pair := self._reopen(incident.id, at)) is not None]
         if unknown:
             log.info("alerts refused: their app is not in the GitOps repo", extra={"refused": unknown})
-        ALERTS_RECEIVED.labels("new").inc(len(inserted))
-        ALERTS_RECEIVED.labels("duplicate").inc(len(fresh) - len(opened))
+        ALERTS_RECEIVED.labels("new").inc(len(opened))
+        ALERTS_RECEIVED.labels("duplicate").inc(len(again))
         ALERTS_RECEIVED.labels("unmatched").inc(ignored)
         ALERTS_RECEIVED.labels("unknown_app").inc(unknown)
-        ALERTS_RECEIVED.labels("resolved").inc(sum(1 for p in plans if p.kind is AlertKind.resolution))
-        received = Received(list(dict.fromkeys(ids)), len(inserted), ignored, unknown)
+        ALERTS_RECEIVED.labels("resolved").inc(resolutions)
+        received = Received(list(dict.fromkeys(ids)), len(opened), ignored, unknown)
         return Decided(received, opened, reopened, resolved)
+
+    def _insert(self, pending: list[Incident], tried: set[str]) -> set[str]:
+        """Insert ``pending`` in one transaction (each id tried once per call of decide_many); the ids inserted."""
+        tried.update(incident.id for incident in pending)
+        return self.store.create_many(pending) if pending else set()
 
     def act(self, decided: Decided) -> None:
         """Schedule, wake and tell (on the event loop) what ``decide`` stored."""
@@ -145,9 +172,17 @@ class AlertIntake:
             refused = new_incident(app=REFUSED_APP, policy=policy.name, mode=mode, alert=ref, target={}, now=now)
             return refused.with_state(S.suppressed, now, f"alert refused: {plan.refusal}")
         target = plan.target
-        return new_incident(
+        opened = new_incident(
             app=target.app, policy=policy.name, mode=mode, alert=ref, target=target_to_dict(target), now=now
-        ).with_policy(policy)
+        )
+        # Incident.with_policy, with the policy's document made once per policy, not once per alert.
+        return replace(opened, policy=policy.name, policy_document=self._document(policy))
+
+    def _document(self, policy: Policy) -> dict[str, Any]:
+        kept = self._documents.get(id(policy))
+        if kept is None or kept[0] is not policy:
+            kept = self._documents[id(policy)] = (policy, policy_to_document(policy))
+        return kept[1]
 
     def _reopen(self, incident_id: str, accepted_at: datetime) -> tuple[Incident, Incident] | None:
         """The alert still fires and its incident failed on a transient error: a new attempt, if budget is left.

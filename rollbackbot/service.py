@@ -130,7 +130,15 @@ class Service:
             after_save=self._after_save,
         )
         rows = inbox_rows if inbox_rows is not None else getattr(store, "inbox", None)
-        self.inbox = Inbox(rows, self._decide_row, self.intake.act, now=clock.now) if rows is not None else None
+        self.inbox = (
+            (
+                Inbox(rows, self._decide_rows, self.intake.act, now=clock.now, replica=self.leases.owner)
+                if rows is not None
+                else None
+            )
+            if rows is not None
+            else None
+        )
 
     # ---- intake: fast, synchronous, no external calls but the store ----
 
@@ -157,11 +165,14 @@ class Service:
         await self.inbox.append(now, body, answer)
         return answer
 
-    def _decide_row(self, row: InboxRow) -> Decided:
-        """The drainer's half of intake (a worker thread): the same plans the webhook answered, stored."""
-        payload = AlertmanagerPayload.model_validate_json(row.body)
-        plans = self.planner.plan_all(payload.alerts, row.accepted_at)  # unknown apps: not in row.answer
-        return self.intake.decide(plans, row.accepted_at, set(row.answer))
+    def _decide_rows(self, rows: Sequence[InboxRow]) -> Decided:
+        """The drainer's half of intake (its thread): the same plans the webhooks were answered with, stored."""
+        webhooks = []
+        for row in rows:
+            payload = AlertmanagerPayload.model_validate_json(row.body)
+            plans = self.planner.plan_all(payload.alerts, row.accepted_at)  # unknown apps: not in row.answer
+            webhooks.append((plans, row.accepted_at, set(row.answer)))
+        return self.intake.decide_many(webhooks)
 
     async def caught_up(self) -> bool:
         """Read-your-writes: every webhook this process accepted before the call is decided (bounded wait)."""

@@ -95,7 +95,7 @@ async def test_the_ids_answered_are_exactly_the_incidents_that_appear(rig: Rig) 
 
 async def test_an_app_listed_after_the_answer_still_gets_no_incident(rig: Rig) -> None:
     """The drainer honours the answer: an app unknown when the webhook was accepted stays refused."""
-    rig.service.inbox._task.cancel()  # type: ignore[union-attr]  # hold the row undecided
+    await rig.service.inbox.stop_draining()  # type: ignore[union-attr]  # hold the row undecided
     answer = await rig.post(notification([_alert("ModelRefusalRateDrop", "support-llm-new")]))
     assert answer.json()["incidents"] == []
     rig.git.paths = KNOWN | {"apps/support-llm-new"}  # a fetch meanwhile lists the app
@@ -122,16 +122,16 @@ async def test_redeliveries_during_and_after_the_drain_are_idempotent(rig: Rig) 
 async def test_a_row_decided_twice_doubles_nothing_and_reopens_a_failed_incident_once(rig: Rig) -> None:
     """A crash after deciding but before the row's delete: the next start decides it again."""
     body = notification([_alert("PromptInjectionSpike", "docsum-llm")])
-    rig.service.inbox._task.cancel()  # type: ignore[union-attr]
+    await rig.service.inbox.stop_draining()  # type: ignore[union-attr]
     (incident_id,) = (await rig.post(body)).json()["incidents"]
     (row,) = rig.store.inbox.claim(10).rows
-    rig.service._decide_row(row)  # decided, the process "dies" before deleting the row
+    rig.service._decide_rows([row])  # decided, the process "dies" before deleting the row
     stored = rig.store.get(incident_id)
     assert stored is not None
     # It fails on a transient error after the webhook was accepted; a re-delivery would re-open it.
     failed = stored.with_state(IncidentState.failed, rig.service.clock.now() + timedelta(seconds=1), f"{GAVE_UP}: x")
     rig.store.save(failed, IncidentState.received)
-    rig.service._decide_row(row)  # the restart decides the same row again
+    rig.service._decide_rows([row])  # the restart decides the same row again
     again = rig.store.get(incident_id)
     assert again is not None and again.state is IncidentState.failed  # not re-opened by its own old delivery
     assert len(rig.store.recent()) == 1
@@ -192,7 +192,7 @@ async def test_a_store_outage_is_503_with_nothing_recorded(rig: Rig, monkeypatch
 
 
 async def test_graceful_shutdown_decides_what_was_accepted(rig: Rig) -> None:
-    rig.service.inbox._task.cancel()  # type: ignore[union-attr]  # accepted, not decided yet
+    await rig.service.inbox.stop_draining()  # type: ignore[union-attr]  # accepted, not decided yet
     answer = await rig.post(notification([_alert("PromptInjectionSpike", "docsum-llm")]))
     rig.service.inbox.start()  # type: ignore[union-attr]
     assert await rig.service.drain(5.0)
@@ -213,7 +213,7 @@ async def test_a_dead_or_stuck_drainer_fails_healthz_and_the_webhook(rig: Rig) -
     async def broken() -> None:
         raise RuntimeError("a bug in the drainer")
 
-    inbox._task.cancel()  # type: ignore[union-attr]
+    inbox._task.cancel()  # type: ignore[union-attr]  # swapped for a drainer that crashes
     inbox._task = asyncio.get_running_loop().create_task(broken())
     await asyncio.sleep(0)
     health = await rig.http.get("/healthz")
@@ -226,9 +226,23 @@ async def test_a_dead_or_stuck_drainer_fails_healthz_and_the_webhook(rig: Rig) -
 async def test_a_drainer_falling_behind_says_so(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     inbox = rig.service.inbox
     assert inbox is not None
-    inbox._task.cancel()  # type: ignore[union-attr]
+    await inbox.stop_draining()
     await rig.post(notification([_alert("PromptInjectionSpike", "docsum-llm")]))
     rig.service.clock.advance(30)  # type: ignore[attr-defined]
     inbox.start()
     await rig.service.idle()
     assert any("inbox drainer behind" in r.getMessage() and "30s" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_resolution_decided_with_its_firing_alert_in_one_batch_finds_its_incident(rig: Rig) -> None:
+    inbox = rig.service.inbox
+    assert inbox is not None
+    await inbox.stop_draining()  # both rows wait, then are decided in one pass
+    fired = await rig.post(notification([_alert("PromptInjectionSpike", "docsum-llm", pod="r")]))
+    resolved = notification([_alert("PromptInjectionSpike", "docsum-llm", pod="r", ended=True)])
+    assert (await rig.post(resolved)).json() == {"incidents": []}  # a resolution opens nothing
+    inbox.start()
+    await rig.service.idle()
+    (incident_id,) = fired.json()["incidents"]
+    incident = rig.store.get(incident_id)
+    assert incident is not None and incident.resolved_at is not None

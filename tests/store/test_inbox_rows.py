@@ -55,10 +55,11 @@ async def test_two_drainers_on_one_postgresql_inbox_decide_each_row_once(pg_clus
     by: dict[int, set[int]] = {0: set(), 1: set()}
 
     def decider(replica: int):  # type: ignore[no-untyped-def]
-        def decide(row: InboxRow) -> None:
+        def decide(rows: list[InboxRow]) -> None:
             time.sleep(0.005)  # deciding takes a while: the other replica claims meanwhile
-            decided[row.seq] += 1
-            by[replica].add(row.seq)
+            for row in rows:
+                decided[row.seq] += 1
+                by[replica].add(row.seq)
 
         return decide
 
@@ -90,3 +91,21 @@ def test_a_claim_on_postgresql_skips_the_rows_another_replica_holds(pg_cluster, 
     second.finish(again, [r.seq for r in again.rows], {})
     second.finish(other, [r.seq for r in other.rows], {})
     assert second.depth().pending == 0
+
+
+def test_a_postgresql_replica_decides_its_own_rows_and_adopts_the_others_once_they_waited(pg_cluster) -> None:  # type: ignore[no-untyped-def]
+    url = pg_cluster.create_database("inbox_affinity")
+    inbox = SqlIncidentStore(url).inbox
+    inbox.append(_rows(2), replica="replica-a")
+    backlog = inbox.append(_rows(1), replica="replica-gone")  # left by a process before this one started
+    inbox.append(_rows(1), replica="replica-b")
+    fresh = NOW + timedelta(seconds=1)  # replica-b's row was accepted after this
+    mine = inbox.claim(10, "replica-b", backlog=0, adopt_before=NOW - timedelta(seconds=1))
+    assert [r.answer for r in mine.rows] == [["inc-0"]] and mine.rows[0].seq > backlog  # only its own
+    inbox.release(mine)
+    at_start = inbox.claim(10, "replica-b", backlog=backlog, adopt_before=NOW - timedelta(seconds=1))
+    assert len(at_start.rows) == 4  # everything up to the backlog, and its own
+    inbox.release(at_start)
+    adopted = inbox.claim(10, "replica-b", backlog=0, adopt_before=fresh)
+    assert len(adopted.rows) == 4  # the others' rows once they waited
+    inbox.release(adopted)

@@ -53,28 +53,44 @@ class SqlInbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._locking = engine.dialect.name == "postgresql"
-        claim = select(_c.seq, _c.accepted_at, _c.body, _c.answer, _c.attempts).where(_PENDING).order_by(_c.seq)
-        self._claim = claim.limit(bindparam("limit"))
+        claim = select(_c.seq, _c.accepted_at, _c.body, _c.answer, _c.attempts).where(_PENDING)
+        self._claim = claim.order_by(_c.seq).limit(bindparam("limit"))
         if self._locking:
-            self._claim = self._claim.with_for_update(skip_locked=True)
+            # A replica decides the rows it accepted; another one's only once they waited (that replica
+            # died or stalls), and every row that was there when it started (a crash left them).
+            mine = (
+                _c.replica.is_(None)
+                | (_c.replica == bindparam("replica"))
+                | (_c.seq <= bindparam("backlog"))
+                | (_c.accepted_at < bindparam("adopt_before"))
+            )
+            self._claim = claim.where(mine).order_by(_c.seq).limit(bindparam("limit")).with_for_update(skip_locked=True)
 
     @store_call
-    def append(self, rows: list[tuple[datetime, bytes, list[str]]]) -> int:
+    def append(self, rows: list[tuple[datetime, bytes, list[str]]], replica: str | None = None) -> int:
         """Insert ``(accepted_at, body, answer)`` rows in one transaction; the highest seq given."""
         values = [
-            {"accepted_at": at, "body": body, "answer": json.dumps(answer, separators=(",", ":"))}
+            {"accepted_at": at, "body": body, "answer": json.dumps(answer, separators=(",", ":")), "replica": replica}
             for at, body, answer in rows
         ]
         with self.engine.begin() as conn:
             return max(int(seq) for seq in conn.execute(_APPEND, values).scalars())
 
     @store_call
-    def claim(self, limit: int) -> InboxClaim:
-        """The oldest pending rows nobody else is deciding (at most ``limit``); finish() the claim after."""
+    def claim(
+        self, limit: int, replica: str | None = None, backlog: int = 0, adopt_before: datetime | None = None
+    ) -> InboxClaim:
+        """The oldest pending rows nobody else is deciding (at most ``limit``); finish() the claim after.
+
+        On PostgreSQL only rows ``replica`` accepted, rows up to ``backlog``, and rows accepted before
+        ``adopt_before``; SQLite has one replica and takes every row.
+        """
+        params: dict[str, Any] = {"limit": limit, "replica": replica, "backlog": backlog}
+        params["adopt_before"] = adopt_before or datetime.max.replace(tzinfo=UTC)
         conn = self.engine.connect()
         try:
             conn.begin()
-            rows = [_row(r) for r in conn.execute(self._claim, {"limit": limit}).all()]
+            rows = [_row(r) for r in conn.execute(self._claim, params).all()]
             if not self._locking or not rows:
                 conn.rollback()
                 conn.close()

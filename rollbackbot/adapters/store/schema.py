@@ -61,6 +61,7 @@ inbox = Table(
     Column("accepted_at", DateTime(timezone=True), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("answer", Text, nullable=False),  # the incident ids the webhook answered (JSON list)
+    Column("replica", String(128), nullable=True),  # which replica accepted it (decides it first)
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("error", Text, nullable=True),
     sqlite_autoincrement=True,  # seq never reused after a delete: read-your-writes compares seqs

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("answer", sa.Text, nullable=False),
+        sa.Column("replica", sa.String(128), nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("error", sa.Text, nullable=True),
         sqlite_autoincrement=True,  # seq never reused after a delete: read-your-writes compares seqs
