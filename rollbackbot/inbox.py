@@ -135,7 +135,7 @@ class Inbox:
         decide: Callable[[Sequence[InboxRow]], Any],
         act: Callable[[Any], None],
         *,
-        batch: int = 8,
+        batch: int = 16,
         poison_after: int = 3,
         poll_seconds: float = 0.5,
         max_defer: float = 0.2,
