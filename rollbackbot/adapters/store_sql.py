@@ -437,15 +437,21 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
 
 
 def _other(mine: Incident, row: Any) -> OtherIncident:
-    """What deciding about ``mine`` needs to know of another unfinished incident of its app."""
-    other = _load(row)
-    created = _aware(row.created_at) or other.created_at
-    opened_before = created < mine.created_at or (created == mine.created_at and other.id < mine.id)
-    deciding = other.state is IncidentState.received and not other.plan
+    """What deciding about ``mine`` needs to know of another unfinished incident of its app.
+
+    Read from the record's few keys, not loaded as a whole incident: in an alert storm each incident
+    of an app looks at up to 50 others, and building each one in full was most of deciding's time.
+    """
+    record = json.loads(row.record)
+    created = _aware(row.created_at)
+    assert created is not None
+    opened_before = created < mine.created_at or (created == mine.created_at and row.id < mine.id)
+    deciding = record["state"] == IncidentState.received.value and not record.get("plan")
+    waiting = record.get("not_before") if deciding else None
     return OtherIncident(
-        id=other.id,
+        id=row.id,
         opened_before=opened_before,
-        waiting_until=other.not_before if deciding else None,
+        waiting_until=datetime.fromisoformat(waiting) if waiting else None,
         acting=not deciding,
     )
 
