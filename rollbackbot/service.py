@@ -61,6 +61,7 @@ from rollbackbot.workflow import Workflow, append_event
 
 log = logging.getLogger("rollbackbot.service")
 S = IncidentState
+MAX_WAITING_FOR_SLOT = 64  # tasks waiting for a worker slot; incidents scheduled beyond wait in a queue of ids
 
 
 class Service:
@@ -112,6 +113,8 @@ class Service:
         self._background: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._holding: set[str] = set()  # incidents whose worker holds a slot right now
+        self._starting: set[str] = set()  # tasks created, waiting for their first slot
+        self._queued: dict[str, None] = {}  # scheduled, no task yet (more than MAX_WAITING_FOR_SLOT waiting)
         self._stopping = False
         self._draining = False  # shutdown began: no new work, steps in flight finish (drain())
         self._rng = random.Random()
@@ -235,11 +238,29 @@ class Service:
 
     def schedule(self, incident_id: str) -> None:
         """Drive the incident in the background unless that is already happening here."""
-        if self._stopping or self._draining or incident_id in self._running:
+        if self._stopping or self._draining or incident_id in self._running or incident_id in self._queued:
             return
+        if len(self._starting) >= MAX_WAITING_FOR_SLOT:
+            # An alert storm: thousands of tasks waiting for one of the slots would cost ~5 kB each;
+            # an id in a queue costs a hundred bytes. Started in order as slots are taken.
+            self._queued[incident_id] = None
+            return
+        self._start_task(incident_id)
+
+    def _start_task(self, incident_id: str) -> None:
+        self._starting.add(incident_id)
         task = asyncio.get_running_loop().create_task(self._drive(incident_id))
         self._running[incident_id] = task
         task.add_done_callback(lambda _t: self._running.pop(incident_id, None))
+
+    def _started(self, incident_id: str) -> None:
+        """The incident's task took a slot (or ended without one): start queued ones in its place."""
+        self._starting.discard(incident_id)
+        while self._queued and len(self._starting) < MAX_WAITING_FOR_SLOT and not (self._stopping or self._draining):
+            queued = next(iter(self._queued))
+            del self._queued[queued]
+            if queued not in self._running:
+                self._start_task(queued)
 
     def look_now(self, incident_id: str) -> None:
         """A forge event arrived for the incident: end its wait and drive it here (``/forge/events``)."""
@@ -300,6 +321,7 @@ class Service:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._queued.clear()  # stored as they are; resumed at the next start
         if self.inbox is not None:
             await self.inbox.stop()
         await self.leases.stop()
@@ -313,7 +335,7 @@ class Service:
     @property
     def working(self) -> bool:
         """An incident is being driven right now (not only waiting on a timer or a human)."""
-        return any(i not in self._wake or i in self._retrying for i in self._running)
+        return bool(self._queued) or any(i not in self._wake or i in self._retrying for i in self._running)
 
     async def idle(self) -> None:
         """Wait until every incident is done or waiting on a timer, and no message is in flight (tests)."""
@@ -323,7 +345,8 @@ class Service:
     def adopt_stalled(self) -> int:
         """Drive every stalled incident (``_stalled``) here; set the gauge and return how many there were."""
         now = self.clock.now()
-        stalled = [i for i in self.store.unfinished() if i.id not in self._running and self._stalled(i, now)]
+        busy = self._running.keys() | self._queued.keys()
+        stalled = [i for i in self.store.unfinished() if i.id not in busy and self._stalled(i, now)]
         # A replica died or stalled holding the lease: take the incident over now, without the grace.
         orphans = set(self.store.expired_leases()) - set(self._running) - {i.id for i in stalled}
         stalled += [i for i in map(self.store.get, sorted(orphans)) if i is not None]
@@ -369,7 +392,10 @@ class Service:
     async def _drive(self, incident_id: str) -> None:
         token = current_incident.set(incident_id)
         try:
-            await self._slots.acquire()
+            try:
+                await self._slots.acquire()
+            finally:
+                self._started(incident_id)
             self._holding.add(incident_id)
             try:
                 await self._drive_through_outages(incident_id)

@@ -246,3 +246,21 @@ async def test_a_resolution_decided_with_its_firing_alert_in_one_batch_finds_its
     (incident_id,) = fired.json()["incidents"]
     incident = rig.store.get(incident_id)
     assert incident is not None and incident.resolved_at is not None
+
+
+async def test_an_alert_storm_waits_for_worker_slots_as_ids_not_as_tasks(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of incidents decided at once must not become thousands of tasks (memory): a queue of ids."""
+    monkeypatch.setattr("rollbackbot.service.MAX_WAITING_FOR_SLOT", 4)
+    storm = notification([_alert("PromptInjectionSpike", "docsum-llm", pod=f"s{n}") for n in range(60)])
+    await rig.service.inbox.stop_draining()  # type: ignore[union-attr]
+    ids = (await rig.post(storm)).json()["incidents"]
+    most = 0
+    rig.service.inbox.start()  # type: ignore[union-attr]
+    while rig.service.working or rig.service.inbox.pending_here:  # type: ignore[union-attr]
+        most = max(most, len(rig.service._running))
+        await asyncio.sleep(0.001)
+    assert 0 < most <= 4 + 8  # waiting for a slot, plus the 8 slots
+    final = [rig.store.get(i) for i in ids]
+    assert all(i is not None and i.state.terminal for i in final)  # every one was driven in the end
