@@ -16,6 +16,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from rollbackbot.core.alerts import Alert
 from rollbackbot.core.incidents import incident_id
@@ -24,6 +25,8 @@ from rollbackbot.core.policy import TEMPLATE, Policy
 from rollbackbot.core.policy_select import resolve_target, select_policy
 from rollbackbot.errors import AlertRefused
 
+K = TypeVar("K")
+V = TypeVar("V")
 REFUSED_APP = "unresolved"  # the app of an incident whose labels failed the name check
 _MEMO_LIMIT = 4096  # entries per memo; cleared when full (label values come from whoever fires alerts)
 
@@ -91,33 +94,33 @@ class AlertPlanner:
 
     def _select(self, alert: Alert) -> Policy | None:
         key = tuple(alert.labels.get(name) for name in self._matched_labels)
-        try:
-            return self._selected[key]
-        except KeyError:
-            pass
-        if len(self._selected) >= _MEMO_LIMIT:
-            self._selected.clear()
-        # Read back never: the webhook (event loop) and the drainer (a thread) share the memo.
-        found = self._selected[key] = select_policy(self.policies, alert.labels)
-        return found
+        return _memoised(self._selected, key, lambda: select_policy(self.policies, alert.labels))
 
     def _resolve(self, policy: Policy, alert: Alert) -> ResolvedTarget | str:
         """The target for this alert, or why it is refused."""
         index = self._index[id(policy)]
         key = (index, tuple(alert.labels.get(name) for name in self._templated[index]))
-        try:
-            return self._resolved[key]
-        except KeyError:
-            pass
-        if len(self._resolved) >= _MEMO_LIMIT:
-            self._resolved.clear()
-        resolved: ResolvedTarget | str
-        try:
-            resolved = resolve_target(policy, alert.labels)
-        except AlertRefused as exc:
-            resolved = str(exc)
-        self._resolved[key] = resolved
-        return resolved
+        return _memoised(self._resolved, key, lambda: _target_or_refusal(policy, alert))
+
+
+def _memoised(memo: dict[K, V], key: K, make: Callable[[], V]) -> V:
+    """``memo[key]``, made once; the memo is cleared when full. Shared by the webhook (event loop) and the
+    drainer (a thread): only single dict operations, so a clear between them never loses a read."""
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    value = memo[key] = make()
+    return value
+
+
+def _target_or_refusal(policy: Policy, alert: Alert) -> ResolvedTarget | str:
+    try:
+        return resolve_target(policy, alert.labels)
+    except AlertRefused as exc:
+        return str(exc)
 
 
 def answer_ids(plans: Sequence[AlertPlan]) -> list[str]:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,28 +19,19 @@ from rollbackbot.core.incidents import incident_id
 from rollbackbot.failpoints import INBOX_POINTS
 from rollbackbot.testing.alertmanager import alert, notification
 from rollbackbot.testing.gitops import build_sandbox
-from rollbackbot.testing.postgres import PostgresCluster, find_bin_dir, postgres_cluster
+from rollbackbot.testing.postgres import PostgresCluster
 from tests.e2e.conftest import API_AUTH, ARGOCD_TOKEN, WEBHOOK_TOKEN, docsum_releases, service_env, slack_env
+from tests.store.conftest import pg_cluster  # noqa: F401  (the session's throwaway PostgreSQL cluster)
 
 pytestmark = pytest.mark.e2e
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresCluster]:
-    if find_bin_dir() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL server binaries missing: apt-get install postgresql")
-        pytest.skip("PostgreSQL server binaries missing (apt-get install postgresql)")
-    with postgres_cluster() as cluster:
-        yield cluster
-
-
 def _database(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if engine == "sqlite":
         return f"sqlite:///{tmp_path}/state/state.db"
-    cluster: PostgresCluster = request.getfixturevalue("pg")
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
     return cluster.create_database(f"inbox_crash_{os.getpid()}_{next(_names)}")
 
 
