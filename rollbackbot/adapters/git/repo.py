@@ -35,7 +35,7 @@ from rollbackbot.adapters.git.plumbing import (
     tag_ref_prefix,
 )
 from rollbackbot.adapters.git.tagindex import (
-    VerdictCache,
+    ReleaseChecks,
     fetch_all_tags,
     fetch_tags_under,
     open_tag_index,
@@ -116,6 +116,7 @@ class GitOpsRepository:
         push_budget: float = PUSH_BUDGET_SECONDS,
         network_limits: NetworkLimits | None = None,
         background_refresh: bool = True,
+        checks: ReleaseChecks | None = None,
     ) -> None:
         if not _SAFE_BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/")):
             raise ConfigError(f"invalid deploy branch name {one_line(branch)!r}")
@@ -136,8 +137,7 @@ class GitOpsRepository:
         self._plumbing: Plumbing | None = None
         self._tags: Plumbing | None = None  # the tag index (rollbackbot.adapters.git.tagindex)
         self._tags_lock = threading.Lock()  # writes to the tag index: critical path and background refresh
-        self._verdicts = VerdictCache()
-        self._inspections: dict[tuple[str, str, tuple[str, ...]], Inspection] = {}
+        self.checks = checks or ReleaseChecks()  # shared with the other adapters of the process (tagindex.py)
         self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollbackbot-git-tags")  # critical path
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollbackbot-git-refresh")
         self._background_refresh = background_refresh
@@ -416,20 +416,18 @@ class GitOpsRepository:
         """
         digest = signers_digest(self.allowed_signers)
         key = (candidate.object_id, digest, paths)
-        known = self._inspections.get(key)
+        known = self.checks.inspections.get(key)
         if known is not None and known.signature_verified:
             return known
         with self._step("verify"):
             inspection = self._inspect_now(candidate, paths, digest)
         if inspection.signature_verified:
-            if len(self._inspections) >= 10_000:
-                self._inspections.clear()
-            self._inspections[key] = inspection
+            self.checks.inspections.put(key, inspection)
         return inspection
 
     def _inspect_now(self, candidate: Candidate, paths: tuple[str, ...], digest: str) -> Inspection:
         tags = self._tag_index()
-        verified, detail = self._verdicts.verify(
+        verified, detail = self.checks.verdicts.verify(
             candidate.object_id, digest, partial(tags.verify_tag, candidate.object_id, self.allowed_signers)
         )
         if not verified:
