@@ -232,32 +232,47 @@ class GitOpsRepository:
         self._write_commit_graph()
         self._rollbacks.refresh(self._open(), self._head())  # the one full history scan, at start-up
 
-    def _fetch(self) -> None:
-        """Fetch the deploy branch alone (no tags: they live in the tag index)."""
+    def _fetch(self, *, list_beside: bool = False) -> Future[None] | None:
+        """Fetch the deploy branch alone (no tags: they live in the tag index).
+
+        The paths at the new head (``head_paths``, for intake) are listed before returning, or with
+        ``list_beside`` on a side thread: the caller joins the returned future before it lets go.
+        """
         plumbing = self._open()
         before = read_ref(Path(plumbing.repo.git_dir), self.remote_ref)
         with self._step("fetch_branch"):
             plumbing.fetch_branch(self.branch, self.remote_ref, self.url)
         head = read_ref(Path(plumbing.repo.git_dir), self.remote_ref)
         if head is not None and head == before and self._head_paths is not None:
-            return  # the same tree as before: the path listing stands
-        try:
-            with self._step("list_paths"):
-                self._head_paths = list_paths(plumbing, self.remote_ref)
-        except PermanentError:
-            self._head_paths = None  # no branch yet: unknown, so intake refuses nothing
+            return None  # the same tree as before: the path listing stands
 
-    def _refresh_for(self, target: ResolvedTarget) -> None:
-        """Fetch the branch while the app's tags are compared with the remote's; fetch those that differ."""
+        def listing() -> None:
+            try:
+                with self._step("list_paths"):
+                    self._head_paths = list_paths(plumbing, self.remote_ref)
+            except PermanentError:
+                self._head_paths = None  # no branch yet: unknown, so intake refuses nothing
+
+        if list_beside:
+            return self._parallel.submit(listing)
+        listing()
+        return None
+
+    def _refresh_for(self, target: ResolvedTarget) -> Future[None] | None:
+        """Fetch the branch while the app's tags are compared with the remote's; fetch those that differ.
+
+        Returns the path listing still running beside (``_fetch``), to be joined by the caller.
+        """
         tags = self._tag_index()
         prefix = tag_ref_prefix(target.tag_pattern)
         differs = self._side.submit(self._tags_differ, tags, prefix)
-        self._fetch()
+        listing = self._fetch(list_beside=True)
         with self._step("check_tags"):
             stale = differs.result()
         if stale:
             with self._step("fetch_tags"), self._tags_lock:
                 fetch_tags_under(tags, self.url, prefix)
+        return listing
 
     def _tags_differ(self, tags: Plumbing, prefix: str) -> bool:
         """Whether the remote's tags under ``prefix`` differ from the tag index's (one ls-remote)."""
@@ -308,8 +323,11 @@ class GitOpsRepository:
         with self._lock:
             self.timings = {}
             started = time.perf_counter()
-            self._refresh_for(target)
-            plan = self._choose(target)
+            listing = self._refresh_for(target)
+            try:
+                plan = self._choose(target)
+            finally:
+                _join(listing)
             self.timings["plan_total"] = round(1000 * (time.perf_counter() - started), 2)
             log.info("rollback planned", extra={"app": target.app, "timings_ms": self.timings})
             return plan
@@ -328,7 +346,7 @@ class GitOpsRepository:
     def plan_to(self, target: ResolvedTarget, tag_name: str) -> RollbackPlan:
         """Like ``plan`` but towards ``tag_name``, which must still be verified (else NoTargetError)."""
         with self._lock:
-            self._refresh_for(target)
+            _join(self._refresh_for(target))
             found = self._gather(target)
             chosen = next((c for c in found.candidates if c.tag.name == tag_name), None)
             if chosen is None:
@@ -712,6 +730,12 @@ class GitOpsRepository:
 # The remote's receive-pack could not update the ref because another push held its lock or
 # moved it between its check and its update: a race like a non-fast-forward, not a refusal.
 _REF_RACE = re.compile(r"failed to update ref|failed to lock|cannot lock ref|incorrect old value|unable to lock")
+
+
+def _join(work: Future[None] | None) -> None:
+    """Wait for side work (and raise what it raised)."""
+    if work is not None:
+        work.result()
 
 
 def lost_ref_race(summary: str) -> bool:
