@@ -22,7 +22,7 @@ from bench.ingest import CLIENTS, PACED_RATE, IngestResult, run_ingest, run_pace
 from bench.reaction import REACTION_APPS, WARMUP_APP, ReactionResult, floor_clone, run_reaction, service_steps
 from bench.repo import APPS, CACHE_VERSION, RELEASES, SyntheticRepo, counts, ensure_repo, fresh_copy
 from bench.report import RESULTS, Check, machine, summary, table, write_results
-from bench.stack import BenchError, RssSampler, Stack, rss_kib, start_stack
+from bench.stack import BenchError, RssSampler, Stack, rss_kib, start_stack, wait_for_first_readiness
 
 REACTION_P50_MS = 150.0
 REACTION_P95_MS = 250.0
@@ -45,6 +45,7 @@ class Measured:
     ingest: IngestResult
     paced_ms: list[float]
     memory_kib: dict[str, int]
+    readiness_seconds: float = 0.0  # start-up: ready -> first readiness run ended (measured after it)
 
     def checks(self) -> list[Check]:
         return [*self.reaction_checks(), *self.ingest_checks()]
@@ -106,6 +107,7 @@ class Measured:
             ("  rolling_back -> pushed p50", p50([r.commit_push for r in runs])),
             *git_steps,
             ("  pushed -> Synced+Healthy p50", p50([r.pushed_to_healthy for r in runs])),
+            ("alert sent -> Synced+Healthy p50", p50([r.send_to_pushed + r.pushed_to_healthy for r in runs])),
             *ingest_notes,
         ]
 
@@ -131,6 +133,7 @@ class Measured:
                 "build_seconds": self.repo.build_seconds,  # null: taken from bench/cache
             },
             "service_ready_seconds": round(self.stack.ready_seconds, 2),
+            "first_readiness_run_seconds": round(self.readiness_seconds, 2),
             "reaction": self.reaction_data(),
             "ingest": {
                 "alerts": ingest.alerts,
@@ -185,6 +188,8 @@ def _measure(repo: SyntheticRepo, work: Path, only: str | None = None) -> Measur
     with ExitStack() as stack:
         running = start_stack(stack, work, remotes[0], repo.allowed_signers, [WARMUP_APP, *REACTION_APPS])
         _say(f"service ready in {running.ready_seconds:.1f}s (its clone of the remote included)")
+        readiness_seconds = wait_for_first_readiness(running.url)
+        _say(f"first readiness run ended {readiness_seconds:.1f}s later (every guarded app planned and verified)")
         rss = RssSampler(running.pid)
         rss.start()
         stack.callback(rss.stop)
@@ -207,7 +212,7 @@ def _measure(repo: SyntheticRepo, work: Path, only: str | None = None) -> Measur
             measured_run.git_steps = steps.get(measured_run.incident, {})
         memory = rss_kib(running.pid) | {f"VmRSS_peak_{phase}": kib for phase, kib in rss.peaks.items()}
     _verify(ingest)
-    return Measured(repo, running, reaction, ingest, paced, memory)
+    return Measured(repo, running, reaction, ingest, paced, memory, readiness_seconds)
 
 
 def run(keep: bool, only: str | None = None) -> int:

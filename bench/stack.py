@@ -14,6 +14,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from bench.repo import BRANCH
 from rollbackbot import procs
 
@@ -155,6 +157,8 @@ def start_stack(
         "ROLLBACKBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "ROLLBACKBOT_DATABASE_URL": database_url or f"sqlite:///{state}/state.db",
         "ROLLBACKBOT_EVIDENCE_URL": f"file://{state}/evidence",
+        # Every app of the repository is guarded, so the scheduled readiness run checks them all.
+        "ROLLBACKBOT_READINESS_MAX_TEMPLATED_APPS": "500",
     }
     port = procs.free_port()
     started = time.monotonic()
@@ -164,3 +168,18 @@ def start_stack(
     procs.wait_ready(f"{url}/readyz", service, timeout=120)
     database = database_url or state / "state.db"
     return Stack(url, argo_url, service.pid, database, log_path, time.monotonic() - started)
+
+
+def wait_for_first_readiness(url: str, timeout: float = 300.0) -> float:
+    """Seconds until the service's first scheduled readiness run has ended (``checked_at`` set).
+
+    A service that has been up for a while has run it; measuring before it ends would time the
+    start-up's background work (plans and signature checks of every guarded app) as well.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        answer = httpx.get(f"{url}/api/readiness", headers=HEADERS, timeout=10.0)
+        if answer.status_code == 200 and answer.json().get("checked_at"):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise BenchError(f"the first readiness run did not end within {timeout:.0f}s")

@@ -116,6 +116,26 @@ async def _encoded(text: Awaitable[str]) -> bytes:
 
 async def capture(incident: Incident, policy: Policy, argocd: ArgoCD, sink: EvidenceSink, fetch: Fetch) -> Evidence:
     """Gather alert, git, Argo CD, logs and model-server state into one bundle within the budget."""
+    return await write_bundle(await gather_bundle(incident, policy, argocd, fetch), incident, sink)
+
+
+@dataclass
+class Gathered:
+    """A bundle read from its sources but not written yet (``write_bundle`` adds the plan)."""
+
+    capture: Capture
+    trigger: dict[str, Any] | None
+
+    def discard(self) -> None:
+        """Not needed after all (the plan ended the incident): delete what was spooled to disk."""
+        self.capture.discard_spooled()
+
+
+async def gather_bundle(incident: Incident, policy: Policy, argocd: ArgoCD, fetch: Fetch) -> Gathered:
+    """Everything but the plan, within the policy's budget; reads only (Argo CD, the model server).
+
+    Needs nothing from git, so it runs while the rollback is planned (``Steps.plan``).
+    """
     budget = policy.spec.forensics.budget.total_seconds()
     bundle = Capture(incident, argocd, fetch)
     alert = {
@@ -124,12 +144,21 @@ async def capture(incident: Incident, policy: Policy, argocd: ArgoCD, sink: Evid
         "generatorURL": incident.alert.generator_url,
     }
     bundle.files["alert.json"] = _json(alert)
-    bundle.files["git.json"] = _json(incident.plan)
     try:
-        await asyncio.wait_for(bundle.gather(policy), timeout=budget)
-    except TimeoutError:
-        bundle.missing.append(f"capture budget of {budget:g}s ran out")
-    trigger = await _name_flagged(bundle)
+        try:
+            await asyncio.wait_for(bundle.gather(policy), timeout=budget)
+        except TimeoutError:
+            bundle.missing.append(f"capture budget of {budget:g}s ran out")
+        return Gathered(bundle, await _name_flagged(bundle))
+    except BaseException:  # cancelled (the plan failed first) or broken: nothing stays on disk
+        bundle.discard_spooled()
+        raise
+
+
+async def write_bundle(gathered: Gathered, incident: Incident, sink: EvidenceSink) -> Evidence:
+    """The gathered files plus ``git.json`` (the incident's plan), written to the sink once."""
+    bundle, trigger = gathered.capture, gathered.trigger
+    bundle.files["git.json"] = _json(incident.plan)
     if bundle.missing:
         bundle.files["missing.json"] = _json(bundle.missing)
     try:

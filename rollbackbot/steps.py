@@ -80,11 +80,19 @@ class Steps:
         self.evidence = evidence
 
     async def plan(self, incident: Incident, target: ResolvedTarget) -> Incident:
-        """Find current and target release and record the plan (the state does not change)."""
+        """Find current and target release and record the plan (the state does not change).
+
+        The Argo CD pre-check runs while git plans: neither needs the other.
+        """
+        precheck = asyncio.ensure_future(self._argocd_precheck(target))
         try:
             plan = await _timed("plan", asyncio.to_thread(self.git.plan, target))
-        except PermanentError as exc:  # a TransientError goes up: the service retries it within the budget
-            return incident.with_state(S.failed, self.clock.now(), f"planning failed: {exc}")
+        except BaseException as exc:
+            precheck.cancel()
+            if isinstance(exc, PermanentError):  # a TransientError goes up: the service retries it within the budget
+                return incident.with_state(S.failed, self.clock.now(), f"planning failed: {exc}")
+            raise
+        problem, skipped = await precheck
         now = self.clock.now()
         incident = incident.with_plan(plan)
         current = plan.current.name if plan.current else f"untagged@{plan.head[:12]}"
@@ -92,7 +100,6 @@ class Steps:
         detail = f"plan: current {current}, target {target_name}"
         if plan.skipped:
             detail += "; skipped " + "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped)
-        problem, skipped = await self._argocd_precheck(target)
         if skipped:
             detail += f"; Argo CD pre-check skipped: {skipped}"
         incident = incident.with_event(now, detail)
@@ -101,6 +108,32 @@ class Steps:
                 S.failed, self.clock.now(), f"Argo CD pre-check failed, nothing committed: {problem}"
             )
         return incident
+
+    async def plan_gathering(
+        self, incident: Incident, target: ResolvedTarget, policy: Policy
+    ) -> tuple[Incident, forensics.Gathered | None]:
+        """``plan``, while the evidence is gathered from Argo CD and the model server (issue: reaction time).
+
+        Evidence reads nothing git writes, so it need not wait for the plan; the bundle is written
+        (with the plan in it) only by ``record_evidence``, once the caller knows the rollback goes on.
+        """
+        if self.evidence is None or incident.evidence_url is not None:
+            return await self.plan(incident, target), None
+        gathering = asyncio.ensure_future(forensics.gather_bundle(incident, policy, self.argocd, self.fetch))
+        try:
+            planned = await self.plan(incident, target)
+        except BaseException:
+            gathering.cancel()
+            raise
+        if planned.state is S.failed:
+            gathering.cancel()
+            return planned, None
+        return planned, await gathering
+
+    async def record_evidence(self, incident: Incident, gathered: forensics.Gathered) -> Incident:
+        """Write a bundle gathered while planning (``plan_gathering``) and record it on the incident."""
+        assert self.evidence is not None  # gathered only with a sink
+        return self._recorded(incident, await forensics.write_bundle(gathered, incident, self.evidence))
 
     async def _argocd_precheck(self, target: ResolvedTarget) -> tuple[str | None, str | None]:
         """One GET per target app: (why it cannot be synced, or None; why a check was skipped, or None).
@@ -130,7 +163,11 @@ class Steps:
         now = self.clock.now()
         if self.evidence is None:
             return incident.with_evidence("", ("no evidence sink configured",)).with_event(now, "evidence: none")
-        evidence = await forensics.capture(incident, policy, self.argocd, self.evidence, self.fetch)
+        return self._recorded(
+            incident, await forensics.capture(incident, policy, self.argocd, self.evidence, self.fetch)
+        )
+
+    def _recorded(self, incident: Incident, evidence: forensics.Evidence) -> Incident:
         detail = f"evidence captured: {evidence.url}" if evidence.url else "evidence NOT captured"
         if evidence.missing:
             detail += f" (missing: {'; '.join(evidence.missing)})"

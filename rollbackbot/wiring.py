@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -20,6 +20,7 @@ from rollbackbot.adapters.forge import forge_clients
 from rollbackbot.adapters.forge.app_token import InstallationTokens
 from rollbackbot.adapters.git.repo import GitOpsRepository
 from rollbackbot.adapters.git.route_commit import RouteCommitter
+from rollbackbot.adapters.git.tagindex import ReleaseChecks
 from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
 from rollbackbot.adapters.http_fetch import fetch_capped
@@ -55,6 +56,7 @@ class Wired:
     argocd: ArgoCDClient
     store: SqlIncidentStore
     slack: SlackChat | None = None
+    release_checks: ReleaseChecks = field(default_factory=ReleaseChecks)  # shared by every git adapter
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Wired:
@@ -71,6 +73,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     clock = clock or SystemClock()
     slack = _slack_chat(settings, store, policies, clock)
     INCIDENTS.count = store.count_by_app_state
+    checks = ReleaseChecks()
     git = SelfRepairingRepo(
         lambda: GitOpsRepository(
             settings.git_url,
@@ -79,11 +82,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
             settings.git_allowed_signers,
             push_budget=settings.git_push_budget_seconds,
             network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
+            checks=checks,
         ),
         settings.git_workdir,
     )
     argocd = ArgoCDClient(settings.argocd_url, settings.argocd_token)
-    canary = _canary(settings, argocd)
+    canary = _canary(settings, argocd, checks)
     evidence = evidence_sink_for(settings.evidence_url, lock_mode=settings.evidence_object_lock_mode)
     pull_requests = _pull_request_mode(settings, policies, git, clock)
     service = Service(
@@ -111,7 +115,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
     INCIDENTS_OVERDUE.count = partial(
         service.overdue_by_state, timedelta(seconds=settings.incident_stuck_grace_seconds)
     )
-    return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack)
+    return Wired(service=service, git=git, argocd=argocd, store=store, slack=slack, release_checks=checks)
 
 
 def _inbox_depth(store: SqlIncidentStore, clock: Clock) -> tuple[int, float, int]:
@@ -121,7 +125,7 @@ def _inbox_depth(store: SqlIncidentStore, clock: Clock) -> tuple[int, float, int
     return depth.pending, max(0.0, age), depth.poisoned
 
 
-def _canary(settings: Settings, argocd: ArgoCDClient) -> CanaryRollout:
+def _canary(settings: Settings, argocd: ArgoCDClient, checks: ReleaseChecks) -> CanaryRollout:
     """The canary step machine for policies with a ``trafficRouter`` (docs/traffic.md).
 
     Route commits go through a clone of their own next to the service's, so a canary step never
@@ -134,6 +138,7 @@ def _canary(settings: Settings, argocd: ArgoCDClient) -> CanaryRollout:
         settings.git_allowed_signers,
         push_budget=settings.git_push_budget_seconds,
         network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
+        checks=checks,
     )
     clients: dict[str, PrometheusClient] = {}
 
@@ -164,6 +169,7 @@ def readiness_checker(settings: Settings, wired: Wired, *, own_clone: bool) -> R
                 workdir,
                 settings.git_allowed_signers,
                 network_limits=NetworkLimits(settings.git_stall_seconds, settings.git_network_ceiling_seconds),
+                checks=wired.release_checks,  # what readiness verifies, a rollback does not verify again
             ),
             workdir,
         )

@@ -164,7 +164,7 @@ class Workflow:
         if not incident.plan:
             if (waiting := self._wait_for_neighbour(incident)) is not None:
                 return waiting
-            return await self.steps.plan(incident, target_from_dict(incident.target))
+            return await self._plan(incident, policy, decision)
         decision = decide_with_plan(decision, plan_from_dict(incident.plan))
         if decision.action is Action.suppress:
             return incident.with_state(S.suppressed, now, decision.reason)
@@ -181,6 +181,19 @@ class Workflow:
             proposed = incident.with_state(S.awaiting_approval, now, summary)
             return proposed.with_not_before(datetime.fromtimestamp(deadline, now.tzinfo))
         return incident.with_state(S.rolling_back, now, summary)
+
+    async def _plan(self, incident: Incident, policy: Policy, decision: Decision) -> Incident:
+        """The plan, and the evidence gathered meanwhile: written in the same step when the rollback goes on."""
+        target = target_from_dict(incident.target)
+        if decision.action not in (Action.rollback, Action.propose):
+            return await self.steps.plan(incident, target)
+        planned, gathered = await self.steps.plan_gathering(incident, target, policy)
+        if gathered is None:
+            return planned
+        if planned.state.terminal or decide_with_plan(decision, plan_from_dict(planned.plan)).action is Action.suppress:
+            gathered.discard()  # nothing will be rolled back: no bundle
+            return planned
+        return await self.steps.record_evidence(planned, gathered)
 
     def _wait_for_neighbour(self, incident: Incident) -> Incident | None:
         """Defer planning while another app's incident rolls back paths this one shares (core/neighbours.py)."""

@@ -3,7 +3,7 @@ changed allowed-signers file invalidates, and a deploy repository that never hol
 
 from __future__ import annotations
 
-from rollbackbot.adapters.git.tagindex import tag_repository
+from rollbackbot.adapters.git.tagindex import ReleaseChecks, tag_repository
 from rollbackbot.testing.gitops import GitOpsSandbox, Release, run_git
 from tests.adapters.conftest import FRAUD, MakeRepo, MakeSandbox
 
@@ -61,3 +61,20 @@ def test_rollback_objects_written_in_process_are_valid_git(sandbox: GitOpsSandbo
     outside = {p for p in before | after if not p.startswith(tuple(f"{x}/" for x in FRAUD.paths))}
     assert {p for p in outside if p in before} - after == set()  # nothing else lost
     assert after - before <= {".rollbackbot/quarantine.yaml"} | {p for p in after if p.startswith(FRAUD.paths)}
+
+
+def test_a_release_verified_by_one_adapter_is_not_verified_again_by_another(
+    sandbox: GitOpsSandbox, make_repo: MakeRepo
+) -> None:
+    """Readiness plans on its own clone; sharing what it verified keeps ssh-keygen off a rollback's path."""
+    checks = ReleaseChecks()
+    readiness = make_repo(sandbox, checks=checks, background_refresh=False)
+    readiness.plan(FRAUD)
+    assert "verify" in readiness.timings
+    rollbacks = make_repo(sandbox, checks=checks, background_refresh=False)
+    plan = rollbacks.plan(FRAUD)
+    assert plan.target is not None and plan.target.name == "fraud-llm/v2.2.0"
+    assert "verify" not in rollbacks.timings  # the verdict and image pins came from the shared checks
+    alone = make_repo(sandbox, background_refresh=False)
+    alone.plan(FRAUD)
+    assert "verify" in alone.timings  # without sharing, each adapter verifies for itself

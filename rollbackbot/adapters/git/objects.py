@@ -14,7 +14,7 @@ import hashlib
 import os
 import tempfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from rollbackbot.adapters.git.plumbing import Plumbing, TreeEntry
@@ -95,6 +95,19 @@ def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
 
+def rewritten_directories(paths: Iterable[str]) -> list[str]:
+    """Every directory above ``paths`` ("" is the root), deepest first, the root last."""
+    directories: set[str] = set()
+    for path in paths:
+        parent = _parent(path)
+        while True:
+            directories.add(parent)
+            if parent == "":
+                break
+            parent = _parent(parent)
+    return sorted(directories, key=lambda d: (-d.count("/") - (d != ""), d))
+
+
 def write_rollback(
     plumbing: Plumbing,
     head: str,
@@ -104,22 +117,21 @@ def write_rollback(
     message: bytes,
     identity: str,
     stamp: str,
+    known_trees: Mapping[str, dict[str, TreeEntry]] | None = None,
 ) -> str:
-    """The commit on ``head`` with each path as in ``at_target`` (None: deleted) and ``blobs``; its id."""
+    """The commit on ``head`` with each path as in ``at_target`` (None: deleted) and ``blobs``; its id.
+
+    ``known_trees``: directories of ``head`` read before (by the plan); read again when any is missing.
+    """
     objects = Path(plumbing.repo.git_dir) / "objects"
     changes: dict[str, TreeEntry | None] = dict(at_target)
     for path, content in blobs.items():
         changes[path] = TreeEntry("100644", write_object(objects, "blob", content))
-    directories: set[str] = set()
-    for path in changes:
-        parent = _parent(path)
-        while True:
-            directories.add(parent)
-            if parent == "":
-                break
-            parent = _parent(parent)
-    ordered = sorted(directories, key=lambda d: (-d.count("/") - (d != ""), d))  # deepest first, root last
-    trees = read_trees(plumbing, head, ordered)
+    ordered = rewritten_directories(changes)
+    if known_trees is not None and all(d in known_trees for d in ordered):
+        trees = dict(known_trees)
+    else:
+        trees = read_trees(plumbing, head, ordered)
     written: dict[str, str | None] = {}
     for directory in ordered:
         entries = dict(trees[directory])

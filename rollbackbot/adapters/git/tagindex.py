@@ -19,7 +19,9 @@ before planning, so a tag pushed, moved or deleted a moment before the alert is 
 Signature verdicts are cached per tag object id *and* the digest of the allowed-signers file:
 a tag object never changes (its id is the hash of its content, signature included), ``git
 verify-tag`` checks an ssh signature at the tag's own date, so the verdict only changes when
-the allowed-signers file does, and then the key changes too.
+the allowed-signers file does, and then the key changes too. One ``ReleaseChecks`` is shared by
+every adapter of a process (rollbacks, readiness, canary routes): a tag the scheduled readiness
+run verified is not verified again on an incident's critical path, and vice versa.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
 
 from rollbackbot.adapters.git.plumbing import Plumbing
 from rollbackbot.adapters.git.transport import NetworkLimits
+from rollbackbot.core.releases import Inspection
 
 TAG_REPOSITORY = "tags.git"
 TAG_REFSPEC = "+refs/tags/*:refs/tags/*"
@@ -111,6 +114,36 @@ class VerdictCache:
 
     def __len__(self) -> int:
         return len(self._verdicts)
+
+
+InspectionKey = tuple[str, str, tuple[str, ...]]  # tag object id, allowed-signers digest, the target's paths
+
+
+class InspectionCache:
+    """Signature *and* image-pin outcomes of a release tag; only positive signature verdicts are kept."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._known: dict[InspectionKey, Inspection] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: InspectionKey) -> Inspection | None:
+        with self._lock:
+            return self._known.get(key)
+
+    def put(self, key: InspectionKey, inspection: Inspection) -> None:
+        with self._lock:
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            self._known[key] = inspection
+
+
+@dataclass
+class ReleaseChecks:
+    """What is known about release tags, shared by every git adapter of one process."""
+
+    verdicts: VerdictCache = field(default_factory=VerdictCache)
+    inspections: InspectionCache = field(default_factory=InspectionCache)
 
 
 def _fetch_into_index(tags: Plumbing, url: str, refspec: str) -> None:
