@@ -81,6 +81,14 @@ class Measured:
             ("ingest webhook answer p50", f"{summary(ingest.latencies_ms)['p50']:.1f} ms"),
             ("ingest incidents / distinct alerts", f"{ingest.incidents} / {ingest.distinct}"),
             ("ingest inbox empty (all decided) after", f"{ingest.inbox_drained_seconds:.2f} s"),
+            (
+                "peak RSS by phase",
+                ", ".join(
+                    f"{name.removeprefix('VmRSS_peak_')} {kib / 1024:.0f} MB"
+                    for name, kib in self.memory_kib.items()
+                    if name.startswith("VmRSS_peak_")
+                ),
+            ),
             ("ingest incidents all final after", f"{ingest.drain_seconds:.1f} s"),
             (
                 f"answer p50 / p99 at {PACED_RATE:,} alerts/s paced",

@@ -44,6 +44,7 @@ BEHIND_SECONDS = 10.0  # the oldest pending row older than this: say so in the l
 BEHIND_LOG_SECONDS = 30.0
 ADOPT_SECONDS = 1.0  # another replica's rows are decided here once they waited this long (it died or stalls)
 INTAKE_BUSY_SECONDS = 0.1  # a webhook accepted this recently: incident steps are spaced (intake_first)
+BUSY_BATCH = 4  # rows per drainer pass while webhooks arrive
 STEP_SPACING = 0.005  # while intake is busy, at most one incident step starts per this many seconds
 _Row = tuple[datetime, bytes, list[str]]
 
@@ -138,7 +139,7 @@ class Inbox:
         batch: int = 16,
         poison_after: int = 3,
         poll_seconds: float = 0.5,
-        max_defer: float = 0.2,
+        max_defer: float = 0.5,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         replica: str | None = None,
     ) -> None:
@@ -288,7 +289,9 @@ class Inbox:
         """Decide one batch of rows; True when there may be more right away."""
         await self._defer_to_intake()
         adopt_before = self._now() - timedelta(seconds=ADOPT_SECONDS)
-        claim = await self._in_thread(self.rows.claim, self.batch, self.replica, self._backlog, adopt_before)
+        # While webhooks arrive, small passes: a pass holds the GIL in bursts that answers wait behind.
+        batch = BUSY_BATCH if self.busy else self.batch
+        claim = await self._in_thread(self.rows.claim, batch, self.replica, self._backlog, adopt_before)
         if not claim.rows:
             await self._advance()
             return False
@@ -306,7 +309,7 @@ class Inbox:
                 self._act(outcome.decided)
         INBOX_DRAINED.inc(len(done))
         await self._advance()
-        return len(claim.rows) == self.batch
+        return len(claim.rows) == batch
 
     def _say_if_behind(self, oldest: InboxRow) -> None:
         """A log line (at most every ``BEHIND_LOG_SECONDS``) while accepted webhooks wait long to be decided."""

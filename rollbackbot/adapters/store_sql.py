@@ -94,6 +94,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _no_auto_checkpoint(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
+
 _TERMINAL = [s.value for s in TERMINAL_STATES]
 _NON_TERMINAL = [s.value for s in IncidentState if s not in TERMINAL_STATES]
 _ROLLED = [s.value for s in _ROLLBACK_STATES]
@@ -183,6 +187,8 @@ class SqlIncidentStore:
     @staticmethod
     def _inbox_engine(url: str) -> Engine:
         engine = make_engine(url)
+        # No checkpoint inside a webhook's commit: the drainer checkpoints after its deletes (SqlInbox.finish).
+        event.listen(engine, "connect", _no_auto_checkpoint)
         try:
             migrate.upgrade(engine)  # the same migrations: only its inbox table is used
         except DatabaseError as exc:
