@@ -279,11 +279,18 @@ class Inbox:
                 await asyncio.sleep(delay)
                 continue
             if not more:
+                await self._housekeeping()
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
                 except TimeoutError:
                     pass
+
+    async def _housekeeping(self) -> None:
+        try:
+            await self._in_thread(self.rows.checkpoint)
+        except Exception as exc:  # the next pass will say more; a checkpoint is never urgent
+            log.debug("inbox housekeeping failed", extra={"error": describe(exc)})
 
     async def _pass(self) -> bool:
         """Decide one batch of rows; True when there may be more right away."""

@@ -340,3 +340,7 @@ class InboxRows(Protocol):
     def newest(self) -> int:
         """The highest seq in the table (0 when empty)."""
         ...
+
+    def checkpoint(self) -> None:
+        """Housekeeping between passes (SQLite: copy the write-ahead logs back); cheap when nothing is due."""
+        ...

@@ -182,12 +182,17 @@ class SqlIncidentStore:
         self._leases = LeaseStatements(self.engine.dialect.name)
         self._save_leased = _SAVE.where(self._leases.holds())
         self.inbox_url = inbox_url(url)
-        self.inbox = SqlInbox(self._inbox_engine(self.inbox_url) if self.inbox_url != url else self.engine)
+        if self.inbox_url != url:  # SQLite: the drainer checkpoints both files (SqlInbox.checkpoint)
+            event.listen(self.engine, "connect", _no_auto_checkpoint)
+            self.engine.dispose()  # the migration's connection was made before the listener
+            self.inbox = SqlInbox(self._inbox_engine(self.inbox_url), checkpointed=self.engine)
+        else:
+            self.inbox = SqlInbox(self.engine)
 
     @staticmethod
     def _inbox_engine(url: str) -> Engine:
         engine = make_engine(url)
-        # No checkpoint inside a webhook's commit: the drainer checkpoints after its deletes (SqlInbox.finish).
+        # No checkpoint inside a webhook's commit: the drainer checkpoints (SqlInbox.checkpoint).
         event.listen(engine, "connect", _no_auto_checkpoint)
         try:
             migrate.upgrade(engine)  # the same migrations: only its inbox table is used

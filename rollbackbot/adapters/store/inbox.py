@@ -10,6 +10,7 @@ a replica that dies mid-claim releases its locks with its connection and another
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from rollbackbot.adapters.store import schema
 from rollbackbot.adapters.store.outage import store_call
 from rollbackbot.ports import InboxRow
 
+CHECKPOINT_SECONDS = 0.25
 _t = schema.inbox
 _c = _t.c
 _PENDING = _c.error.is_(None)
@@ -50,8 +52,11 @@ class InboxDepth:
 class SqlInbox:
     """The ``inbox`` table of the incident store's database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, checkpointed: Engine | None = None) -> None:
+        """``checkpointed``: another SQLite database whose WAL the drainer copies back too (the incidents')."""
         self.engine = engine
+        self._checkpointed = [e for e in (engine, checkpointed) if e is not None and e.dialect.name == "sqlite"]
+        self._last_checkpoint = 0.0
         self._locking = engine.dialect.name == "postgresql"
         claim = select(_c.seq, _c.accepted_at, _c.body, _c.answer, _c.attempts).where(_PENDING)
         self._claim = claim.order_by(_c.seq).limit(bindparam("limit"))
@@ -108,8 +113,7 @@ class SqlInbox:
             if conn is None:
                 with self.engine.begin() as own:
                     self._write(own, done, failed)
-                if self.engine.dialect.name == "sqlite":
-                    self._checkpoint()
+                self.checkpoint()
             else:
                 self._write(conn, done, failed)
                 conn.commit()
@@ -117,14 +121,20 @@ class SqlInbox:
             if conn is not None:
                 conn.close()
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the file here, in the drainer's thread, never in a webhook's commit (SQLite).
+    @store_call
+    def checkpoint(self) -> None:
+        """Copy the SQLite WALs back into their files here (the drainer's thread), at most every 0.25 s.
 
-        A checkpoint in a commit (SQLite's default, every 1,000 pages) made that webhook's answer wait
-        for the copy and its fsync; PASSIVE never waits for, or blocks, the writer.
+        SQLite's default checkpoints inside whichever commit crosses 1,000 pages: a webhook's append,
+        or an incident step's save on the event loop, which then waited for the copy and its fsync
+        (100-200 ms stalls in the burst). PASSIVE never waits for, or blocks, a writer.
         """
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        if not self._checkpointed or time.monotonic() - self._last_checkpoint < CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint = time.monotonic()
+        for engine in self._checkpointed:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def release(self, claim: InboxClaim) -> None:
         """Give the claimed rows back untouched (the store failed while deciding)."""
