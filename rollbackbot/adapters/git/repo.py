@@ -141,7 +141,6 @@ class GitOpsRepository:
         self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollbackbot-git-tags")  # critical path
         # Reads of one plan that need only the head run side by side (2 cores: ~10 ms off each plan).
         self._parallel = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rollbackbot-git-plan")
-        self._network = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollbackbot-git-fetch")  # beside a plan
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollbackbot-git-refresh")
         self._background_refresh = background_refresh
         self._refreshing: Future[None] | None = None
@@ -264,10 +263,6 @@ class GitOpsRepository:
 
         Returns the path listing still running beside (``_fetch``), to be joined by the caller.
         """
-        return self._refresh_tags_and_branch(target)[0]
-
-    def _refresh_tags_and_branch(self, target: ResolvedTarget) -> tuple[Future[None] | None, bool]:
-        """``_refresh_for``, also saying whether the app's tags had changed on the remote."""
         tags = self._tag_index()
         prefix = tag_ref_prefix(target.tag_pattern)
         differs = self._side.submit(self._tags_differ, tags, prefix)
@@ -277,7 +272,7 @@ class GitOpsRepository:
         if stale:
             with self._step("fetch_tags"), self._tags_lock:
                 fetch_tags_under(tags, self.url, prefix)
-        return listing, stale
+        return listing
 
     def _tags_differ(self, tags: Plumbing, prefix: str) -> bool:
         """Whether the remote's tags under ``prefix`` differ from the tag index's (one ls-remote)."""
@@ -317,7 +312,6 @@ class GitOpsRepository:
         self._background.shutdown(wait=True)
         self._side.shutdown(wait=True)
         self._parallel.shutdown(wait=True)
-        self._network.shutdown(wait=True)
 
     def _step(self, name: str) -> _Stopwatch:
         return _Stopwatch(self.timings, name)
@@ -325,62 +319,22 @@ class GitOpsRepository:
     # --- plans ------------------------------------------------------------------------------------
 
     def plan(self, target: ResolvedTarget) -> RollbackPlan:
-        """Fetch, then compute current and target release for the target's paths.
-
-        The fetch and a plan on the head fetched before run side by side. The early plan stands
-        when the fetch shows that nothing it rests on changed (``_still_valid``); otherwise the
-        plan is made again on the new head, exactly as without the early one.
-        """
+        """Fetch, then compute current and target release for the target's paths."""
         with self._lock:
             self.timings = {}
             started = time.perf_counter()
-            before = read_ref(Path(self._open().repo.git_dir), self.remote_ref) if self._fetched else None
-            refreshing = self._network.submit(self._refresh_tags_and_branch, target)
-            early: RollbackPlan | None = None
-            if before is not None:
-                try:
-                    early = self._choose(target, head=before)
-                except Exception:  # noqa: BLE001 - found again, and raised, by the plan on the new head
-                    early = None
-            listing, tags_changed = refreshing.result()
+            listing = self._refresh_for(target)
             try:
-                head = self._head()
-                if early is not None and not tags_changed and self._still_valid(early, head, target):
-                    plan = replace(early, head=head)
-                else:
-                    self.timings["replanned"] = 1.0
-                    plan = self._choose(target)
+                plan = self._choose(target)
             finally:
                 _join(listing)
             self.timings["plan_total"] = round(1000 * (time.perf_counter() - started), 2)
             log.info("rollback planned", extra={"app": target.app, "timings_ms": self.timings})
             return plan
 
-    def _still_valid(self, early: RollbackPlan, head: str, target: ResolvedTarget) -> bool:
-        """Whether a plan made on ``early.head`` says the same on ``head``: the branch only moved forward,
-        no new commit touched the app's paths or the quarantine file, none is a commit of the app's tags."""
-        if head == early.head:
-            return True
-        plumbing, paths = self._ready(), checked_paths(target.paths)
-        with self._step("still_valid"):
-            touched = self._beside(
-                "touched", plumbing, "rev-list", "-1", f"{early.head}..{head}", "--", *paths, QUARANTINE_PATH
-            )
-            sides = plumbing.run("rev-list", "--left-right", f"{early.head}...{head}").split()
-            if touched.result().strip() or any(line.startswith("<") for line in sides):
-                return False  # our files changed, or history was rewritten: plan again
-            new = {line.removeprefix(">") for line in sides}
-            tagged = self._tag_index().list_refs([tag_ref_prefix(target.tag_pattern)]).values()
-            if any(listing.commit in new for listing in tagged):
-                return False  # a release of the app became part of the branch
-        seen, objects = self._plan_objects  # the app's objects at the new head are those at the old one
-        if seen == early.head:
-            self._plan_objects = (head, {key.replace(early.head, head, 1): value for key, value in objects.items()})
-        return True
-
-    def _choose(self, target: ResolvedTarget, head: str | None = None) -> RollbackPlan:
-        """The plan at ``head`` (the last fetched one): current release, newest verified target, skipped tags."""
-        found = self._gather(target, head)
+    def _choose(self, target: ResolvedTarget) -> RollbackPlan:
+        """The plan at the last fetched head: current release, newest verified target, skipped tags."""
+        found = self._gather(target)
         pool, unusable = target_pool(found.candidates, found.current, found.trees, found.ancestors)
         inspect = partial(self._inspect, paths=found.trees.paths)
         broken = Broken(found.current.tag if found.current else None, found.trees, target.allow_delete)
@@ -417,12 +371,12 @@ class GitOpsRepository:
             raise PermanentError(f"no tag {one_line(name)!r} pointing at a commit")
         return ReleaseTag(listing.name, listing.commit, parse_trailers(listing.body))
 
-    def _gather(self, target: ResolvedTarget, head: str | None = None) -> _Releases:
+    def _gather(self, target: ResolvedTarget) -> _Releases:
         """Everything target selection needs except signatures: one tag listing, one tree lookup."""
         plumbing, tags = self._ready(), self._tag_index()
         paths = checked_paths(target.paths)
         prefix = tag_ref_prefix(target.tag_pattern)
-        head = head or self._head()
+        head = self._head()
         # Only releases on the deploy branch are targets: one listing of the tags the head contains.
         merged = self._beside("ancestry", tags, "for-each-ref", f"--merged={head}", "--format=%(*objectname)", prefix)
         # "Is the app already rolled back?" is about the last commit that touched its paths, not the
