@@ -93,8 +93,12 @@ def _bundle_names(files: Mapping[str, Content]) -> list[str]:
     return names
 
 
-def _write_atomically(path: Path, content: Content) -> None:
-    """Write to a temporary name beside ``path``, flush to disk, then rename over it (read-only)."""
+def _write_atomically(path: Path, content: Content, *, sync_directory: bool = True) -> None:
+    """Write to a temporary name beside ``path``, flush to disk, then rename over it (read-only).
+
+    The rename is durable once the directory is flushed too: here, or by the caller, once for many
+    files (``sync_directory=False``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.")
     tmp = Path(tmp_name)
@@ -109,7 +113,8 @@ def _write_atomically(path: Path, content: Content) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync_directory:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -132,8 +137,14 @@ class FileEvidenceSink:
         url = bundle.resolve().as_uri()
         if (bundle / MANIFEST).exists():
             return url  # sealed by an earlier capture (before a restart): write-once
-        for name in _bundle_names(files):
-            _write_atomically(bundle / name, files[name])
+        written = [(bundle / safe, files[name]) for name, safe in zip(files, _bundle_names(files), strict=True)]
+        for path, content in written:
+            _write_atomically(path, content, sync_directory=False)
+        # Every rename durable before the manifest seals the bundle: each directory flushed once.
+        directories = {parent for path, _ in written for parent in path.relative_to(bundle).parents}
+        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+            _fsync_dir(bundle / directory)
+        _fsync_dir(bundle.parent)  # the bundle directory itself
         _write_atomically(bundle / MANIFEST, _manifest_of(self._stored(bundle)))
         return url
 

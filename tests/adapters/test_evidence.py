@@ -256,3 +256,36 @@ def test_object_lock_mode_setting(tmp_path: Path) -> None:
     assert load_settings(**required, evidence_object_lock_mode="compliance").evidence_object_lock_mode == "COMPLIANCE"
     with pytest.raises(ConfigError, match="ROLLBACKBOT_EVIDENCE_OBJECT_LOCK_MODE is invalid"):
         load_settings(**required, evidence_object_lock_mode="LEGAL_HOLD")
+
+
+def test_file_sink_makes_every_file_durable_before_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file and each directory holding one is flushed before the manifest (the seal) is written.
+
+    One flush per directory, not per file: the bundle's renames all become durable at once.
+    """
+    import os
+
+    flushed: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        flushed.append(f"renamed {Path(dst).relative_to(tmp_path)}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    FileEvidenceSink(tmp_path).write("inc-1", {"alert.json": b"{}", "logs/pod-a.log": b"a", "logs/pod-b.log": b"b"})
+    seal = flushed.index("renamed inc-1/manifest.json")
+    before = flushed[:seal]
+    for name in ("alert.json", "logs/pod-a.log", "logs/pod-b.log"):
+        assert f"renamed inc-1/{name}" in before
+    directories = [entry for entry in before if not entry.startswith("renamed") and Path(entry).is_dir()]
+    assert sorted(directories) == sorted({str(tmp_path), str(tmp_path / "inc-1"), str(tmp_path / "inc-1/logs")})
+    last_rename = max(i for i, entry in enumerate(before) if entry.startswith("renamed"))
+    assert all(before.index(d) > last_rename for d in directories)  # flushed after the renames they hold

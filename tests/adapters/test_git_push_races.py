@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +19,16 @@ from rollbackbot.testing.gitops import AppSpec, GitOpsSandbox, Release, build_sa
 
 APPS = [f"app{n}" for n in range(10)]
 WRITERS = 4
-THINK_SECONDS = 0.15  # between a writer's pushes: four writers still land ~15 pushes a second together, far busier
-# than any GitOps branch, and the race stays winnable on a loaded 2-core CI machine (at 0.05 s it was not always)
+# A rollback, like any pusher that never forces, lands only in a quiet spell of the branch at least as
+# long as its own refetch -> rebuild -> push window (0.1-0.3 s; up to ~0.6 s on a loaded 2-core machine).
+# Writers that retried at once after a rejection and paused a FIXED time after landing kept the branch
+# from ever staying quiet longer than about one pause plus one writer cycle; wherever the rollback's
+# window was longer (an idle machine: git fast, the rollback's Python overhead not), every attempt lost
+# until the push budget ran out (323 rejections in 120 s on CI). So each writer pauses after EVERY push,
+# landed or rejected, for a random, exponentially distributed time: quiet spells of every length occur,
+# and with ~3 landings/s a w-second window finds one with probability ~exp(-3 w) per attempt (>= 15% at
+# w = 0.6 s), whatever the machine's speed.
+WRITER_PAUSE_SECONDS = 1.0  # mean; still far busier than any GitOps branch
 
 
 def target_of(app: str) -> ResolvedTarget:
@@ -27,12 +37,13 @@ def target_of(app: str) -> ResolvedTarget:
 
 @pytest.fixture
 def busy_sandbox(tmp_path: Path) -> Iterator[tuple[GitOpsSandbox, list[int]]]:
-    """Ten apps; four writers committing unrelated files and pushing as fast as they can."""
+    """Ten apps; four writers committing unrelated files and pushing about once a second each, at random."""
     sandbox = build_sandbox(tmp_path / "sandbox", [AppSpec(app, [Release("1.0.0"), Release("1.1.0")]) for app in APPS])
     stop = threading.Event()
     landed = [0] * WRITERS
 
     def write(number: int) -> None:
+        pauses = random.Random(number)
         clone = tmp_path / f"writer-{number}"
         run_git(["clone", "-q", "--no-tags", str(sandbox.remote_path), str(clone)], tmp_path)
         while not stop.is_set():
@@ -42,16 +53,20 @@ def busy_sandbox(tmp_path: Path) -> Iterator[tuple[GitOpsSandbox, list[int]]]:
             run_git(["commit", "-q", "-am", f"writer {number}"], clone)
             try:
                 run_git(["push", "-q", "origin", f"HEAD:refs/heads/{sandbox.branch}"], clone)
-            except subprocess.CalledProcessError:  # a writer losing a race just tries again
-                continue
-            landed[number] += 1
-            stop.wait(THINK_SECONDS)
+            except subprocess.CalledProcessError:
+                pass  # lost a race (to another writer or a rollback): like a real CI job, try again after a pause
+            else:
+                landed[number] += 1
+            stop.wait(pauses.expovariate(1 / WRITER_PAUSE_SECONDS))
 
     seed = {f"platform/writer-{n}.yaml": "tick: -1\n" for n in range(WRITERS)}
     sandbox.commit_paths(seed, "writers' files")
     threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(WRITERS)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
+    while not all(landed) and time.monotonic() < deadline:  # every writer is up and pushing
+        time.sleep(0.05)
     try:
         yield sandbox, landed
     finally:
@@ -65,13 +80,16 @@ def test_every_rollback_lands_while_four_writers_push_continuously(
     busy_sandbox: tuple[GitOpsSandbox, list[int]], tmp_path: Path
 ) -> None:
     sandbox, landed = busy_sandbox
+    assert all(landed)  # the writers really are pushing
     repo = GitOpsRepository(sandbox.remote_url, sandbox.branch, tmp_path / "clone", sandbox.allowed_signers)
     results = {}
     for number, app in enumerate(APPS):
         plan = repo.plan(target_of(app))
+        if number == 0:
+            move_branch(sandbox)  # at least one lost race on every run, whatever the writers' timing
         request = RollbackRequest(f"inc-{number}", target_of(app), plan, "ModelRefusalRateDrop/f00d")
         results[app] = repo.commit_rollback(request)
-    assert sum(landed) > 0  # the writers really were pushing meanwhile
+    assert results[APPS[0]].push_attempts >= 2  # rejected, rebuilt on the new head, pushed again
     log = sandbox.git("log", "--format=%B%x00", sandbox.branch)
     incidents = [parse_commit_trailers(m).get("Rollback-Incident") for m in log.split("\x00")]
     for number, app in enumerate(APPS):
@@ -79,6 +97,17 @@ def test_every_rollback_lands_while_four_writers_push_continuously(
         commit = results[app].commit
         assert sandbox.git("merge-base", "--is-ancestor", commit, sandbox.branch) == ""
         assert sandbox.tree_id(commit, f"apps/{app}") == sandbox.tree_id(f"{app}/v1.0.0", f"apps/{app}")
+
+
+def move_branch(sandbox: GitOpsSandbox) -> None:
+    """One more commit on the deploy branch (an unrelated file), retried until it beats the writers."""
+    for attempt in range(100):
+        try:
+            sandbox.commit_paths({"platform/mover.yaml": f"attempt: {attempt}\n"}, "move the branch")
+            return
+        except subprocess.CalledProcessError:
+            time.sleep(0.05)
+    raise AssertionError("could not move the branch past the writers")
 
 
 @pytest.mark.parametrize(

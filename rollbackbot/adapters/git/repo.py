@@ -35,6 +35,8 @@ from rollbackbot.adapters.git.plumbing import (
     tag_ref_prefix,
 )
 from rollbackbot.adapters.git.tagindex import (
+    LastChange,
+    Reach,
     ReleaseChecks,
     fetch_all_tags,
     fetch_tags_under,
@@ -377,28 +379,86 @@ class GitOpsRepository:
         paths = checked_paths(target.paths)
         prefix = tag_ref_prefix(target.tag_pattern)
         head = self._head()
-        # Only releases on the deploy branch are targets: one listing of the tags the head contains.
-        merged = self._beside("ancestry", tags, "for-each-ref", f"--merged={head}", "--format=%(*objectname)", prefix)
         # "Is the app already rolled back?" is about the last commit that touched its paths, not the
         # branch head: another app's rollback on top must not turn this app's rollback into a proposal.
         # Bloom filters of the commit-graph make this a few ms.
-        last_change = self._beside("last_change", plumbing, "log", "-1", "--format=%B", head, "--", *paths)
+        last_change = self._parallel.submit(self._last_change, plumbing, head, paths)
         rollbacks = self._parallel.submit(self._rollbacks.refresh, plumbing, head)  # for the commit's exactly-once
         with self._step("list_tags"):
             listings = tags.list_refs([prefix])
         candidates, ignored = release_candidates(listings.values(), target.tag_pattern)
+        # Only releases on the deploy branch are targets.
+        tagged = frozenset(c.tag.commit for c in candidates)
+        reach = self._parallel.submit(self._ancestors, plumbing, tags, prefix, head, tagged)
         commits = list(dict.fromkeys([head, *(c.tag.commit for c in candidates)]))
         specs = [f"{commit}:{path}" for commit in commits for path in paths]
         with self._step("trees"):  # the tag index reads the deploy repository's objects too
-            objects = tags.objects([*specs, f"{head}:{QUARANTINE_PATH}"])
+            objects = self._objects_at(tags, [*specs, f"{head}:{QUARANTINE_PATH}"])
         at = {c: {p: _oid(objects[f"{c}:{p}"]) for p in paths} for c in commits}
         trees = TreeFacts(paths, at[head], at)
         current = find_current(candidates, trees)
-        ancestors = set(merged.result().split())
+        ancestors = set(reach.result())
         quarantine = self._read_quarantine(head, objects[f"{head}:{QUARANTINE_PATH}"])
         rollbacks.result()
         self._plan_objects = (head, objects)
         return _Releases(head, last_change.result(), candidates, ignored, trees, quarantine, current, ancestors)
+
+    def _objects_at(self, tags: Plumbing, specs: list[str]) -> dict[str, GitObject | None]:
+        """``commit:path`` lookups, each done once per process (``ReleaseChecks.objects``, shared)."""
+        known = self.checks.objects.known(specs)
+        missing = [spec for spec in specs if spec not in known]
+        found = tags.objects(missing) if missing else {}
+        self.checks.objects.remember(found)
+        return known | found
+
+    def _ancestors(
+        self, plumbing: Plumbing, tags: Plumbing, prefix: str, head: str, tagged: frozenset[str]
+    ) -> frozenset[str]:
+        """The tagged commits that are ancestors of ``head``.
+
+        Known for an earlier head that ``head`` descends from (by any adapter of the process, e.g. the
+        readiness run), only the commits added since are new: one ``rev-list`` of them instead of a walk
+        of the whole history for every tag. Anything else (a new tag, rewritten history, an unknown
+        commit) asks ``for-each-ref --merged`` again.
+        """
+        with self._step("ancestry"):
+            known = self.checks.objects.reach(prefix)
+            if known is not None and tagged <= known.tagged:
+                if known.head == head:
+                    return known.reachable & tagged
+                since = plumbing.attempt("rev-list", "--left-right", f"{known.head}...{head}")
+                sides = since.text.split()
+                if since.status == 0 and not any(line.startswith("<") for line in sides):
+                    added = {line.removeprefix(">") for line in sides}
+                    reachable = (known.reachable | (tagged & added)) & tagged
+                    self.checks.objects.remember_reach(prefix, Reach(head, tagged, reachable))
+                    return reachable
+            merged = tags.run("for-each-ref", f"--merged={head}", "--format=%(*objectname)", prefix)
+            reachable = frozenset(merged.split()) & tagged
+            self.checks.objects.remember_reach(prefix, Reach(head, tagged, reachable))
+            return reachable
+
+    def _last_change(self, plumbing: Plumbing, head: str, paths: tuple[str, ...]) -> str:
+        """The message of the last commit reachable from ``head`` that touched ``paths``.
+
+        Known at an earlier head that ``head`` descends from, only the commits added since are read;
+        otherwise (nothing known, rewritten history, a head this clone lacks) the whole history.
+        """
+        with self._step("last_change"):
+            known = self.checks.objects.last_change(paths)
+            if known is not None and known.head == head:
+                return known.body
+            if known is not None:
+                # Exit 1: not an ancestor (history rewritten); 128: a commit this clone does not have.
+                descends = plumbing.attempt("merge-base", "--is-ancestor", known.head, head).status == 0
+                since = plumbing.attempt("log", "-1", "--format=%B", f"{known.head}..{head}", "--", *paths)
+                if descends and since.status == 0:
+                    body = since.text or known.body
+                    self.checks.objects.remember_last_change(paths, LastChange(head, body))
+                    return body
+            body = plumbing.run("log", "-1", "--format=%B", head, "--", *paths)
+            self.checks.objects.remember_last_change(paths, LastChange(head, body))
+            return body
 
     def _beside(self, step: str, plumbing: Plumbing, *args: str) -> Future[str]:
         """``plumbing.run(*args)`` on the plan's side threads, timed as ``step``; ``.result()`` joins it."""

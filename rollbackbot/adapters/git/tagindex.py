@@ -29,13 +29,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
 
-from rollbackbot.adapters.git.plumbing import Plumbing
+from rollbackbot.adapters.git.plumbing import GitObject, Plumbing
 from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.core.releases import Inspection
 
@@ -138,12 +138,71 @@ class InspectionCache:
             self._known[key] = inspection
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Which of an app's tagged commits the deploy branch contained at ``head``."""
+
+    head: str
+    tagged: frozenset[str]  # the tagged commits that were asked about
+    reachable: frozenset[str]  # those of them that are ancestors of ``head``
+
+
+@dataclass(frozen=True)
+class LastChange:
+    """The message of the last commit touching some paths, as seen from ``head``."""
+
+    head: str
+    body: str
+
+
+class ObjectFacts:
+    """``<commit>:<path>`` -> the object there (None: absent). A commit never changes, so neither does this."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._limit = limit
+        self._known: dict[str, GitObject | None] = {}
+        self._reach: dict[str, Reach] = {}
+        self._last_change: dict[tuple[str, ...], LastChange] = {}
+        self._lock = threading.Lock()
+
+    def known(self, specs: Iterable[str]) -> dict[str, GitObject | None]:
+        with self._lock:
+            return {spec: self._known[spec] for spec in specs if spec in self._known}
+
+    def remember(self, found: Mapping[str, GitObject | None]) -> None:
+        with self._lock:
+            if len(self._known) + len(found) > self._limit:
+                self._known.clear()
+            self._known.update(found)
+
+    def reach(self, prefix: str) -> Reach | None:
+        with self._lock:
+            return self._reach.get(prefix)
+
+    def remember_reach(self, prefix: str, reach: Reach) -> None:
+        with self._lock:
+            if len(self._reach) >= self._limit:
+                self._reach.clear()
+            self._reach[prefix] = reach
+
+    def last_change(self, paths: tuple[str, ...]) -> LastChange | None:
+        with self._lock:
+            return self._last_change.get(paths)
+
+    def remember_last_change(self, paths: tuple[str, ...], seen: LastChange) -> None:
+        with self._lock:
+            if len(self._last_change) >= self._limit:
+                self._last_change.clear()
+            self._last_change[paths] = seen
+
+
 @dataclass
 class ReleaseChecks:
     """What is known about release tags, shared by every git adapter of one process."""
 
     verdicts: VerdictCache = field(default_factory=VerdictCache)
     inspections: InspectionCache = field(default_factory=InspectionCache)
+    objects: ObjectFacts = field(default_factory=ObjectFacts)
 
 
 def _fetch_into_index(tags: Plumbing, url: str, refspec: str) -> None:
