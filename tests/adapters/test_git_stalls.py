@@ -10,7 +10,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -27,7 +27,15 @@ CHUNK = 8192
 
 @dataclass
 class ThrottlingProxy:
-    """Forwards loopback TCP to ``upstream``; server-to-client bytes paced or stopped."""
+    """Forwards loopback TCP to ``upstream``; server-to-client bytes paced or stopped.
+
+    ``close`` shuts every socket down and joins every thread BEFORE closing a descriptor. A thread
+    still blocked in ``accept``/``recv`` on a closed descriptor is not harmless: any signal that wakes
+    it without running a handler (a git child's SIGCHLD, queued while CPython blocks all signals
+    around ``vfork``, lands on whichever thread does not block it) makes the kernel restart the call
+    with the same descriptor NUMBER, which by then may be the next test's listener: the dead proxy's
+    acceptor then took one of that test's connections and dialled the previous, stopped git daemon.
+    """
 
     upstream: tuple[str, int]
     bytes_per_tick: int | None = None  # forward at most this many bytes per 0.1 s; None = unpaced
@@ -35,16 +43,35 @@ class ThrottlingProxy:
     forwarded: int = 0
     first_byte: float | None = None
     last_byte: float | None = None
+    upstream_failures: list[str] = field(default_factory=list)
     closing: threading.Event = field(default_factory=threading.Event)
+    _sockets: list[socket.socket] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> int:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._spawn(self._accept)
         return int(self.listener.getsockname()[1])
 
     def close(self) -> None:
+        """Stop every thread, then release the descriptors (never the other way round)."""
         self.closing.set()
-        self.listener.close()
+        with self._guard:  # no connection is registered after this
+            sockets = [self.listener, *self._sockets]
+        for sock in sockets:
+            _shutdown(sock, socket.SHUT_RDWR)  # wakes accept() (EINVAL) and recv() (EOF)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        stuck = [thread.name for thread in self._threads if thread.is_alive()]
+        assert not stuck, f"proxy threads still running, descriptors left open: {stuck}"
+        for sock in sockets:
+            sock.close()
+
+    def _spawn(self, target: Callable[..., None], *args: socket.socket) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _accept(self) -> None:
         while not self.closing.is_set():
@@ -52,9 +79,20 @@ class ThrottlingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._copy, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._throttle, args=(server, client), daemon=True).start()
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError as exc:  # say so, and let the client fail at once rather than wait on silence
+                self.upstream_failures.append(f"{self.upstream}: {exc!r}")
+                client.close()
+                continue
+            with self._guard:
+                if self.closing.is_set():
+                    client.close()
+                    server.close()
+                    return
+                self._sockets += [client, server]
+                self._spawn(self._copy, client, server)
+                self._spawn(self._throttle, server, client)
 
     def _copy(self, source: socket.socket, sink: socket.socket) -> None:
         while (data := _recv(source, CHUNK)) and _send(sink, data):
@@ -92,9 +130,9 @@ def _send(sock: socket.socket, data: bytes) -> bool:
     return True
 
 
-def _shutdown(sock: socket.socket) -> None:
+def _shutdown(sock: socket.socket, how: int = socket.SHUT_WR) -> None:
     try:
-        sock.shutdown(socket.SHUT_WR)
+        sock.shutdown(how)
     except OSError:
         pass
 
@@ -116,6 +154,7 @@ def proxy(git_daemon: str) -> Iterator[tuple[ThrottlingProxy, str]]:  # noqa: F8
         yield made, f"git://127.0.0.1:{local_port}/{name}"
     finally:
         made.close()
+    assert not made.upstream_failures, f"the proxy could not reach the git daemon: {made.upstream_failures}"
 
 
 @pytest.mark.network
