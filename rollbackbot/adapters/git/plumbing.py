@@ -226,17 +226,10 @@ class Plumbing:
             self.run("pack-refs", "--all")
 
     def fetch_branch(self, branch: str, tracking_ref: str, remote_url: str) -> None:
-        """Fetch only ``branch`` into ``tracking_ref`` (no tags): each plan's fetch, and the re-read after a lost race.
-
-        The few objects of a moved branch are unpacked loose (git's default limit of 100), not kept as one
-        more pack: maintenance is off here, so every plan and every lost race would otherwise leave a pack
-        behind (300 packs double this fetch and triple a cat-file). unpack-objects reports progress too;
-        a larger fetch is still kept as a pack by index-pack.
-        """
+        """Fetch only ``branch`` into ``tracking_ref`` (no tags): the quick re-read after a lost push race."""
         refspec = f"+refs/heads/{branch}:{tracking_ref}"
         self.network(
-            "-c",
-            "fetch.unpackLimit=100",
+            *_KEEP_PACK,
             "fetch",
             "--progress",
             "--no-tags",
