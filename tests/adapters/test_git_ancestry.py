@@ -1,7 +1,6 @@
-"""Which releases are on the deploy branch and what last changed the app, known incrementally: a
-head already answered for (by any adapter of the process, such as the readiness run) is extended
-by the commits added since, and anything else is asked again. Every plan must equal the plan of an
-adapter that knew nothing."""
+"""Which releases are on the deploy branch, known incrementally: a head already answered for (by any
+adapter of the process, such as the readiness run) is extended by the commits added since, and
+anything else is asked again. Every plan must equal the plan of an adapter that knew nothing."""
 
 from __future__ import annotations
 
@@ -65,35 +64,4 @@ def test_rewritten_history_is_asked_again(sandbox: GitOpsSandbox, make_repo: Mak
     assert plan.current is not None and plan.current.name == "fraud-llm/v2.3.0"
     assert plan.target is not None and plan.target.name == "fraud-llm/v2.1.0"
     assert any(s.name == "fraud-llm/v2.2.0" and "not on the deploy branch" in s.reason for s in plan.skipped)
-    assert plan == _fresh(sandbox, make_repo)
-
-
-def test_a_rollback_landed_since_is_the_last_change(sandbox: GitOpsSandbox, make_repo: MakeRepo) -> None:
-    """The head is already a rollback of this app when a rollback is the last commit touching its files."""
-    from tests.adapters.test_git_repo import request_for
-
-    first, second = _pair(sandbox, make_repo)
-    second.commit_rollback(request_for(second.plan(FRAUD), "inc-1"))
-    sandbox.commit_paths({"platform/ingress.yaml": "replicas: 3\n"}, "platform change on top")
-    plan = first.plan(FRAUD)  # it knew the last change at the head before the rollback
-    assert plan.head_is_rollback
-    assert plan == _fresh(sandbox, make_repo)
-
-
-def test_a_rollback_dropped_by_a_rewrite_is_not_the_last_change(sandbox: GitOpsSandbox, make_repo: MakeRepo) -> None:
-    from tests.adapters.test_git_repo import request_for
-
-    first, _ = _pair(sandbox, make_repo)
-    before = sandbox.head()
-    first.commit_rollback(request_for(first.plan(FRAUD), "inc-1"))
-    assert first.plan(FRAUD).head_is_rollback  # known: the rollback is the last change
-    run_git(["fetch", "-q", "origin", sandbox.branch], sandbox.work)
-    run_git(["reset", "-q", "--hard", before], sandbox.work)  # the rollback commit is dropped
-    (sandbox.work / "platform").mkdir(exist_ok=True)
-    (sandbox.work / "platform" / "note.txt").write_text("rewritten\n")
-    run_git(["add", "-A"], sandbox.work)
-    run_git(["commit", "-q", "-m", "rewrite"], sandbox.work, env=IDENT)
-    run_git(["push", "-q", "--force", "origin", f"HEAD:refs/heads/{sandbox.branch}"], sandbox.work)
-    plan = first.plan(FRAUD)
-    assert not plan.head_is_rollback
     assert plan == _fresh(sandbox, make_repo)

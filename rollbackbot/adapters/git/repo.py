@@ -35,7 +35,6 @@ from rollbackbot.adapters.git.plumbing import (
     tag_ref_prefix,
 )
 from rollbackbot.adapters.git.tagindex import (
-    LastChange,
     Reach,
     ReleaseChecks,
     fetch_all_tags,
@@ -382,7 +381,7 @@ class GitOpsRepository:
         # "Is the app already rolled back?" is about the last commit that touched its paths, not the
         # branch head: another app's rollback on top must not turn this app's rollback into a proposal.
         # Bloom filters of the commit-graph make this a few ms.
-        last_change = self._parallel.submit(self._last_change, plumbing, head, paths)
+        last_change = self._beside("last_change", plumbing, "log", "-1", "--format=%B", head, "--", *paths)
         rollbacks = self._parallel.submit(self._rollbacks.refresh, plumbing, head)  # for the commit's exactly-once
         with self._step("list_tags"):
             listings = tags.list_refs([prefix])
@@ -437,28 +436,6 @@ class GitOpsRepository:
             reachable = frozenset(merged.split()) & tagged
             self.checks.objects.remember_reach(prefix, Reach(head, tagged, reachable))
             return reachable
-
-    def _last_change(self, plumbing: Plumbing, head: str, paths: tuple[str, ...]) -> str:
-        """The message of the last commit reachable from ``head`` that touched ``paths``.
-
-        Known at an earlier head that ``head`` descends from, only the commits added since are read;
-        otherwise (nothing known, rewritten history, a head this clone lacks) the whole history.
-        """
-        with self._step("last_change"):
-            known = self.checks.objects.last_change(paths)
-            if known is not None and known.head == head:
-                return known.body
-            if known is not None:
-                # Exit 1: not an ancestor (history rewritten); 128: a commit this clone does not have.
-                descends = plumbing.attempt("merge-base", "--is-ancestor", known.head, head).status == 0
-                since = plumbing.attempt("log", "-1", "--format=%B", f"{known.head}..{head}", "--", *paths)
-                if descends and since.status == 0:
-                    body = since.text or known.body
-                    self.checks.objects.remember_last_change(paths, LastChange(head, body))
-                    return body
-            body = plumbing.run("log", "-1", "--format=%B", head, "--", *paths)
-            self.checks.objects.remember_last_change(paths, LastChange(head, body))
-            return body
 
     def _beside(self, step: str, plumbing: Plumbing, *args: str) -> Future[str]:
         """``plumbing.run(*args)`` on the plan's side threads, timed as ``step``; ``.result()`` joins it."""

@@ -147,14 +147,6 @@ class Reach:
     reachable: frozenset[str]  # those of them that are ancestors of ``head``
 
 
-@dataclass(frozen=True)
-class LastChange:
-    """The message of the last commit touching some paths, as seen from ``head``."""
-
-    head: str
-    body: str
-
-
 class ObjectFacts:
     """``<commit>:<path>`` -> the object there (None: absent). A commit never changes, so neither does this."""
 
@@ -162,7 +154,6 @@ class ObjectFacts:
         self._limit = limit
         self._known: dict[str, GitObject | None] = {}
         self._reach: dict[str, Reach] = {}
-        self._last_change: dict[tuple[str, ...], LastChange] = {}
         self._lock = threading.Lock()
 
     def known(self, specs: Iterable[str]) -> dict[str, GitObject | None]:
@@ -184,16 +175,6 @@ class ObjectFacts:
             if len(self._reach) >= self._limit:
                 self._reach.clear()
             self._reach[prefix] = reach
-
-    def last_change(self, paths: tuple[str, ...]) -> LastChange | None:
-        with self._lock:
-            return self._last_change.get(paths)
-
-    def remember_last_change(self, paths: tuple[str, ...], seen: LastChange) -> None:
-        with self._lock:
-            if len(self._last_change) >= self._limit:
-                self._last_change.clear()
-            self._last_change[paths] = seen
 
 
 @dataclass
