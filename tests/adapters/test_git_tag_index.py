@@ -3,6 +3,9 @@ changed allowed-signers file invalidates, and a deploy repository that never hol
 
 from __future__ import annotations
 
+import pytest
+
+from rollbackbot.adapters.git import repo as repo_module
 from rollbackbot.adapters.git.tagindex import ReleaseChecks, tag_repository
 from rollbackbot.testing.gitops import GitOpsSandbox, Release, run_git
 from tests.adapters.conftest import FRAUD, MakeRepo, MakeSandbox
@@ -78,3 +81,21 @@ def test_a_release_verified_by_one_adapter_is_not_verified_again_by_another(
     alone = make_repo(sandbox, background_refresh=False)
     alone.plan(FRAUD)
     assert "verify" in alone.timings  # without sharing, each adapter verifies for itself
+
+
+def test_packs_from_many_fetches_are_rolled_up_and_nothing_is_lost(
+    sandbox: GitOpsSandbox, make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each branch fetch keeps its pack; past a few they are consolidated, keeping every object."""
+    monkeypatch.setattr(repo_module, "PACKS_BEFORE_REPACK", 4)
+    repo = make_repo(sandbox, background_refresh=False)
+    repo.plan(FRAUD)
+    for n in range(12):  # the branch moves before every plan: one more pack per fetch
+        sandbox.commit_paths({"platform/ingress.yaml": f"replicas: {n}\n"}, f"platform change {n}")
+        repo.plan(FRAUD)
+    repo.close()  # waits for a repack in flight
+    packs = list((repo.workdir / "objects" / "pack").glob("*.pack"))
+    assert len(packs) <= 4 + 2, [p.name for p in packs]  # rolled up (12 fetches would leave 13+)
+    run_git(["fsck", "--connectivity-only", "--no-progress"], repo.workdir)  # nothing the branch needs is gone
+    plan = make_repo(sandbox, background_refresh=False).plan(FRAUD)
+    assert repo.head() == sandbox.head() and plan.target is not None

@@ -94,6 +94,7 @@ class _Releases:
     ancestors: set[str]
 
 
+PACKS_BEFORE_REPACK = 24  # more packs than this in the work clone: roll them up in the background
 PUSH_BUDGET_SECONDS = 120.0  # how long a rollback keeps retrying a push that loses races
 PUSH_BACKOFF_BASE_SECONDS = 0.05
 PUSH_BACKOFF_MAX_SECONDS = 0.5
@@ -145,6 +146,7 @@ class GitOpsRepository:
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollbackbot-git-refresh")
         self._background_refresh = background_refresh
         self._refreshing: Future[None] | None = None
+        self._repacking: Future[None] | None = None
         self._graph_tip: str | None = None  # deploy head covered by the commit-graph file
         self.timings: dict[str, float] = {}  # milliseconds per step of the last plan / commit (logged)
         self._fetched = False
@@ -243,6 +245,7 @@ class GitOpsRepository:
         before = read_ref(Path(plumbing.repo.git_dir), self.remote_ref)
         with self._step("fetch_branch"):
             plumbing.fetch_branch(self.branch, self.remote_ref, self.url)
+        self._keep_packs_few()
         head = read_ref(Path(plumbing.repo.git_dir), self.remote_ref)
         if head is not None and head == before and self._head_paths is not None:
             return None  # the same tree as before: the path listing stands
@@ -292,6 +295,23 @@ class GitOpsRepository:
             self._graph_tip = head
         else:
             log.warning("commit-graph not written", extra={"error": one_line(outcome.stderr, 300)})
+
+    def _keep_packs_few(self) -> None:
+        """Every fetch keeps its pack (the stall watchdog needs index-pack's progress) and maintenance is
+        off in the work clone, so packs pile up: hundreds double a fetch and triple a lookup. Past
+        ``PACKS_BEFORE_REPACK`` they are rolled up in the background (``git repack --geometric=2 -d``:
+        no reachability walk, so no object is dropped; readers carry on while it runs)."""
+        if self._repacking is not None and not self._repacking.done():
+            return
+        packs = Path(self._open().repo.git_dir) / "objects" / "pack"
+        if sum(1 for name in os.listdir(packs) if name.endswith(".pack")) <= PACKS_BEFORE_REPACK:
+            return
+        self._repacking = self._background.submit(self._repack)
+
+    def _repack(self) -> None:
+        outcome = self._open().attempt("repack", "--geometric=2", "-d", "-q")
+        if outcome.status != 0:
+            log.warning("repack of the work clone failed", extra={"error": one_line(outcome.stderr, 300)})
 
     def _refresh_in_background(self) -> None:
         """After a rollback: every tag and the commit-graph, in a worker thread (single flight)."""
@@ -566,6 +586,7 @@ class GitOpsRepository:
             if attempt > 1:  # rejected: fetch only the branch, so the window until the next push stays short
                 with self._step("refetch"):
                     self._ready().fetch_branch(self.branch, self.remote_ref, self.url)
+                self._keep_packs_few()
             with self._step("read"):
                 found = self._branch_objects(request.plan.head, paths)
                 head = _oid(found[self.remote_ref]) or self._head()
