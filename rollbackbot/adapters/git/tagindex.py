@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import git
 
@@ -117,25 +118,41 @@ class VerdictCache:
 
 
 InspectionKey = tuple[str, str, tuple[str, ...]]  # tag object id, allowed-signers digest, the target's paths
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class InspectionCache:
-    """Signature *and* image-pin outcomes of a release tag; only positive signature verdicts are kept."""
+class BoundedFacts(Generic[K, V]):
+    """A thread-safe map of facts about immutable objects; emptied whole when it reaches ``limit``."""
 
-    def __init__(self, limit: int = 10_000) -> None:
+    def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._known: dict[InspectionKey, Inspection] = {}
+        self._known: dict[K, V] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: InspectionKey) -> Inspection | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
             return self._known.get(key)
 
-    def put(self, key: InspectionKey, inspection: Inspection) -> None:
+    def known(self, keys: Iterable[K]) -> dict[K, V]:
         with self._lock:
-            if len(self._known) >= self._limit:
+            return {key: self._known[key] for key in keys if key in self._known}
+
+    def put_all(self, found: Mapping[K, V]) -> None:
+        with self._lock:
+            if len(self._known) + len(found) > self._limit:
                 self._known.clear()
-            self._known[key] = inspection
+            self._known.update(found)
+
+    def put(self, key: K, value: V) -> None:
+        self.put_all({key: value})
+
+
+class InspectionCache(BoundedFacts[InspectionKey, Inspection]):
+    """Signature *and* image-pin outcomes of a release tag; only positive signature verdicts are kept."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        super().__init__(limit)
 
 
 @dataclass(frozen=True)
@@ -148,33 +165,26 @@ class Reach:
 
 
 class ObjectFacts:
-    """``<commit>:<path>`` -> the object there (None: absent). A commit never changes, so neither does this."""
+    """``<commit>:<path>`` -> the object there (None: absent), and per tag prefix the ``Reach`` of a head.
+
+    A commit never changes, so neither does either fact.
+    """
 
     def __init__(self, limit: int = 50_000) -> None:
-        self._limit = limit
-        self._known: dict[str, GitObject | None] = {}
-        self._reach: dict[str, Reach] = {}
-        self._lock = threading.Lock()
+        self._objects: BoundedFacts[str, GitObject | None] = BoundedFacts(limit)
+        self._reach: BoundedFacts[str, Reach] = BoundedFacts(limit)
 
     def known(self, specs: Iterable[str]) -> dict[str, GitObject | None]:
-        with self._lock:
-            return {spec: self._known[spec] for spec in specs if spec in self._known}
+        return self._objects.known(specs)
 
     def remember(self, found: Mapping[str, GitObject | None]) -> None:
-        with self._lock:
-            if len(self._known) + len(found) > self._limit:
-                self._known.clear()
-            self._known.update(found)
+        self._objects.put_all(found)
 
     def reach(self, prefix: str) -> Reach | None:
-        with self._lock:
-            return self._reach.get(prefix)
+        return self._reach.get(prefix)
 
     def remember_reach(self, prefix: str, reach: Reach) -> None:
-        with self._lock:
-            if len(self._reach) >= self._limit:
-                self._reach.clear()
-            self._reach[prefix] = reach
+        self._reach.put(prefix, reach)
 
 
 @dataclass
