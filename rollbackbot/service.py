@@ -344,12 +344,26 @@ class Service:
 
     def adopt_stalled(self) -> int:
         """Drive every stalled incident (``_stalled``) here; set the gauge and return how many there were."""
+        return self._adopt(self._find_stalled(self._busy()))
+
+    def _busy(self) -> set[str]:
+        return set(self._running) | set(self._queued)
+
+    def _find_stalled(self, busy: set[str]) -> list[Incident]:
+        """The stalled incidents not in ``busy``: store reads only, so the watchdog runs it in a thread.
+
+        It reads and parses every unfinished incident: after a storm, thousands, ~100 ms that would
+        stall the event loop (and every webhook waiting on it) once per watchdog interval.
+        """
         now = self.clock.now()
-        busy = self._running.keys() | self._queued.keys()
         stalled = [i for i in self.store.unfinished() if i.id not in busy and self._stalled(i, now)]
         # A replica died or stalled holding the lease: take the incident over now, without the grace.
-        orphans = set(self.store.expired_leases()) - set(self._running) - {i.id for i in stalled}
-        stalled += [i for i in map(self.store.get, sorted(orphans)) if i is not None]
+        orphans = set(self.store.expired_leases()) - busy - {i.id for i in stalled}
+        return stalled + [i for i in map(self.store.get, sorted(orphans)) if i is not None]
+
+    def _adopt(self, stalled: list[Incident]) -> int:
+        busy = self._busy()  # a worker may have started on one while the store was read
+        stalled = [i for i in stalled if i.id not in busy]
         for incident in stalled:
             log.warning(
                 "incident stalled with no worker; driving it again",
@@ -384,7 +398,7 @@ class Service:
         while not self._stopping:
             await asyncio.sleep(interval)
             try:
-                self.adopt_stalled()
+                self._adopt(await asyncio.to_thread(self._find_stalled, self._busy()))
             except Exception as exc:  # the store may be down: say so in the gauge, look again later
                 INCIDENTS_STALLED.set(len(self._store_waits))
                 log.warning("watchdog could not read the store", extra={"error": describe(exc)})

@@ -46,6 +46,7 @@ from rollbackbot.adapters.store.inbox import SqlInbox
 from rollbackbot.adapters.store.leases import LeaseStatements
 from rollbackbot.adapters.store.outage import outage_cause as _outage_cause
 from rollbackbot.adapters.store.outage import store_call as _store_call
+from rollbackbot.adapters.store.turns import TurnTakingConnection
 from rollbackbot.core.decide import AppHistory, OtherIncident
 from rollbackbot.core.incident_json import incident_from_record, incident_to_record
 from rollbackbot.core.incidents import TERMINAL_STATES, Event, Incident, IncidentState
@@ -528,10 +529,12 @@ def inbox_url(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``: SQLite's parent directory made, WAL and busy timeout set; pre-ping."""
+    options: dict[str, Any] = {}
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"factory": TurnTakingConnection}  # writers of this process take turns
     try:
-        engine = create_engine(url, future=True, pool_pre_ping=True)
+        engine = create_engine(url, future=True, pool_pre_ping=True, **options)
     except ModuleNotFoundError as exc:  # postgresql+psycopg without the driver installed
         raise ConfigError(
             f"incident store {redact(url)} needs the Python package {exc.name}: pip install 'rollbackbot[postgresql]'"

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -257,3 +258,30 @@ async def test_stalled_incidents_are_counted_in_the_gauge(tmp_path: Path, clock:
     await asyncio.wait_for(service.idle(), timeout=10)
     assert service.adopt_stalled() == 0
     assert _stalled_gauge() == 0
+
+
+async def test_watchdog_reads_the_store_off_the_event_loop(tmp_path: Path, clock: FakeClock) -> None:
+    """After a storm the watchdog reads and parses thousands of unfinished incidents: never on the loop,
+    where every webhook would wait for it once per interval."""
+    service = _service(tmp_path, [_policy()], clock, FakeGit(), watchdog_seconds=0.02, watchdog_grace=0)
+    readers: list[int] = []
+    unfinished = service.store.unfinished
+
+    def recording_unfinished() -> list[Any]:
+        readers.append(threading.get_ident())
+        return unfinished()
+
+    await service.start()
+    try:
+        orphan = _orphan(service.store, clock)
+        await _eventually(lambda: (service.store.get(orphan) or _never()).state.terminal)  # adopted, driven
+        await asyncio.wait_for(service.idle(), timeout=10)
+        service.store.unfinished = recording_unfinished  # type: ignore[method-assign]
+        await _eventually(lambda: len(readers) >= 3)  # nothing else is running: these are the watchdog's
+    finally:
+        await service.stop()
+    assert threading.get_ident() not in readers  # the test runs on the event loop's thread
+
+
+def _never() -> Any:
+    raise AssertionError("incident vanished")
