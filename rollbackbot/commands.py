@@ -21,6 +21,9 @@ from rollbackbot.settings import load_settings
 
 def serve(host: str, port: int, log_format: str) -> int:
     """Run the service until interrupted; SIGTERM drains first (rollbackbot.shutdown)."""
+    from rollbackbot.allocator import limit_arenas
+
+    limit_arenas()  # before any thread is started (rollbackbot/allocator.py)
     from rollbackbot.logs import configure_logging
     from rollbackbot.shutdown import serve as serve_gracefully
     from rollbackbot.wiring import build_app
