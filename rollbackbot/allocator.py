@@ -41,4 +41,3 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
         return False
     log.debug("malloc arenas capped", extra={"arenas": arenas})
     return True
-
