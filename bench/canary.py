@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from rollbackbot.adapters.git.repo import GitOpsRepository
-from rollbackbot.adapters.git.route_commit import RouteCommitter, edit_route
+from rollbackbot.adapters.git.route_commit import RouteCommitter
+from rollbackbot.adapters.git.route_yaml import edit_route
 from rollbackbot.core.policy import RouteKind, TrafficRouter
 from rollbackbot.core.traffic import StepCommit, StepPosition, TrafficPlan
 from rollbackbot.demo import canary as demo

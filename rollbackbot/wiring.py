@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from pydantic import SecretStr
@@ -25,8 +25,6 @@ from rollbackbot.adapters.git.transport import NetworkLimits
 from rollbackbot.adapters.git.workclone import SelfRepairingRepo
 from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.adapters.prometheus import PrometheusClient
-from rollbackbot.adapters.slack.api import SlackApi
-from rollbackbot.adapters.slack.chat import SlackChat
 from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.canary import CanaryRollout
@@ -45,6 +43,9 @@ from rollbackbot.reload import PolicyReloader
 from rollbackbot.retention import prune_forever
 from rollbackbot.service import Service
 from rollbackbot.settings import Settings
+
+if TYPE_CHECKING:  # Slack's SDK and aiohttp (~10 MB) are imported only when Slack is configured
+    from rollbackbot.adapters.slack.chat import SlackChat
 
 log = logging.getLogger("rollbackbot.wiring")
 
@@ -285,6 +286,8 @@ def _slack_chat(
         return None
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from rollbackbot.adapters.slack.api import SlackApi
+    from rollbackbot.adapters.slack.chat import SlackChat
     from rollbackbot.adapters.slack.store import SlackMessageStore
 
     client = AsyncWebClient(

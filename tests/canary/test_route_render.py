@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from rollbackbot.adapters.git.route_commit import SCHEMAS, edit_route
+from rollbackbot.adapters.git.route_yaml import SCHEMAS, edit_route
 from rollbackbot.core.policy import Backends
 from rollbackbot.core.traffic import Mirror, TrafficPlan
 from rollbackbot.errors import PermanentError, PolicyError

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from rollbackbot.adapters.store import migrate
-from rollbackbot.adapters.store_sql import SqlIncidentStore
+from rollbackbot.adapters.store_sql import SqlIncidentStore, make_engine
 from rollbackbot.core.incidents import AlertRef, Incident, IncidentState, new_incident
 from rollbackbot.errors import StoreUnavailable
 from rollbackbot.ports import LeaseLost, StaleIncident
@@ -207,3 +207,30 @@ def test_leases_are_recorded_on_postgresql_and_not_on_the_one_replica_sqlite_sto
     else:
         assert store.leases_recorded and lease.fence == 1
         assert store.claim([inc.id], "other", 30) == [] and store.owners() == {inc.id: "me"}
+
+
+def test_head_names_the_newest_migration() -> None:
+    assert migrate.HEAD == migrate.head()  # a new migration file bumps HEAD too
+
+
+STARTS_AGAIN = """
+import sys
+from rollbackbot.adapters.store_sql import SqlIncidentStore, make_engine
+SqlIncidentStore(sys.argv[1])
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "mako")))
+"""
+
+
+def test_a_store_at_head_starts_without_alembic(db_url: str) -> None:
+    def start() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", STARTS_AGAIN, db_url], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.strip()
+
+    assert start() != "[]"  # a new database: Alembic migrates it
+    assert start() == "[]"  # at head: one query, Alembic never imported
+    engine = make_engine(db_url)
+    try:
+        assert migrate.current(engine) == migrate.HEAD
+    finally:
+        engine.dispose()
