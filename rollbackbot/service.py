@@ -21,8 +21,9 @@ import asyncio
 import logging
 import random
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from rollbackbot.adapters.http_fetch import fetch_capped
 from rollbackbot.canary import CanaryRollout, canary_quiet_seconds
@@ -60,6 +61,7 @@ from rollbackbot.steps import Steps
 from rollbackbot.workflow import Workflow, append_event
 
 log = logging.getLogger("rollbackbot.service")
+T = TypeVar("T")
 S = IncidentState
 MAX_WAITING_FOR_SLOT = 64  # tasks waiting for a worker slot; incidents scheduled beyond wait in a queue of ids
 
@@ -108,6 +110,7 @@ class Service:
             pull_requests=pull_requests,
         )
         self.workflow.noted = self._noted  # canary steps reach the Slack thread as they happen
+        self.workflow.store_call = self._store_call
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -471,7 +474,7 @@ class Service:
             if self.inbox is not None:
                 await self.inbox.intake_first()
             lease = self.leases.held.get(incident_id)
-            incident = self.store.get(incident_id)
+            incident = await self._store_call(self.store.get, incident_id)
             if incident is None or self._draining or lease is None:
                 return incident
             if incident.state.terminal and not follow_verification:
@@ -486,7 +489,7 @@ class Service:
             updated, retry_in = await self._step(incident)
             if updated is incident:
                 return incident
-            if not self._save_step(incident, updated, lease):
+            if not await self._save_step(incident, updated, lease):
                 if incident_id not in self.leases.held:
                     return self.store.get(incident_id)
                 continue
@@ -495,10 +498,14 @@ class Service:
                 await self._pause(incident_id, retry_in)
             await asyncio.sleep(0)  # let webhook requests in between steps: answering fast comes first
 
-    def _save_step(self, before: Incident, after: Incident, lease: Lease) -> bool:
+    async def _store_call(self, call: Callable[..., T], *args: Any) -> T:
+        """A store call of an incident step: off the loop while webhooks arrive (``Inbox.store_call``)."""
+        return call(*args) if self.inbox is None else await self.inbox.store_call(call, *args)
+
+    async def _save_step(self, before: Incident, after: Incident, lease: Lease) -> bool:
         """Persist a step's outcome under the lease; False when refused (re-read, or stop if the lease is lost)."""
         try:
-            self.store.save(after, before.state, lease)
+            await self._store_call(self.store.save, after, before.state, lease)
             return True
         except LeaseLost:
             log.warning("lease lost while a step ran; its outcome is refused", extra={"incident_id": before.id})

@@ -7,8 +7,9 @@ approved → rolling_back → syncing → rolled_back (→ verification window, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import Any, TypeVar
 
 from rollbackbot.canary import canary_step, end_shadow_step
 from rollbackbot.clock import Clock
@@ -37,6 +38,14 @@ _ACTING = frozenset({S.approved, S.rolling_back, S.syncing})  # about to move, o
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 30 * 60
 
 
+T = TypeVar("T")
+StoreCall = Callable[..., Awaitable[Any]]
+
+
+async def _on_the_loop(call: Callable[..., T], *args: Any) -> T:
+    return call(*args)
+
+
 class Workflow:
     def __init__(
         self,
@@ -53,6 +62,7 @@ class Workflow:
         self.policies = policies
         self.clock = clock
         self.noted: Callable[[str, str], None] | None = None  # (incident id, detail) of a long step, as it happens
+        self.store_call: StoreCall = _on_the_loop  # the service's: off the loop while webhooks arrive
 
     def wait_until(self, incident: Incident) -> datetime | None:
         """When the incident next needs a step; None when only a human (or nothing) can move it."""
@@ -142,7 +152,7 @@ class Workflow:
         if skew is not None and not any(e.detail.startswith("clock skew:") for e in incident.events):
             # Recorded before deciding, so the record says why debounce counts from arrival.
             return incident.with_event(now, f"clock skew: startsAt is {skew:.0f}s in the future")
-        history = self.store.app_history(incident, now - rules.budget_per)
+        history = await self.store_call(self.store.app_history, incident, now - rules.budget_per)
         decision = decide(
             rules,
             alert_firing=incident.resolved_at is None,

@@ -26,7 +26,7 @@ from rollbackbot.adapters.store_sql import SqlIncidentStore
 from rollbackbot.api import create_app
 from rollbackbot.clock import FakeClock
 from rollbackbot.core.alerts import AlertmanagerPayload
-from rollbackbot.core.incidents import AlertRef, new_incident
+from rollbackbot.core.incidents import AlertRef, IncidentState, new_incident
 from rollbackbot.core.policy import Policy
 from rollbackbot.metrics import REGISTRY
 from rollbackbot.policy_files import load_policies
@@ -285,3 +285,33 @@ async def test_watchdog_reads_the_store_off_the_event_loop(tmp_path: Path, clock
 
 def _never() -> Any:
     raise AssertionError("incident vanished")
+
+
+@pytest.mark.parametrize("webhooks_arriving", [True, False])
+async def test_incident_store_calls_leave_the_loop_while_webhooks_arrive(
+    tmp_path: Path, clock: FakeClock, webhooks_arriving: bool
+) -> None:
+    """In a storm a step's store calls would hold the loop every webhook waits on; when intake is
+    quiet they stay on the loop (a thread hop per call would only slow a rollback)."""
+    service = _service(tmp_path, [_policy()], clock, FakeGit())
+    assert service.inbox is not None
+    loop_thread = threading.get_ident()
+    threads: dict[str, set[int]] = {"get": set(), "app_history": set(), "save": set()}
+    for name in threads:
+        real = getattr(service.store, name)
+
+        def recording(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            threads[_name].add(threading.get_ident())
+            return _real(*args)
+
+        setattr(service.store, name, recording)
+    orphan = _orphan(service.store, clock)
+    service.inbox.in_flight = 1 if webhooks_arriving else 0  # a webhook handler between its body and its 202
+    try:
+        done = await service.run_incident(orphan, follow_verification=False)
+    finally:
+        service.inbox.in_flight = 0
+    assert done is not None and done.state is IncidentState.rolled_back, done
+    assert all(threads.values()), threads
+    on_loop = {name for name, seen in threads.items() if loop_thread in seen}
+    assert on_loop == (set() if webhooks_arriving else set(threads))
